@@ -143,12 +143,12 @@ func (c *converter) run() error {
 	}
 	in := c.m.Inputs[0]
 	s := c.shape(in)
-	if len(s) != 4 || s[3] != 3 {
-		return fmt.Errorf("input %q has shape %v; an NHWC image [1,H,W,3] is expected", c.m.Tensors[in].Name, s)
+	if len(s) != 4 {
+		return fmt.Errorf("input %q has shape %v; an NHWC image [1,H,W,C] is expected", c.m.Tensors[in].Name, s)
 	}
 	c.names[in] = sanitize(c.m.Tensors[in].Name)
 	c.g.Name = "invigil"
-	c.g.Inputs = append(c.g.Inputs, onnx.ValueInfo{Name: c.names[in], Dims: []int64{int64(s[0]), 3, int64(s[1]), int64(s[2])}})
+	c.g.Inputs = append(c.g.Inputs, onnx.ValueInfo{Name: c.names[in], Dims: []int64{int64(s[0]), int64(s[3]), int64(s[1]), int64(s[2])}})
 
 	outputs := map[int]bool{}
 	for _, o := range c.m.Outputs {
