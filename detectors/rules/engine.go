@@ -1,0 +1,321 @@
+package rules
+
+import (
+	"fmt"
+	"math"
+)
+
+// Violation is one interval during which a rule's condition held.
+type Violation struct {
+	ID   int  `json:"id"`
+	Type Type `json:"type"`
+	// StartMS is when the condition began (not when the minimum duration
+	// elapsed); EndMS is when it became clear, 0 while Open.
+	StartMS int64 `json:"start_ms"`
+	EndMS   int64 `json:"end_ms"`
+	Open    bool  `json:"open"`
+	// OpenedMS is the frame at which the violation opened: the evidence
+	// frame.
+	OpenedMS int64 `json:"opened_ms"`
+	// Confidence is the peak confidence over the interval, in [0, 1].
+	Confidence float64 `json:"confidence"`
+	// Reason says in English why it opened ("2 faces in view"); pages
+	// translate by Type.
+	Reason string `json:"reason"`
+	// Details are the numbers behind the onset (face_count, yaw_deg, …).
+	Details map[string]float64 `json:"details"`
+}
+
+// EventKind says whether a violation opened or closed.
+type EventKind string
+
+const (
+	Opened EventKind = "opened"
+	Closed EventKind = "closed"
+)
+
+// Event reports a change of one violation.
+type Event struct {
+	Kind      EventKind
+	Violation Violation
+}
+
+// Engine applies a policy's rules to one candidate's observations, in
+// time order. It is not safe for concurrent use: each candidate has one.
+type Engine struct {
+	policy Policy
+	rules  []rule
+	nextID int
+	turns  turnCounter
+	lastT  int64
+}
+
+type rule struct {
+	typ          Type
+	timing       Timing
+	pendingSince int64 // -1 when the condition is not holding
+	clearSince   int64 // -1 while the condition holds or nothing is open
+	open         *Violation
+}
+
+// verdict is one rule's reading of one observation.
+type verdict struct {
+	active     bool
+	confidence float64
+	reason     string
+	details    map[string]float64
+}
+
+// NewEngine builds an engine for a validated policy.
+func NewEngine(p Policy) (*Engine, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{policy: p, nextID: 1, lastT: math.MinInt64}
+	for _, t := range p.EnabledTypes() {
+		e.rules = append(e.rules, rule{typ: t, timing: p.Rules[t], pendingSince: -1, clearSince: -1})
+	}
+	e.turns = turnCounter{window: p.TurnWindowMS, threshold: p.TurnDeg}
+	return e, nil
+}
+
+// Policy returns the engine's policy.
+func (e *Engine) Policy() Policy { return e.policy }
+
+// Observe feeds one observation and returns the violations that opened or
+// closed with it. Observations older than the last one are ignored, so a
+// reordered frame cannot make a violation flap.
+func (e *Engine) Observe(o *Observation) []Event {
+	if o.TMS < e.lastT {
+		return nil
+	}
+	e.lastT = o.TMS
+	if f, ok := o.MainFace(); ok {
+		e.turns.observe(o.TMS, f.YawDeg)
+	} else {
+		e.turns.observe(o.TMS, 0)
+	}
+	blocked := e.blocked(o)
+	var events []Event
+	for i := range e.rules {
+		r := &e.rules[i]
+		v := e.evaluate(r.typ, o, blocked)
+		if ev, ok := e.step(r, o.TMS, v); ok {
+			events = append(events, ev)
+		}
+	}
+	return events
+}
+
+// Finish closes every open violation at tMS (end of stream or session).
+func (e *Engine) Finish(tMS int64) []Event {
+	var events []Event
+	for i := range e.rules {
+		r := &e.rules[i]
+		if r.open == nil {
+			continue
+		}
+		end := tMS
+		if r.clearSince >= 0 {
+			end = r.clearSince
+		}
+		events = append(events, e.close(r, end))
+	}
+	return events
+}
+
+// OpenViolations lists the currently open violations.
+func (e *Engine) OpenViolations() []Violation {
+	var out []Violation
+	for _, r := range e.rules {
+		if r.open != nil {
+			out = append(out, *r.open)
+		}
+	}
+	return out
+}
+
+func (e *Engine) step(r *rule, t int64, v verdict) (Event, bool) {
+	if v.active {
+		r.clearSince = -1
+		if r.open != nil {
+			r.open.Confidence = math.Max(r.open.Confidence, v.confidence)
+			return Event{}, false
+		}
+		if r.pendingSince < 0 {
+			r.pendingSince = t
+		}
+		if t-r.pendingSince < r.timing.MinMS {
+			return Event{}, false
+		}
+		r.open = &Violation{
+			ID: e.nextID, Type: r.typ, StartMS: r.pendingSince, OpenedMS: t, Open: true,
+			Confidence: v.confidence, Reason: v.reason, Details: v.details,
+		}
+		e.nextID++
+		return Event{Kind: Opened, Violation: *r.open}, true
+	}
+	r.pendingSince = -1
+	if r.open == nil {
+		return Event{}, false
+	}
+	if r.clearSince < 0 {
+		r.clearSince = t
+	}
+	if t-r.clearSince < r.timing.ClearMS {
+		return Event{}, false
+	}
+	return e.close(r, r.clearSince), true
+}
+
+func (e *Engine) close(r *rule, end int64) Event {
+	v := *r.open
+	v.Open = false
+	v.EndMS = end
+	r.open = nil
+	r.clearSince = -1
+	return Event{Kind: Closed, Violation: v}
+}
+
+func (e *Engine) blocked(o *Observation) bool {
+	return o.Brightness < e.policy.DarkBrightness || o.Contrast < e.policy.UniformContrast
+}
+
+func clamp01(x float64) float64 { return math.Max(0, math.Min(1, x)) }
+
+// evaluate reads one rule's condition. Conditions that another violation
+// already explains stay silent: a blocked camera hides the face and the
+// hands, and a candidate who left takes the hands along, so those count
+// as one event rather than three.
+func (e *Engine) evaluate(t Type, o *Observation, blocked bool) verdict {
+	p := &e.policy
+	face, hasFace := o.MainFace()
+	switch t {
+	case CameraBlocked:
+		if !blocked {
+			return verdict{}
+		}
+		dark := clamp01(1 - o.Brightness/math.Max(p.DarkBrightness, 1))
+		flat := clamp01(1 - o.Contrast/math.Max(p.UniformContrast, 1))
+		reason := "camera blocked or dark"
+		if o.Brightness >= p.DarkBrightness {
+			reason = "camera shows a uniform picture"
+		}
+		return verdict{true, math.Max(0.5, math.Max(dark, flat)), reason,
+			map[string]float64{"brightness": round1(o.Brightness), "contrast": round1(o.Contrast)}}
+
+	case FaceOffScreen:
+		if blocked {
+			return verdict{}
+		}
+		if !hasFace {
+			return verdict{true, 1, "no face in view", map[string]float64{"face_count": 0}}
+		}
+		frac := o.VisibleFraction(face)
+		if frac < p.MinVisibleFraction {
+			return verdict{true, clamp01(1 - frac), fmt.Sprintf("face %.0f%% outside the frame", 100*(1-frac)),
+				map[string]float64{"face_count": float64(len(o.Faces)), "visible_fraction": round2(frac)}}
+		}
+		return verdict{}
+
+	case ExtraPerson:
+		extra, peak := 0, 0.0
+		for _, f := range o.Faces[min(1, len(o.Faces)):] {
+			if f.Score >= p.ExtraFaceScore {
+				extra++
+				peak = math.Max(peak, f.Score)
+			}
+		}
+		if extra == 0 {
+			return verdict{}
+		}
+		return verdict{true, peak, fmt.Sprintf("%d faces in view", extra+1),
+			map[string]float64{"face_count": float64(extra + 1)}}
+
+	case HeadTurn:
+		if !hasFace {
+			return verdict{}
+		}
+		d := map[string]float64{"yaw_deg": round1(face.YawDeg), "pitch_deg": round1(face.PitchDeg)}
+		yawOver := math.Abs(face.YawDeg) - p.YawLimitDeg
+		pitchOver := math.Abs(face.PitchDeg) - p.PitchLimitDeg
+		if yawOver > 0 || pitchOver > 0 {
+			over := math.Max(yawOver/p.YawLimitDeg, pitchOver/p.PitchLimitDeg)
+			reason := fmt.Sprintf("head turned %.0f°", face.YawDeg)
+			if pitchOver > yawOver*p.PitchLimitDeg/p.YawLimitDeg {
+				reason = fmt.Sprintf("head tilted %.0f°", face.PitchDeg)
+			}
+			return verdict{true, clamp01(0.6 + over), reason, d}
+		}
+		if n := e.turns.count(); n >= p.TurnCount {
+			d["turns"] = float64(n)
+			return verdict{true, clamp01(0.5 + 0.1*float64(n-p.TurnCount+1)),
+				fmt.Sprintf("looked around %d times in %ds", n, p.TurnWindowMS/1000), d}
+		}
+		return verdict{}
+
+	case HandsOutOfView:
+		if !o.HandsChecked || !hasFace || blocked || p.RequiredHands == 0 {
+			return verdict{}
+		}
+		visible := 0
+		for _, h := range o.Hands {
+			if h.Score >= p.HandScore {
+				visible++
+			}
+		}
+		if visible >= p.RequiredHands {
+			return verdict{}
+		}
+		return verdict{true, clamp01(0.5 + 0.5*float64(p.RequiredHands-visible)/float64(p.RequiredHands)),
+			fmt.Sprintf("%d of %d hands visible", visible, p.RequiredHands),
+			map[string]float64{"hands_visible": float64(visible), "hands_required": float64(p.RequiredHands)}}
+
+	case Distance:
+		if !hasFace || face.DistanceCM <= 0 {
+			return verdict{}
+		}
+		off := math.Abs(face.DistanceCM-p.DistanceCM) - p.DistanceToleranceCM
+		if off <= 0 {
+			return verdict{}
+		}
+		reason := fmt.Sprintf("too close to the camera (%.0f cm)", face.DistanceCM)
+		if face.DistanceCM > p.DistanceCM {
+			reason = fmt.Sprintf("too far from the camera (%.0f cm)", face.DistanceCM)
+		}
+		return verdict{true, clamp01(0.5 + off/p.DistanceCM), reason,
+			map[string]float64{"distance_cm": round1(face.DistanceCM), "target_cm": p.DistanceCM}}
+	}
+	return verdict{}
+}
+
+func round1(x float64) float64 { return math.Round(x*10) / 10 }
+func round2(x float64) float64 { return math.Round(x*100) / 100 }
+
+// turnCounter counts head turns: each time |yaw| rises past the threshold
+// after having been back within threshold−5° (so jitter around the
+// threshold is not counted twice).
+type turnCounter struct {
+	window    int64
+	threshold float64
+	turned    bool
+	times     []int64
+}
+
+func (c *turnCounter) observe(t int64, yaw float64) {
+	a := math.Abs(yaw)
+	switch {
+	case !c.turned && a > c.threshold:
+		c.turned = true
+		c.times = append(c.times, t)
+	case c.turned && a < c.threshold-5:
+		c.turned = false
+	}
+	cut := 0
+	for cut < len(c.times) && t-c.times[cut] > c.window {
+		cut++
+	}
+	c.times = c.times[cut:]
+}
+
+func (c *turnCounter) count() int { return len(c.times) }

@@ -1,0 +1,223 @@
+package rules
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+)
+
+// Type is a violation type; the names are API contracts (DESIGN.md):
+// new ones may be added, none renamed.
+type Type string
+
+const (
+	FaceOffScreen   Type = "face_off_screen"
+	ExtraPerson     Type = "extra_person"
+	HeadTurn        Type = "head_turn"
+	HandsOutOfView  Type = "hands_out_of_view"
+	Distance        Type = "distance"
+	CameraBlocked   Type = "camera_blocked"
+)
+
+// AllTypes lists every violation type in a stable order.
+var AllTypes = []Type{FaceOffScreen, ExtraPerson, HeadTurn, HandsOutOfView, Distance, CameraBlocked}
+
+// Timing is a rule's hysteresis: the condition must hold for MinMS before a
+// violation opens and be clear for ClearMS before it closes.
+type Timing struct {
+	Enabled bool  `json:"enabled"`
+	MinMS   int64 `json:"min_ms"`
+	ClearMS int64 `json:"clear_ms"`
+}
+
+// Policy chooses the active rules, their thresholds and the analysis cost
+// for one kind of room. Defaults come from DefaultPolicy; a config file may
+// override any field.
+type Policy struct {
+	Name string `json:"name"`
+
+	// AnalysisFPS is how many frames per second the pipeline analyses.
+	AnalysisFPS float64 `json:"analysis_fps"`
+	// HandsEvery runs the (expensive) hand detector on every Nth analysed
+	// frame, carrying the last result in between; 0 disables it.
+	HandsEvery int `json:"hands_every"`
+
+	Rules map[Type]Timing `json:"rules"`
+
+	// face_off_screen: the main face counts as off screen when less than
+	// this share of its box is inside the frame.
+	MinVisibleFraction float64 `json:"min_visible_fraction"`
+	// extra_person: faces beyond the first whose score reaches this count.
+	ExtraFaceScore float64 `json:"extra_face_score"`
+	// head_turn: sustained |yaw| or |pitch| beyond these limits, or
+	// TurnCount turns beyond TurnDeg within TurnWindowMS ("左顾右盼").
+	YawLimitDeg   float64 `json:"yaw_limit_deg"`
+	PitchLimitDeg float64 `json:"pitch_limit_deg"`
+	TurnDeg       float64 `json:"turn_deg"`
+	TurnCount     int     `json:"turn_count"`
+	TurnWindowMS  int64   `json:"turn_window_ms"`
+	// hands_out_of_view: fewer visible hands than this.
+	RequiredHands int     `json:"required_hands"`
+	HandScore     float64 `json:"hand_score"`
+	// distance: outside DistanceCM ± DistanceToleranceCM.
+	DistanceCM          float64 `json:"distance_cm"`
+	DistanceToleranceCM float64 `json:"distance_tolerance_cm"`
+	// camera_blocked: mean luma below DarkBrightness, or luma standard
+	// deviation below UniformContrast (a flat frame).
+	DarkBrightness  float64 `json:"dark_brightness"`
+	UniformContrast float64 `json:"uniform_contrast"`
+}
+
+// Policy names (per room).
+const (
+	PolicyWaiting   = "waiting"
+	PolicyInterview = "interview"
+	PolicyRestRoom  = "rest_room"
+)
+
+// PolicyNames lists the built-in policies.
+var PolicyNames = []string{PolicyWaiting, PolicyInterview, PolicyRestRoom}
+
+func base() Policy {
+	return Policy{
+		AnalysisFPS:         5,
+		HandsEvery:          0,
+		MinVisibleFraction:  0.6,
+		ExtraFaceScore:      0.6,
+		YawLimitDeg:         35,
+		PitchLimitDeg:       30,
+		TurnDeg:             25,
+		TurnCount:           4,
+		TurnWindowMS:        20_000,
+		RequiredHands:       0,
+		HandScore:           0.5,
+		DistanceCM:          50,
+		DistanceToleranceCM: 5,
+		DarkBrightness:      25,
+		UniformContrast:     6,
+		Rules:               map[Type]Timing{},
+	}
+}
+
+// DefaultPolicy returns the built-in policy of that name.
+//
+//   - waiting: the candidate waits for a call; only leaving, a second
+//     person and a blocked camera matter.
+//   - interview: on a call with the examiner; adds head turns and
+//     distance (the guide's 50 cm ± 5 cm).
+//   - rest_room: the strictest; adds both hands on the desk.
+func DefaultPolicy(name string) (Policy, error) {
+	p := base()
+	p.Name = name
+	on := func(min, clear int64) Timing { return Timing{Enabled: true, MinMS: min, ClearMS: clear} }
+	switch name {
+	case PolicyWaiting:
+		p.AnalysisFPS = 2
+		p.Rules[FaceOffScreen] = on(3000, 1500)
+		p.Rules[ExtraPerson] = on(2000, 2000)
+		p.Rules[CameraBlocked] = on(2000, 1500)
+	case PolicyInterview:
+		p.Rules[FaceOffScreen] = on(2000, 1500)
+		p.Rules[ExtraPerson] = on(1000, 2000)
+		p.Rules[HeadTurn] = on(2000, 1500)
+		p.Rules[Distance] = on(5000, 2000)
+		p.Rules[CameraBlocked] = on(1500, 1500)
+	case PolicyRestRoom:
+		p.HandsEvery = 3
+		p.RequiredHands = 2
+		p.Rules[FaceOffScreen] = on(2000, 1500)
+		p.Rules[ExtraPerson] = on(1000, 2000)
+		p.Rules[HeadTurn] = on(2000, 1500)
+		p.Rules[HandsOutOfView] = on(3000, 2000)
+		p.Rules[Distance] = on(5000, 2000)
+		p.Rules[CameraBlocked] = on(1500, 1500)
+	default:
+		return Policy{}, fmt.Errorf("unknown policy %q (want one of %v)", name, PolicyNames)
+	}
+	for _, t := range AllTypes {
+		if _, ok := p.Rules[t]; !ok {
+			p.Rules[t] = Timing{MinMS: 2000, ClearMS: 1500}
+		}
+	}
+	return p, nil
+}
+
+// Validate reports the first nonsensical setting.
+func (p *Policy) Validate() error {
+	switch {
+	case p.AnalysisFPS <= 0 || p.AnalysisFPS > 60:
+		return fmt.Errorf("policy %s: analysis_fps %g must be in (0, 60]", p.Name, p.AnalysisFPS)
+	case p.HandsEvery < 0:
+		return fmt.Errorf("policy %s: hands_every %d must be ≥ 0", p.Name, p.HandsEvery)
+	case p.RequiredHands < 0 || p.RequiredHands > 2:
+		return fmt.Errorf("policy %s: required_hands %d must be 0, 1 or 2", p.Name, p.RequiredHands)
+	case p.RequiredHands > 0 && p.HandsEvery == 0 && p.Rules[HandsOutOfView].Enabled:
+		return fmt.Errorf("policy %s: hands_out_of_view needs hands_every ≥ 1", p.Name)
+	case p.DistanceCM <= 0 || p.DistanceToleranceCM < 0:
+		return fmt.Errorf("policy %s: distance %g ± %g cm is invalid", p.Name, p.DistanceCM, p.DistanceToleranceCM)
+	case p.MinVisibleFraction < 0 || p.MinVisibleFraction > 1:
+		return fmt.Errorf("policy %s: min_visible_fraction %g must be in [0, 1]", p.Name, p.MinVisibleFraction)
+	case p.TurnCount < 1 || p.TurnWindowMS <= 0:
+		return fmt.Errorf("policy %s: turn_count and turn_window_ms must be positive", p.Name)
+	}
+	for t, tm := range p.Rules {
+		if !knownType(t) {
+			return fmt.Errorf("policy %s: unknown violation type %q", p.Name, t)
+		}
+		if tm.MinMS < 0 || tm.ClearMS < 0 {
+			return fmt.Errorf("policy %s: %s durations must be ≥ 0", p.Name, t)
+		}
+	}
+	return nil
+}
+
+func knownType(t Type) bool {
+	for _, k := range AllTypes {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
+
+// ParsePolicyOverride applies a JSON object of overrides (any Policy
+// fields; rules merge per type) on top of the named default policy.
+func ParsePolicyOverride(name string, override json.RawMessage) (Policy, error) {
+	p, err := DefaultPolicy(name)
+	if err != nil {
+		return Policy{}, err
+	}
+	if len(override) == 0 {
+		return p, nil
+	}
+	defaults := p.Rules
+	p.Rules = nil
+	dec := json.NewDecoder(bytes.NewReader(override))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return Policy{}, fmt.Errorf("policy %s: %w", name, err)
+	}
+	merged := map[Type]Timing{}
+	for t, tm := range defaults {
+		merged[t] = tm
+	}
+	for t, tm := range p.Rules {
+		merged[t] = tm
+	}
+	p.Rules = merged
+	p.Name = name
+	return p, p.Validate()
+}
+
+// EnabledTypes lists the active rules in a stable order.
+func (p *Policy) EnabledTypes() []Type {
+	var out []Type
+	for t, tm := range p.Rules {
+		if tm.Enabled {
+			out = append(out, t)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
