@@ -12,12 +12,12 @@ import (
 type Type string
 
 const (
-	FaceOffScreen   Type = "face_off_screen"
-	ExtraPerson     Type = "extra_person"
-	HeadTurn        Type = "head_turn"
-	HandsOutOfView  Type = "hands_out_of_view"
-	Distance        Type = "distance"
-	CameraBlocked   Type = "camera_blocked"
+	FaceOffScreen  Type = "face_off_screen"
+	ExtraPerson    Type = "extra_person"
+	HeadTurn       Type = "head_turn"
+	HandsOutOfView Type = "hands_out_of_view"
+	Distance       Type = "distance"
+	CameraBlocked  Type = "camera_blocked"
 )
 
 // AllTypes lists every violation type in a stable order.
