@@ -1,7 +1,6 @@
 package convert_test
 
 import (
-	"encoding/binary"
 	"math"
 	"math/rand"
 	"testing"
@@ -64,22 +63,23 @@ func runOpenCV(t *testing.T, onnxBytes []byte, tm *tflite.Model, nhwc []float32)
 	defer net.Close()
 	s := tm.Tensors[tm.Inputs[0]].Shape
 	n, h, w, ch := s[0], s[1], s[2], s[3]
-	raw := make([]byte, 4*len(nhwc))
+	// The blob owns its memory (NewMatWithSizesFromBytes would alias a Go
+	// slice that the collector may move or free while OpenCV reads it).
+	blob := gocv.NewMatWithSizes([]int{n, ch, h, w}, gocv.MatTypeCV32F)
+	defer blob.Close()
+	dst, err := blob.DataPtrFloat32()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for b := 0; b < n; b++ {
 		for y := 0; y < h; y++ {
 			for x := 0; x < w; x++ {
 				for k := 0; k < ch; k++ {
-					v := nhwc[((b*h+y)*w+x)*ch+k]
-					binary.LittleEndian.PutUint32(raw[4*(((b*ch+k)*h+y)*w+x):], math.Float32bits(v))
+					dst[((b*ch+k)*h+y)*w+x] = nhwc[((b*h+y)*w+x)*ch+k]
 				}
 			}
 		}
 	}
-	blob, err := gocv.NewMatWithSizesFromBytes([]int{n, ch, h, w}, gocv.MatTypeCV32F, raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blob.Close()
 	net.SetInput(blob, "")
 	var names []string
 	for _, o := range tm.Outputs {

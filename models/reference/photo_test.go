@@ -1,10 +1,12 @@
 package reference_test
 
 import (
+	"fmt"
 	"image"
 	"image/draw"
 	"image/jpeg"
 	"os"
+	"sync"
 	"testing"
 
 	"invigil/internal/testassets"
@@ -16,7 +18,27 @@ import (
 // the source pixels whose centres fall inside it) and each channel is
 // mapped from [0,255] to [lo,hi]. The same slice feeds the reference and,
 // transposed to NCHW, the converted ONNX model.
+// Inputs are cached: decoding the large sample photos dominates otherwise.
+// Callers must not modify the returned slice.
 func photoInput(t testing.TB, name string, size int, lo, hi float32) []float32 {
+	t.Helper()
+	key := fmt.Sprint(name, size, lo, hi)
+	photoCache.Lock()
+	defer photoCache.Unlock()
+	if in, ok := photoCache.m[key]; ok {
+		return in
+	}
+	in := loadPhoto(t, name, size, lo, hi)
+	photoCache.m[key] = in
+	return in
+}
+
+var photoCache = struct {
+	sync.Mutex
+	m map[string][]float32
+}{m: map[string][]float32{}}
+
+func loadPhoto(t testing.TB, name string, size int, lo, hi float32) []float32 {
 	t.Helper()
 	f, err := os.Open(testassets.Photo(t, name))
 	if err != nil {

@@ -349,13 +349,12 @@ func (e *Evaluator) preparePad(op *tflite.Operator, s *step) ([]int, error) {
 	}
 	out := make([]int, len(x))
 	s.padBefore = make([]int, len(x))
-	s.padAfter = make([]int, len(x))
 	for i := range x {
 		b, a := p[2*i], p[2*i+1]
 		if b < 0 || a < 0 {
 			return nil, fmt.Errorf("negative paddings %v", p)
 		}
-		s.padBefore[i], s.padAfter[i] = b, a
+		s.padBefore[i] = b
 		out[i] = b + x[i] + a
 	}
 	return out, nil

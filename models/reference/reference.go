@@ -38,8 +38,8 @@ type step struct {
 	// CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D: padding before the first
 	// row and column (the extra padding of an odd total goes after).
 	padTop, padLeft int
-	// PAD: padding before and after each axis.
-	padBefore, padAfter []int
+	// PAD: padding before each axis.
+	padBefore []int
 	// MEAN: reduced[axis] is true for the axes averaged over.
 	reduced []bool
 	// CONCATENATION: the axis, made non-negative.
@@ -48,7 +48,7 @@ type step struct {
 
 // New validates m and prepares it for evaluation. Every operator must be
 // one the evaluator supports; otherwise the error names the op and the
-// operator's index.
+// operator's index. The Evaluator keeps m: do not modify it afterwards.
 func New(m *tflite.Model) (*Evaluator, error) {
 	if m == nil {
 		return nil, fmt.Errorf("reference: nil model")

@@ -18,8 +18,9 @@ func TestCorruptGraphsNeverPanic(t *testing.T) {
 		tflite.OpRelu, tflite.OpPad, tflite.OpReshape, tflite.OpConcatenation, tflite.OpResizeBilinear,
 		tflite.OpMean, tflite.OpFullyConnected, tflite.OpPrelu, tflite.OpDequantize, tflite.OpLogistic, tflite.OpMul}
 	rng := rand.New(rand.NewSource(1))
+	const iterations = 300
 	accepted, runs := 0, 0
-	for iter := 0; iter < 300; iter++ {
+	for iter := 0; iter < iterations; iter++ {
 		m := cloneModel(orig)
 		what := mutate(rng, m, codes)
 		func() {
@@ -41,7 +42,7 @@ func TestCorruptGraphsNeverPanic(t *testing.T) {
 			}
 		}()
 	}
-	t.Logf("%d of 300 damaged graphs accepted (they still make sense), %d run", accepted, runs)
+	t.Logf("%d of %d damaged graphs accepted (they still make sense), %d run", accepted, iterations, runs)
 }
 
 func cloneModel(m *tflite.Model) *tflite.Model {

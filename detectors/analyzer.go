@@ -1,0 +1,298 @@
+// Package detectors turns camera frames into observations (faces with head
+// pose and distance, hands, light) and observations into violations with
+// evidence, using the converted MediaPipe models through GoCV and the
+// temporal rules of package rules.
+package detectors
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"sort"
+
+	"gocv.io/x/gocv"
+
+	"invigil/detectors/rules"
+	"invigil/models"
+	"invigil/models/runner"
+)
+
+// MaxFrameSide bounds the frame the detectors look at: larger frames are
+// scaled down first (the models see at most 224 px anyway), which bounds
+// memory and time for hostile or 8K inputs.
+const MaxFrameSide = 1920
+
+// maxHands is how many hands one candidate can show.
+const maxHands = 2
+
+// Analyzer holds one set of networks. It is not safe for concurrent use:
+// each pipeline worker owns one, and per-candidate state lives in Stream.
+type Analyzer struct {
+	face *runner.FaceDetector
+	palm *runner.PalmDetector
+	hand *runner.HandLandmarker
+
+	gray, small gocv.Mat // scratch for the light measures
+	scaled      gocv.Mat // scratch for oversized frames
+}
+
+// AnalyzerOptions picks the model variants.
+type AnalyzerOptions struct {
+	ModelsDir string
+	// FullHands selects the full (slower, more accurate) palm and hand
+	// landmark models instead of the lite ones.
+	FullHands bool
+}
+
+// NewAnalyzer loads the face, palm and hand-landmark networks.
+func NewAnalyzer(opts AnalyzerOptions) (*Analyzer, error) {
+	if opts.ModelsDir == "" {
+		dir, err := models.DefaultDir()
+		if err != nil {
+			return nil, err
+		}
+		opts.ModelsDir = dir
+	}
+	if err := models.CheckPresent(opts.ModelsDir); err != nil {
+		return nil, err
+	}
+	a := &Analyzer{gray: gocv.NewMat(), small: gocv.NewMat(), scaled: gocv.NewMat()}
+	var err error
+	if a.face, err = runner.NewFaceDetector(models.ONNXPath(opts.ModelsDir, models.FaceFullRange), runner.FaceFullRange); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("load face detector: %w", err)
+	}
+	palmModel, palmName := runner.PalmLite, models.PalmLite
+	handModel, handName := runner.HandLandmarkLite, models.HandLandmarkLite
+	if opts.FullHands {
+		palmModel, palmName = runner.PalmFull, models.PalmFull
+		handModel, handName = runner.HandLandmarkFull, models.HandLandmarkFull
+	}
+	if a.palm, err = runner.NewPalmDetector(models.ONNXPath(opts.ModelsDir, palmName), palmModel); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("load palm detector: %w", err)
+	}
+	if a.hand, err = runner.NewHandLandmarker(models.ONNXPath(opts.ModelsDir, handName), handModel); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("load hand landmarker: %w", err)
+	}
+	return a, nil
+}
+
+// Close frees the networks.
+func (a *Analyzer) Close() error {
+	if a.face != nil {
+		a.face.Close()
+	}
+	if a.palm != nil {
+		a.palm.Close()
+	}
+	if a.hand != nil {
+		a.hand.Close()
+	}
+	a.gray.Close()
+	a.small.Close()
+	a.scaled.Close()
+	return nil
+}
+
+// Stream is one candidate's analysis state: the hand tracker, the cost
+// schedule and the camera calibration. A worker may serve many streams.
+type Stream struct {
+	Policy rules.Policy
+	Camera Camera
+	// CalibrateUntilMS, when positive, marks the frames before it as the
+	// device check at 50 cm: the main face's scale there calibrates the
+	// camera, and no distance is reported until calibration is done.
+	CalibrateUntilMS int64
+
+	calibScales []float64
+	calibrated  bool
+
+	analysed     int
+	handsChecked bool
+	hands        []rules.Hand
+	tracked      []runner.RotatedRect
+	handRuns     int
+}
+
+// NewStream starts a stream under a policy.
+func NewStream(p rules.Policy, cam Camera) *Stream {
+	return &Stream{Policy: p, Camera: cam}
+}
+
+// ErrBadFrame reports a frame the detectors cannot take.
+var ErrBadFrame = errors.New("bad frame")
+
+// Observe analyses one BGR frame of any size for the stream.
+func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observation, error) {
+	if img.Empty() || img.Cols() < 2 || img.Rows() < 2 {
+		return rules.Observation{}, fmt.Errorf("%w: empty or smaller than 2×2", ErrBadFrame)
+	}
+	if img.Type() != gocv.MatTypeCV8UC3 {
+		return rules.Observation{}, fmt.Errorf("%w: type %v, want 8-bit BGR", ErrBadFrame, img.Type())
+	}
+	frame := img
+	if side := max(img.Cols(), img.Rows()); side > MaxFrameSide {
+		f := float64(MaxFrameSide) / float64(side)
+		gocv.Resize(img, &a.scaled, image.Point{}, f, f, gocv.InterpolationArea)
+		frame = a.scaled
+	}
+	o := rules.Observation{TMS: tMS, Width: frame.Cols(), Height: frame.Rows()}
+	o.Brightness, o.Contrast = a.light(frame)
+
+	faces, err := a.face.Detect(frame)
+	if err != nil {
+		return o, fmt.Errorf("detect faces: %w", err)
+	}
+	o.Faces = a.faceObservations(faces, frame, tMS, s)
+
+	if s.Policy.HandsEvery > 0 && s.analysed%s.Policy.HandsEvery == 0 {
+		hands, err := a.detectHands(frame, s)
+		if err != nil {
+			return o, fmt.Errorf("detect hands: %w", err)
+		}
+		s.hands, s.handsChecked = hands, true
+		o.HandsFresh = true
+	}
+	o.Hands = append([]rules.Hand(nil), s.hands...)
+	o.HandsChecked = s.handsChecked
+	s.analysed++
+	return o, nil
+}
+
+// light measures mean luma and its spread on a thumbnail: cheap, and
+// enough to tell a covered lens or a dead camera.
+func (a *Analyzer) light(frame gocv.Mat) (brightness, contrast float64) {
+	gocv.Resize(frame, &a.small, image.Pt(160, 120), 0, 0, gocv.InterpolationArea)
+	gocv.CvtColor(a.small, &a.gray, gocv.ColorBGRToGray)
+	mean, stddev := gocv.NewMat(), gocv.NewMat()
+	defer mean.Close()
+	defer stddev.Close()
+	gocv.MeanStdDev(a.gray, &mean, &stddev)
+	return mean.GetDoubleAt(0, 0), stddev.GetDoubleAt(0, 0)
+}
+
+// faceObservations sorts faces largest first (the candidate sits nearest)
+// and adds head pose and distance.
+func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int64, s *Stream) []rules.Face {
+	out := make([]poseFace, 0, len(faces))
+	centre := rules.Point{X: float64(frame.Cols()) / 2, Y: float64(frame.Rows()) / 2}
+	focal := s.Camera.FocalPx(frame.Cols())
+	for _, f := range faces {
+		rf := poseFace{Face: rules.Face{
+			Box:   rules.Rect{X: f.Box.X, Y: f.Box.Y, W: f.Box.W, H: f.Box.H},
+			Score: f.Score,
+		}}
+		for i, k := range f.Keypoints {
+			rf.Keypoints[i] = rules.Point{X: k.X, Y: k.Y}
+		}
+		if pose, ok := EstimatePose(rf.Face.Keypoints, centre, focal); ok {
+			rf.YawDeg, rf.PitchDeg = pose.YawDeg, pose.PitchDeg
+			rf.DistanceCM = s.Camera.DistanceCM(pose, frame.Cols())
+			rf.pxPerMM = pose.PxPerMM
+		}
+		out = append(out, rf)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Box.Area() > out[j-1].Box.Area(); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	result := make([]rules.Face, len(out))
+	for i, f := range out {
+		result[i] = f.Face
+	}
+	s.calibrate(tMS, out, frame.Cols())
+	if s.CalibrateUntilMS > 0 && !s.calibrated {
+		for i := range result {
+			result[i].DistanceCM = 0
+		}
+	}
+	return result
+}
+
+// poseFace carries the head scale next to the observation for calibration.
+type poseFace struct {
+	rules.Face
+	pxPerMM float64
+}
+
+// calibrate collects the main face's scale during the device check and,
+// once it is over, sets the camera from the median (robust to a few frames
+// where the candidate leaned in).
+func (s *Stream) calibrate(tMS int64, faces []poseFace, frameWidth int) {
+	if s.CalibrateUntilMS <= 0 || s.calibrated {
+		return
+	}
+	if tMS < s.CalibrateUntilMS {
+		if len(faces) > 0 && faces[0].pxPerMM > 0 {
+			s.calibScales = append(s.calibScales, faces[0].pxPerMM)
+		}
+		return
+	}
+	if len(s.calibScales) == 0 {
+		return // no face seen yet: keep calibrating with the next one
+	}
+	sorted := append([]float64(nil), s.calibScales...)
+	sort.Float64s(sorted)
+	s.Camera.Calibrate(Pose{PxPerMM: sorted[len(sorted)/2]}, frameWidth)
+	s.calibrated = true
+}
+
+// Calibrated reports whether the device-check calibration is done.
+func (s *Stream) Calibrated() bool { return s.calibrated }
+
+// detectHands follows the hands found last time with the landmark model
+// alone and runs the (expensive) palm detector only when fewer than two
+// hands could be followed, as MediaPipe's hand tracking does.
+func (a *Analyzer) detectHands(frame gocv.Mat, s *Stream) ([]rules.Hand, error) {
+	var found []runner.Hand
+	for _, crop := range s.tracked {
+		h, err := a.hand.Detect(frame, crop)
+		if err != nil {
+			return nil, err
+		}
+		if h.Presence >= 0.5 && !overlapsAny(h.Box, found) {
+			found = append(found, h)
+		}
+	}
+	if len(found) < maxHands {
+		palms, err := a.palm.Detect(frame)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range palms {
+			if len(found) >= maxHands {
+				break
+			}
+			if overlapsAny(p.Box, found) {
+				continue
+			}
+			h, err := a.hand.Detect(frame, p.Crop)
+			if err != nil {
+				return nil, err
+			}
+			if h.Presence >= 0.5 && !overlapsAny(h.Box, found) {
+				found = append(found, h)
+			}
+		}
+	}
+	s.handRuns++
+	s.tracked = s.tracked[:0]
+	out := make([]rules.Hand, 0, len(found))
+	for _, h := range found {
+		s.tracked = append(s.tracked, h.NextCrop())
+		out = append(out, rules.Hand{Box: rules.Rect{X: h.Box.X, Y: h.Box.Y, W: h.Box.W, H: h.Box.H}, Score: h.Presence})
+	}
+	return out, nil
+}
+
+func overlapsAny(r runner.Rect, hands []runner.Hand) bool {
+	for _, h := range hands {
+		if r.IoU(h.Box) > 0.3 {
+			return true
+		}
+	}
+	return false
+}
