@@ -50,7 +50,7 @@ func TestEstimatePose(t *testing.T) {
 			t.Errorf("yaw %.1f pitch %.1f: estimated %.1f, %.1f", c.yaw, c.pitch, pose.YawDeg, pose.PitchDeg)
 		}
 		// The scene puts the nose tip at dist; the eyes are behind it.
-		_, _, ez := rotate([3]float64{0, -32, 28}, c.yaw, c.pitch)
+		_, _, ez := rotate([3]float64{0, -39, 28}, c.yaw, c.pitch)
 		eyes := (c.dist + ez) / 10
 		if d := cam.DistanceCM(pose, 640); math.Abs(d-eyes) > 1 {
 			t.Errorf("distance %.1f cm: estimated %.1f", eyes, d)
