@@ -238,7 +238,9 @@ func checkImageHeader(path string) error {
 }
 
 func (r *fileRun) video(ctx context.Context) error {
-	capture, err := gocv.VideoCaptureFile(r.path)
+	// FFmpeg alone: the other backends (GStreamer, image sequences) only
+	// add noise and surprises for a plain file.
+	capture, err := gocv.VideoCaptureFileWithAPI(r.path, gocv.VideoCaptureFFmpeg)
 	if err != nil {
 		return fmt.Errorf("%w: %s cannot be opened as a video (%v)", ErrUnreadable, r.path, err)
 	}

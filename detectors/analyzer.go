@@ -106,8 +106,8 @@ type Stream struct {
 	// camera, and no distance is reported until calibration is done.
 	CalibrateUntilMS int64
 
-	calibScales []float64
-	calibrated  bool
+	calibFaces []calibFace
+	calibrated bool
 
 	analysed     int
 	handsChecked bool
@@ -190,7 +190,7 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 		if pose, ok := EstimatePose(rf.Face.Keypoints, centre, focal); ok {
 			rf.YawDeg, rf.PitchDeg = pose.YawDeg, pose.PitchDeg
 			rf.DistanceCM = s.Camera.DistanceCM(pose, frame.Cols())
-			rf.pxPerMM = pose.PxPerMM
+			rf.pose = pose
 		}
 		out = append(out, rf)
 	}
@@ -203,7 +203,7 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 	for i, f := range out {
 		result[i] = f.Face
 	}
-	s.calibrate(tMS, out, frame.Cols())
+	s.calibrate(tMS, out, centre, frame.Cols())
 	if s.CalibrateUntilMS > 0 && !s.calibrated {
 		for i := range result {
 			result[i].DistanceCM = 0
@@ -212,31 +212,46 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 	return result
 }
 
+// calibFace is one device-check sample of the candidate's face.
+type calibFace struct {
+	keypoints [6]rules.Point
+	scale     float64
+	centre    rules.Point
+}
+
 // poseFace carries the head scale next to the observation for calibration.
 type poseFace struct {
 	rules.Face
-	pxPerMM float64
+	pose Pose
 }
 
 // calibrate collects the main face's scale during the device check and,
 // once it is over, sets the camera from the median (robust to a few frames
 // where the candidate leaned in).
-func (s *Stream) calibrate(tMS int64, faces []poseFace, frameWidth int) {
+func (s *Stream) calibrate(tMS int64, faces []poseFace, centre rules.Point, frameWidth int) {
 	if s.CalibrateUntilMS <= 0 || s.calibrated {
 		return
 	}
 	if tMS < s.CalibrateUntilMS {
-		if len(faces) > 0 && faces[0].pxPerMM > 0 {
-			s.calibScales = append(s.calibScales, faces[0].pxPerMM)
+		if len(faces) > 0 && faces[0].pose.PxPerMM > 0 {
+			s.calibFaces = append(s.calibFaces, calibFace{faces[0].Keypoints, faces[0].pose.PxPerMM, centre})
 		}
 		return
 	}
-	if len(s.calibScales) == 0 {
+	if len(s.calibFaces) == 0 {
 		return // no face seen yet: keep calibrating with the next one
 	}
-	sorted := append([]float64(nil), s.calibScales...)
-	sort.Float64s(sorted)
-	s.Camera.Calibrate(Pose{PxPerMM: sorted[len(sorted)/2]}, frameWidth)
+	sort.Slice(s.calibFaces, func(i, j int) bool { return s.calibFaces[i].scale < s.calibFaces[j].scale })
+	median := s.calibFaces[len(s.calibFaces)/2]
+	// The pose fit itself depends on the focal length, so settle both
+	// together: a few rounds of fit, then calibrate with the new pose.
+	for i := 0; i < 8; i++ {
+		pose, ok := EstimatePose(median.keypoints, median.centre, s.Camera.FocalPx(frameWidth))
+		if !ok {
+			return
+		}
+		s.Camera.Calibrate(pose, frameWidth)
+	}
 	s.calibrated = true
 }
 

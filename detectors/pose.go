@@ -204,7 +204,7 @@ const CalibrationDistanceCM = 50
 // Calibrate records the focal length implied by a pose taken while the
 // candidate sits at CalibrationDistanceCM.
 func (c *Camera) Calibrate(p Pose, frameWidth int) {
-	c.CalibratedFocalPx = p.PxPerMM * CalibrationDistanceCM * 10
+	c.CalibratedFocalPx = p.PxPerMM * (CalibrationDistanceCM*10 - p.EyeDepthMM)
 	c.CalibrationWidth = frameWidth
 }
 

@@ -13,6 +13,7 @@ import (
 )
 
 func main() {
+	if os.Args[1] == "probevideo" { probeVideo(os.Args[2], 5); return }
 	if os.Args[1] == "video" {
 		w, err := gocv.VideoWriterFile("/tmp/t.avi", "MJPG", 10, 640, 480, true)
 		if err != nil { panic(err) }
