@@ -1,0 +1,85 @@
+# Invigil. `make run` and `make test` work from a fresh Debian 12 machine:
+# scripts/install.sh installs whatever apt packages are missing (it is the one
+# place that lists them), the models are provisioned, then the real work runs.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+# The official Go release lives in /usr/local/go; a Go already on PATH wins.
+export PATH := $(PATH):/usr/local/go/bin
+# VCS stamping fails where .git is absent (Docker) or owned by another user
+# (CI clones); the version comes from VERSION below instead.
+export GOFLAGS ?= -buildvcs=false
+
+ADDR    ?= 127.0.0.1:8080
+DATA    ?= ./data
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+export INVIGIL_MODELS   ?= $(HOME)/.cache/invigil/models
+export INVIGIL_TESTDATA ?= $(CURDIR)/.cache/testdata
+
+BIN := bin/invigil
+GO_TEST_TIMEOUT ?= 15m
+BENCHTIME ?= 1s
+FUZZTIME  ?= 20s
+DOCKER_IMAGE ?= invigil:$(VERSION)
+
+.PHONY: build deps test-deps models testdata run test bench fuzz docker clean help
+
+help:
+	@echo "make run     install what is missing, build, fetch models, serve on $(ADDR)"
+	@echo "make test    install what is missing and run every test"
+	@echo "make build   write $(BIN)        make models  provision models into $(INVIGIL_MODELS)"
+	@echo "make bench   run the benchmarks  make fuzz    short fuzz runs (FUZZTIME=$(FUZZTIME))"
+	@echo "make docker  build the image $(DOCKER_IMAGE)"
+
+deps:
+	scripts/install.sh build
+
+test-deps:
+	scripts/install.sh build test
+
+# Always handed to go build: Go's own cache makes an unchanged rebuild cheap,
+# and make cannot see which Go files changed.
+build: deps
+	go build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/invigil
+
+models: build
+	$(BIN) models fetch
+
+testdata: test-deps
+	scripts/testdata.sh
+
+run: build models
+	$(BIN) serve --addr $(ADDR) --data $(DATA)
+
+test: test-deps build models testdata
+	go test ./... -count=1 -timeout $(GO_TEST_TIMEOUT)
+
+# Only packages that have benchmarks are built; their figures are printed as
+# go test reports them (ns/op plus the custom metrics each benchmark adds).
+SOURCES_GREP = grep -rl --include='*_test.go' --exclude-dir=.git --exclude-dir=.cache --exclude-dir=node_modules
+BENCH_PKGS = $(shell $(SOURCES_GREP) '^func Benchmark' . | xargs -r -n1 dirname | sort -u)
+bench: build models testdata
+	@pkgs="$(BENCH_PKGS)"; \
+	if [ -z "$$pkgs" ]; then echo "no benchmarks yet"; exit 0; fi; \
+	go test -run '^$$' -bench . -benchtime $(BENCHTIME) -count=1 -timeout 30m $$pkgs
+
+# go test fuzzes one target of one package per run, so each runs in turn.
+fuzz: test-deps build models testdata
+	@$(SOURCES_GREP) '^func Fuzz' . | sort | while read -r file; do \
+	  dir=$$(dirname "$$file"); \
+	  for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
+	    echo "fuzz $$dir $$target for $(FUZZTIME)"; \
+	    go test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$dir"; \
+	  done; \
+	done
+
+docker:
+	docker build --build-arg VERSION=$(VERSION) -t $(DOCKER_IMAGE) .
+
+# Only what the build made: ./data holds users' recordings and the model and
+# test caches are expensive to refetch.
+clean:
+	rm -rf bin

@@ -1,0 +1,213 @@
+// Package api is Invigil's HTTP surface: health and readiness probes,
+// Prometheus metrics and (in later issues) the JSON API under /api/v1.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options wires the server to what it reports on. Registry is required: the
+// caller owns it, so tests read the metrics of their own server and several
+// servers can live in one process.
+type Options struct {
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	// Version is reported in invigil_build_info.
+	Version string
+	// MaxBodyBytes caps every request body; 0 means 1 MiB.
+	MaxBodyBytes int64
+	// Ready reports whether the server can do its work (models loaded, store
+	// open); nil means always ready. /readyz returns 503 with its error.
+	Ready func() error
+}
+
+// Server holds the handler tree and its metrics.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// New builds the server and registers its metrics in opts.Registry.
+func New(opts Options) (*Server, error) {
+	if opts.Registry == nil {
+		return nil, errors.New("api: Options.Registry is nil")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	s := &Server{
+		opts: opts,
+		log:  opts.Logger,
+		mux:  http.NewServeMux(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invigil_http_requests_total",
+			Help: "HTTP requests served, by route pattern and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "invigil_http_request_duration_seconds",
+			Help:    "Time to serve an HTTP request, by route pattern.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "invigil_build_info",
+		Help: "Always 1; the labels say which build is running.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(opts.Version, runtime.Version()).Set(1)
+	for _, c := range []prometheus.Collector{s.requests, s.duration, buildInfo} {
+		if err := opts.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("api: register metrics: %w", err)
+		}
+	}
+
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),
+	}))
+	return s, nil
+}
+
+// Handler is the full handler chain: metrics outermost so that rejected
+// bodies are counted too, then the body limit, then the routes.
+func (s *Server) Handler() http.Handler {
+	return s.instrument(limitBody(s.opts.MaxBodyBytes, s.mux))
+}
+
+// Serve serves on ln until ctx is done, then stops accepting connections and
+// gives in-flight requests up to grace to finish. It returns nil after a
+// clean shutdown and the listener's error if serving failed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	srv := &http.Server{
+		Handler: s.Handler(),
+		// Slowloris protection; bodies are bounded by limitBody and handler
+		// deadlines, not by a global WriteTimeout that would cut long-lived
+		// event streams.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	// ctx is done, so shutdown gets a fresh deadline of its own.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	shutdownErr := srv.Shutdown(shutdownCtx)
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+	}
+	if shutdownErr != nil {
+		// Requests still running past the grace period are cut off.
+		_ = srv.Close()
+		return fmt.Errorf("shutdown: %w", shutdownErr)
+	}
+	return nil
+}
+
+// healthz answers whether the process is alive; it checks nothing else so an
+// orchestrator does not restart a server that is only waiting on a dependency.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// instrument counts and times every request under its route pattern (never
+// the raw path, which would give one time series per URL).
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		// ServeMux records the matched pattern on the request it was given.
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		s.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		s.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+// limitBody rejects bodies over max bytes: at once when the declared length
+// is too large, and through http.MaxBytesReader when the body is streamed.
+func limitBody(max int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{
+				"error": "request body larger than " + strconv.FormatInt(max, 10) + " bytes",
+			})
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, max)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder remembers the status code a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.status = code
+		r.wroteHeader = true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.wroteHeader = true
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack (live events,
+// WebSockets) through the recorder.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	// The client may have gone; there is nobody left to tell.
+	_ = json.NewEncoder(w).Encode(v)
+}

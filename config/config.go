@@ -1,0 +1,300 @@
+// Package config holds Invigil's settings: one struct with defaults, then an
+// optional JSON config file, then INVIGIL_* environment variables, then
+// command-line flags, each overriding the one before.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting a subcommand may read. Field names in JSON are the
+// keys of the config file.
+type Config struct {
+	// Addr is the HOST:PORT the HTTP server listens on.
+	Addr string `json:"addr"`
+	// DataDir holds the SQLite database, recordings and evidence.
+	DataDir string `json:"data_dir"`
+	// ModelsDir holds the provisioned ONNX models and their manifest.
+	ModelsDir string `json:"models_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+	// LogFormat is text (for people) or json (for log collectors).
+	LogFormat string `json:"log_format"`
+	// MaxBodyBytes caps every request body so one client cannot exhaust memory.
+	MaxBodyBytes int64 `json:"max_body_bytes"`
+	// ShutdownTimeout bounds how long in-flight requests may finish on SIGTERM.
+	ShutdownTimeout Duration `json:"shutdown_timeout"`
+}
+
+// Duration is a time.Duration written as "10s" in the config file.
+type Duration time.Duration
+
+// UnmarshalJSON accepts Go duration strings such as "750ms" or "1m".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration the way UnmarshalJSON reads it.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// String implements flag.Value.
+func (d *Duration) String() string { return time.Duration(*d).String() }
+
+// Set implements flag.Value.
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults returns the embedded defaults. home is the user's home directory,
+// which decides where models are cached; an empty home (no HOME set) falls
+// back to a directory beside the data so nothing lands in "/".
+func Defaults(home string) Config {
+	models := filepath.Join("data", "models")
+	if home != "" {
+		models = filepath.Join(home, ".cache", "invigil", "models")
+	}
+	return Config{
+		Addr:            "127.0.0.1:8080",
+		DataDir:         "./data",
+		ModelsDir:       models,
+		LogLevel:        "info",
+		LogFormat:       "text",
+		MaxBodyBytes:    1 << 20,
+		ShutdownTimeout: Duration(10 * time.Second),
+	}
+}
+
+// setting ties one Config field to its flag and environment variable, so the
+// three sources cannot drift apart.
+type setting struct {
+	flag, env, usage string
+	field            func(*Config) flag.Value
+}
+
+var settings = []setting{
+	{"addr", "INVIGIL_ADDR", "`HOST:PORT` to listen on", func(c *Config) flag.Value { return (*stringValue)(&c.Addr) }},
+	{"data", "INVIGIL_DATA", "data `DIR` (database, recordings, evidence)", func(c *Config) flag.Value { return (*stringValue)(&c.DataDir) }},
+	{"models", "INVIGIL_MODELS", "models `DIR`", func(c *Config) flag.Value { return (*stringValue)(&c.ModelsDir) }},
+	{"log-level", "INVIGIL_LOG_LEVEL", "log `LEVEL`: debug, info, warn, error", func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
+	{"log-format", "INVIGIL_LOG_FORMAT", "log `FORMAT`: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
+	{"max-body-bytes", "INVIGIL_MAX_BODY_BYTES", "largest request body in `BYTES`", func(c *Config) flag.Value { return (*int64Value)(&c.MaxBodyBytes) }},
+	{"shutdown-timeout", "INVIGIL_SHUTDOWN_TIMEOUT", "how long requests may finish on shutdown (`DURATION`)", func(c *Config) flag.Value { return &c.ShutdownTimeout }},
+}
+
+// EnvConfigFile names the config file when --config is not given.
+const EnvConfigFile = "INVIGIL_CONFIG"
+
+// Flags are the config flags registered on one subcommand's FlagSet.
+type Flags struct {
+	fs     *flag.FlagSet
+	values Config
+	file   string
+	names  map[string]bool
+}
+
+// Register adds --config and the named settings' flags (all when names is
+// empty) to fs. Each subcommand registers only the settings it uses, so its
+// -h lists no flag that does nothing.
+func Register(fs *flag.FlagSet, names ...string) *Flags {
+	f := &Flags{fs: fs, names: map[string]bool{}}
+	fs.StringVar(&f.file, "config", "", "JSON config `FILE` (default $"+EnvConfigFile+")")
+	// Flag defaults are shown from the embedded defaults; the parsed value is
+	// used only when the flag was given, so they never mask env or file.
+	f.values = Defaults(homeDir())
+	for _, s := range settings {
+		if len(names) > 0 && !slices.Contains(names, s.flag) {
+			continue
+		}
+		f.names[s.flag] = true
+		fs.Var(s.field(&f.values), s.flag, s.usage+" (env "+s.env+")")
+	}
+	return f
+}
+
+// Resolve builds the Config after fs.Parse: defaults, then the config file,
+// then environment variables from getenv, then the flags that were set.
+func (f *Flags) Resolve(getenv func(string) string) (Config, error) {
+	cfg := Defaults(homeDirFrom(getenv))
+	path := f.file
+	if path == "" {
+		path = getenv(EnvConfigFile)
+	}
+	if path != "" {
+		if err := loadFile(path, &cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	for _, s := range settings {
+		v := getenv(s.env)
+		if v == "" {
+			continue
+		}
+		if err := s.field(&cfg).Set(v); err != nil {
+			return Config{}, fmt.Errorf("environment %s=%q: %w", s.env, v, err)
+		}
+	}
+	var flagErr error
+	f.fs.Visit(func(fl *flag.Flag) {
+		if !f.names[fl.Name] || flagErr != nil {
+			return
+		}
+		for _, s := range settings {
+			if s.flag == fl.Name {
+				// Set cannot fail here: flag.Parse already accepted the same text.
+				flagErr = s.field(&cfg).Set(fl.Value.String())
+			}
+		}
+	})
+	if flagErr != nil {
+		return Config{}, flagErr
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// loadFile reads a JSON config file over cfg. Unknown keys are errors: a
+// misspelt key silently ignored would leave the default in force unnoticed.
+func loadFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		return fmt.Errorf("config file %s: %w", path, describeJSONError(b, err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: unexpected data after the JSON object", path)
+	}
+	return nil
+}
+
+// describeJSONError adds the line number, which encoding/json reports only as
+// a byte offset.
+func describeJSONError(b []byte, err error) error {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Errorf("line %d: %w", lineOf(b, syntax.Offset), err)
+	case errors.As(err, &typ):
+		return fmt.Errorf("line %d: key %q: want %s, got %s", lineOf(b, typ.Offset), typ.Field, typ.Type, typ.Value)
+	}
+	return err
+}
+
+func lineOf(b []byte, offset int64) int {
+	if offset > int64(len(b)) {
+		offset = int64(len(b))
+	}
+	return bytes.Count(b[:offset], []byte("\n")) + 1
+}
+
+// Validate reports the first setting that cannot work, naming it.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("addr %q: want HOST:PORT: %w", c.Addr, err)
+	}
+	if c.DataDir == "" {
+		return errors.New("data dir is empty")
+	}
+	if c.ModelsDir == "" {
+		return errors.New("models dir is empty")
+	}
+	if _, err := c.SlogLevel(); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log format %q: want text or json", c.LogFormat)
+	}
+	if c.MaxBodyBytes <= 0 {
+		return fmt.Errorf("max body bytes %d: must be positive", c.MaxBodyBytes)
+	}
+	if c.ShutdownTimeout < 0 {
+		return fmt.Errorf("shutdown timeout %s: must not be negative", time.Duration(c.ShutdownTimeout))
+	}
+	return nil
+}
+
+// SlogLevel turns LogLevel into a slog.Level.
+func (c Config) SlogLevel() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return l, nil
+}
+
+// NewLogger builds the slog logger the settings ask for, writing to w.
+func (c Config) NewLogger(w io.Writer) *slog.Logger {
+	level, err := c.SlogLevel()
+	if err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+type stringValue string
+
+func (s *stringValue) String() string     { return string(*s) }
+func (s *stringValue) Set(v string) error { *s = stringValue(v); return nil }
+
+type int64Value int64
+
+func (i *int64Value) String() string { return strconv.FormatInt(int64(*i), 10) }
+func (i *int64Value) Set(v string) error {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return fmt.Errorf("not a whole number: %q", v)
+	}
+	*i = int64Value(n)
+	return nil
+}
+
+func homeDir() string { return homeDirFrom(os.Getenv) }
+
+// homeDirFrom reads HOME through getenv so tests control the default models
+// directory without touching the process environment.
+func homeDirFrom(getenv func(string) string) string {
+	if h := getenv("HOME"); h != "" {
+		return h
+	}
+	h, _ := os.UserHomeDir()
+	return h
+}

@@ -1,0 +1,185 @@
+package config
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func resolve(t *testing.T, args []string, vars map[string]string) (Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := Register(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parse %v: %v", args, err)
+	}
+	return f.Resolve(env(vars))
+}
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "invigil.json")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := resolve(t, nil, map[string]string{"HOME": "/home/ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Addr:            "127.0.0.1:8080",
+		DataDir:         "./data",
+		ModelsDir:       "/home/ada/.cache/invigil/models",
+		LogLevel:        "info",
+		LogFormat:       "text",
+		MaxBodyBytes:    1 << 20,
+		ShutdownTimeout: Duration(10 * time.Second),
+	}
+	if cfg != want {
+		t.Errorf("defaults\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+// Each source overrides the ones below it, field by field: a flag wins over
+// env, env over the file, the file over defaults, and a source that is silent
+// about a field leaves the lower one in force.
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, `{
+		"addr": "10.0.0.1:1000",
+		"data_dir": "/file/data",
+		"models_dir": "/file/models",
+		"log_level": "warn",
+		"shutdown_timeout": "3s"
+	}`)
+	vars := map[string]string{
+		"HOME":              "/home/ada",
+		"INVIGIL_ADDR":      "10.0.0.2:2000",
+		"INVIGIL_DATA":      "/env/data",
+		"INVIGIL_LOG_LEVEL": "debug",
+	}
+	cfg, err := resolve(t, []string{"--config", file, "--addr", "10.0.0.3:3000"}, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct{ name, got, want string }{
+		{"addr from flag", cfg.Addr, "10.0.0.3:3000"},
+		{"data from env", cfg.DataDir, "/env/data"},
+		{"models from file", cfg.ModelsDir, "/file/models"},
+		{"log level from env", cfg.LogLevel, "debug"},
+		{"log format from defaults", cfg.LogFormat, "text"},
+		{"shutdown from file", time.Duration(cfg.ShutdownTimeout).String(), "3s"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestConfigFileFromEnv(t *testing.T) {
+	file := writeFile(t, `{"addr": "127.0.0.1:9999"}`)
+	cfg, err := resolve(t, nil, map[string]string{"INVIGIL_CONFIG": file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:9999" {
+		t.Errorf("addr = %q, want the one from $INVIGIL_CONFIG's file", cfg.Addr)
+	}
+}
+
+func TestModelsFromEnv(t *testing.T) {
+	cfg, err := resolve(t, nil, map[string]string{"HOME": "/home/ada", "INVIGIL_MODELS": "/srv/models"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ModelsDir != "/srv/models" {
+		t.Errorf("models dir = %q, want /srv/models", cfg.ModelsDir)
+	}
+}
+
+func TestBadConfigFiles(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       []string // substrings of the error
+	}{
+		{"unknown key", `{"adr": "127.0.0.1:1"}`, []string{`unknown field "adr"`}},
+		{"syntax", "{\n\"addr\": \"x\",\n}", []string{"line 3", "invalid character"}},
+		{"wrong type", "{\n\"max_body_bytes\": \"big\"\n}", []string{"line 2", "max_body_bytes", "int64"}},
+		{"bad duration", `{"shutdown_timeout": "soon"}`, []string{"soon"}},
+		{"trailing data", `{"addr": "127.0.0.1:1"} {}`, []string{"after the JSON object"}},
+		{"invalid value", `{"log_level": "loud"}`, []string{`log level "loud"`}},
+		{"bad addr", `{"addr": "localhost"}`, []string{`addr "localhost"`, "HOST:PORT"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			file := writeFile(t, c.text)
+			_, err := resolve(t, []string{"--config", file}, nil)
+			if err == nil {
+				t.Fatalf("no error for %s", c.text)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestMissingConfigFile(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "absent.json")
+	_, err := resolve(t, []string{"--config", missing}, nil)
+	if err == nil || !strings.Contains(err.Error(), "absent.json") {
+		t.Fatalf("error %v should name the missing file", err)
+	}
+}
+
+func TestBadEnv(t *testing.T) {
+	_, err := resolve(t, nil, map[string]string{"INVIGIL_MAX_BODY_BYTES": "lots"})
+	if err == nil || !strings.Contains(err.Error(), "INVIGIL_MAX_BODY_BYTES") {
+		t.Fatalf("error %v should name the variable", err)
+	}
+}
+
+func TestBadFlag(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	Register(fs)
+	if err := fs.Parse([]string{"--shutdown-timeout", "later"}); err == nil {
+		t.Fatal("a bad duration flag parsed")
+	}
+}
+
+// A subcommand that registers only some settings must not take the others
+// from flags it does not have.
+func TestRegisterSubset(t *testing.T) {
+	fs := flag.NewFlagSet("models", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := Register(fs, "models")
+	if fs.Lookup("addr") != nil {
+		t.Error("--addr registered for a subcommand that did not ask for it")
+	}
+	if err := fs.Parse([]string{"--models", "/m"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.Resolve(env(map[string]string{"HOME": "/h"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ModelsDir != "/m" || cfg.Addr != "127.0.0.1:8080" {
+		t.Errorf("got %+v", cfg)
+	}
+}
