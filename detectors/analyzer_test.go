@@ -136,11 +136,11 @@ func TestObserveBadFrames(t *testing.T) {
 	a := newTestAnalyzer(t)
 	s := restRoomStream(t)
 	bad := map[string]gocv.Mat{
-		"empty":     gocv.NewMat(),
-		"1x1":       gocv.NewMatWithSize(1, 1, gocv.MatTypeCV8UC3),
-		"gray":      gocv.NewMatWithSize(480, 640, gocv.MatTypeCV8U),
-		"bgra":      gocv.NewMatWithSize(480, 640, gocv.MatTypeCV8UC4),
-		"float":     gocv.NewMatWithSize(480, 640, gocv.MatTypeCV32FC3),
+		"empty": gocv.NewMat(),
+		"1x1":   gocv.NewMatWithSize(1, 1, gocv.MatTypeCV8UC3),
+		"gray":  gocv.NewMatWithSize(480, 640, gocv.MatTypeCV8U),
+		"bgra":  gocv.NewMatWithSize(480, 640, gocv.MatTypeCV8UC4),
+		"float": gocv.NewMatWithSize(480, 640, gocv.MatTypeCV32FC3),
 	}
 	for name, m := range bad {
 		_, err := a.Observe(m, 0, s)
@@ -276,13 +276,13 @@ func TestAnalyzeBadFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{
-		"garbage.jpg":  bytes.Repeat([]byte("not an image "), 100),
-		"empty.png":    {},
-		"huge.png":     hugePNG(40000, 40000),
-		"garbage.mp4":  bytes.Repeat([]byte{0, 0, 0, 0x18, 'f', 't', 'y', 'p'}, 64),
-		"empty.webm":   {},
-		"noext":        bytes.Repeat([]byte{0xde, 0xad}, 500),
-		"half.jpg":     messi[:len(messi)/2], // decodes, grey below the cut
+		"garbage.jpg": bytes.Repeat([]byte("not an image "), 100),
+		"empty.png":   {},
+		"huge.png":    hugePNG(40000, 40000),
+		"garbage.mp4": bytes.Repeat([]byte{0, 0, 0, 0x18, 'f', 't', 'y', 'p'}, 64),
+		"empty.webm":  {},
+		"noext":       bytes.Repeat([]byte{0xde, 0xad}, 500),
+		"half.jpg":    messi[:len(messi)/2], // decodes, grey below the cut
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
