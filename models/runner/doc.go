@@ -1,6 +1,13 @@
 // Package runner turns camera frames into face and hand detections with the
-// MediaPipe models converted to ONNX (see ../../../shared/MODELS.md), run by
-// OpenCV's DNN module.
+// MediaPipe models converted to ONNX (MODELS.md in the design notes has
+// the post-processing facts used here), run by OpenCV's DNN module.
+//
+// The networks are driven through a small C++ shim (dnn_shim.cpp) rather
+// than gocv.Net: gocv v0.31.0 lets OpenCV's C++ exceptions escape, which
+// aborts the process on a model the importer rejects or an input it cannot
+// take, and its Net.ForwardLayers leaks a C array on every call. The shim
+// turns exceptions into errors and copies outputs out itself; images and
+// blobs are still gocv Mats.
 //
 // Each runner (FaceDetector, PalmDetector, HandLandmarker) loads its model
 // once, when it is made, and owns one network and a few scratch Mats: it is

@@ -85,8 +85,9 @@ type FaceDetector struct {
 	ssd   *ssd
 }
 
-// NewFaceDetector loads the ONNX model at onnxPath, which must be model
-// converted, and checks it with one trial run.
+// NewFaceDetector loads model, converted to ONNX, from onnxPath and checks
+// it with one trial run: a file that is not that model is refused here,
+// at start, rather than on the first frame.
 func NewFaceDetector(onnxPath string, model FaceModel) (*FaceDetector, error) {
 	cfg, err := model.config()
 	if err != nil {

@@ -122,8 +122,9 @@ type HandLandmarker struct {
 	crop   gocv.Mat
 }
 
-// NewHandLandmarker loads the ONNX model at onnxPath, which must be model
-// converted, and checks it with one trial run.
+// NewHandLandmarker loads model, converted to ONNX, from onnxPath and checks
+// it with one trial run: a file that is not that model is refused here,
+// at start, rather than on the first frame.
 func NewHandLandmarker(onnxPath string, model HandLandmarkModel) (*HandLandmarker, error) {
 	if model != HandLandmarkLite && model != HandLandmarkFull {
 		return nil, fmt.Errorf("unknown hand landmark model %d", int(model))

@@ -58,8 +58,9 @@ type PalmDetector struct {
 	ssd   *ssd
 }
 
-// NewPalmDetector loads the ONNX model at onnxPath, which must be model
-// converted, and checks it with one trial run.
+// NewPalmDetector loads model, converted to ONNX, from onnxPath and checks
+// it with one trial run: a file that is not that model is refused here,
+// at start, rather than on the first frame.
 func NewPalmDetector(onnxPath string, model PalmModel) (*PalmDetector, error) {
 	if model != PalmLite && model != PalmFull {
 		return nil, fmt.Errorf("unknown palm model %d", int(model))

@@ -16,7 +16,7 @@ type ssdConfig struct {
 	perLayer  int
 	keypoints int
 	boxScale  float64 // raw outputs are in input pixels: divide by this
-	blobScale float64 // pixel → model range: v·blobScale − blobMean·blobScale
+	blobScale float64 // pixel → model range: (v − blobMean)·blobScale
 	blobMean  float64
 	minScore  float64
 	nmsIoU    float64
@@ -108,7 +108,7 @@ func (s *ssd) decode(minScore float64) []detection {
 		cy := float64(r[1])/s.cfg.boxScale + a.Y
 		w := float64(r[2]) / s.cfg.boxScale
 		h := float64(r[3]) / s.cfg.boxScale
-		if !(w > 0 && h > 0) || math.IsInf(cx+cy+w+h, 0) {
+		if sum := cx + cy + w + h; !(w > 0 && h > 0) || math.IsNaN(sum) || math.IsInf(sum, 0) {
 			continue
 		}
 		kps := make([]Point, s.cfg.keypoints)
