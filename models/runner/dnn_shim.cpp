@@ -90,3 +90,7 @@ int invigil_net_output(InvigilNet* net, int i, int* dims, int max_dims, const fl
 }
 
 }
+
+extern "C" void invigil_set_num_threads(int n) { cv::setNumThreads(n); }
+
+extern "C" int invigil_get_num_threads() { return cv::getNumThreads(); }

@@ -34,6 +34,11 @@ int invigil_net_forward(InvigilNet* net, void* blob, char** err);
 // when the output is not a continuous CV_32F blob) and its data.
 int invigil_net_output(InvigilNet* net, int i, int* dims, int max_dims, const float** data, size_t* total);
 
+// invigil_set_num_threads sets OpenCV's (process-wide) thread pool size;
+// 0 disables threading, as cv::setNumThreads does.
+void invigil_set_num_threads(int n);
+int invigil_get_num_threads(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -276,3 +276,17 @@ func (n *net) close() {
 		n.p = nil
 	}
 }
+
+// SetNumThreads sets how many threads OpenCV uses inside one inference.
+// The setting is process-wide. A server that runs one worker per core
+// wants 1 (parallelism comes from the workers); benchmarks of one core's
+// throughput want 1 too. n ≤ 0 restores OpenCV's default.
+func SetNumThreads(n int) {
+	if n <= 0 {
+		n = -1 // OpenCV: "use the default number of threads"
+	}
+	C.invigil_set_num_threads(C.int(n))
+}
+
+// NumThreads reports OpenCV's current thread pool size.
+func NumThreads() int { return int(C.invigil_get_num_threads()) }
