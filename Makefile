@@ -25,7 +25,7 @@ BENCHTIME ?= 1s
 FUZZTIME  ?= 20s
 DOCKER_IMAGE ?= invigil:$(VERSION)
 
-.PHONY: build deps test-deps models testdata run test bench fuzz docker clean help
+.PHONY: build deps test-deps models testdata run test bench fuzz docker clean help eval
 
 help:
 	@echo "make run     install what is missing, build, fetch models, serve on $(ADDR)"
@@ -33,6 +33,7 @@ help:
 	@echo "make build   write $(BIN)        make models  provision models into $(INVIGIL_MODELS)"
 	@echo "make bench   run the benchmarks  make fuzz    short fuzz runs (FUZZTIME=$(FUZZTIME))"
 	@echo "make docker  build the image $(DOCKER_IMAGE)"
+	@echo "make eval    score the detectors on the labelled video set, write docs/EVAL.md"
 
 deps:
 	scripts/install.sh build
@@ -76,6 +77,11 @@ fuzz: test-deps build models testdata
 	    go test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$dir"; \
 	  done; \
 	done
+
+# Builds the labelled scenario videos into .cache/eval (reused while their
+# content hash is unchanged), analyses them and writes docs/EVAL.md.
+eval: build models testdata
+	go run ./detectors/eval/cmd/evalreport -cache .cache/eval -out docs/EVAL.md
 
 docker:
 	docker build --build-arg VERSION=$(VERSION) -t $(DOCKER_IMAGE) .
