@@ -29,11 +29,12 @@ const maxHands = 2
 // each pipeline worker owns one, and per-candidate state lives in Stream.
 type Analyzer struct {
 	face *runner.FaceDetector
+	mesh *runner.FaceLandmarker
 	palm *runner.PalmDetector
 	hand *runner.HandLandmarker
 
-	gray, small gocv.Mat // scratch for the light measures
-	scaled      gocv.Mat // scratch for oversized frames
+	gray, small, laplace gocv.Mat // scratch for the light measures
+	scaled               gocv.Mat // scratch for oversized frames
 }
 
 // AnalyzerOptions picks the model variants.
@@ -56,11 +57,15 @@ func NewAnalyzer(opts AnalyzerOptions) (*Analyzer, error) {
 	if err := models.CheckPresent(opts.ModelsDir); err != nil {
 		return nil, err
 	}
-	a := &Analyzer{gray: gocv.NewMat(), small: gocv.NewMat(), scaled: gocv.NewMat()}
+	a := &Analyzer{gray: gocv.NewMat(), small: gocv.NewMat(), scaled: gocv.NewMat(), laplace: gocv.NewMat()}
 	var err error
 	if a.face, err = runner.NewFaceDetector(models.ONNXPath(opts.ModelsDir, models.FaceFullRange), runner.FaceFullRange); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("load face detector: %w", err)
+	}
+	if a.mesh, err = runner.NewFaceLandmarker(models.ONNXPath(opts.ModelsDir, models.FaceLandmark)); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("load face landmarker: %w", err)
 	}
 	palmModel, palmName := runner.PalmLite, models.PalmLite
 	handModel, handName := runner.HandLandmarkLite, models.HandLandmarkLite
@@ -84,6 +89,9 @@ func (a *Analyzer) Close() error {
 	if a.face != nil {
 		a.face.Close()
 	}
+	if a.mesh != nil {
+		a.mesh.Close()
+	}
 	if a.palm != nil {
 		a.palm.Close()
 	}
@@ -92,6 +100,7 @@ func (a *Analyzer) Close() error {
 	}
 	a.gray.Close()
 	a.small.Close()
+	a.laplace.Close()
 	a.scaled.Close()
 	return nil
 }
@@ -108,6 +117,11 @@ type Stream struct {
 
 	calibFaces []calibFace
 	calibrated bool
+	neutralYaw float64 // the candidate's straight-ahead yaw from calibration
+
+	mainBox    runner.Rect // where the main face was last seen
+	mainSeenMS int64
+	hasMain    bool
 
 	analysed     int
 	handsChecked bool
@@ -139,13 +153,17 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 		frame = a.scaled
 	}
 	o := rules.Observation{TMS: tMS, Width: frame.Cols(), Height: frame.Rows()}
-	o.Brightness, o.Contrast = a.light(frame)
+	o.Brightness, o.Contrast, o.Sharpness = a.light(frame)
 
+	a.face.MinScore = TrackFaceScore
 	faces, err := a.face.Detect(frame)
 	if err != nil {
 		return o, fmt.Errorf("detect faces: %w", err)
 	}
-	o.Faces = a.faceObservations(faces, frame, tMS, s)
+	o.Faces, err = a.faceObservations(s.keepFaces(faces, tMS), frame, tMS, s)
+	if err != nil {
+		return o, err
+	}
 
 	if s.Policy.HandsEvery > 0 && s.analysed%s.Policy.HandsEvery == 0 {
 		hands, err := a.detectHands(frame, s)
@@ -161,43 +179,101 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 	return o, nil
 }
 
-// light measures mean luma and its spread on a thumbnail: cheap, and
-// enough to tell a covered lens or a dead camera.
-func (a *Analyzer) light(frame gocv.Mat) (brightness, contrast float64) {
+// light measures, on a thumbnail, the mean luma, its spread and the
+// spread of its Laplacian (texture): cheap, and enough to tell a covered
+// lens (dark, or lit through a finger: flat and without edges) or a dead
+// camera (uniform).
+func (a *Analyzer) light(frame gocv.Mat) (brightness, contrast, sharpness float64) {
 	gocv.Resize(frame, &a.small, image.Pt(160, 120), 0, 0, gocv.InterpolationArea)
 	gocv.CvtColor(a.small, &a.gray, gocv.ColorBGRToGray)
 	mean, stddev := gocv.NewMat(), gocv.NewMat()
 	defer mean.Close()
 	defer stddev.Close()
 	gocv.MeanStdDev(a.gray, &mean, &stddev)
-	return mean.GetDoubleAt(0, 0), stddev.GetDoubleAt(0, 0)
+	brightness, contrast = mean.GetDoubleAt(0, 0), stddev.GetDoubleAt(0, 0)
+	gocv.Laplacian(a.gray, &a.laplace, gocv.MatTypeCV32F, 1, 1, 0, gocv.BorderDefault)
+	gocv.MeanStdDev(a.laplace, &mean, &stddev)
+	return brightness, contrast, stddev.GetDoubleAt(0, 0)
+}
+
+// Face score thresholds. MediaPipe's full-range model wants 0.6 for a new
+// face; a face seen in the previous frame is kept down to TrackFaceScore
+// while it stays in place, because a candidate who turns to profile or
+// bows scores 0.4–0.6 and would otherwise "leave" the screen.
+const (
+	NewFaceScore   = 0.6
+	TrackFaceScore = 0.4
+)
+
+// FaceMemoryMS is how long the main face's place is remembered after it was
+// last seen: a turn scores low for a frame or two while the head moves.
+const FaceMemoryMS = 2000
+
+// keepFaces applies the two thresholds and remembers the main face.
+func (s *Stream) keepFaces(faces []runner.Face, tMS int64) []runner.Face {
+	remembered := s.hasMain && tMS-s.mainSeenMS <= FaceMemoryMS
+	kept := faces[:0:0]
+	for _, f := range faces {
+		if f.Score >= NewFaceScore || (remembered && s.continues(f.Box)) {
+			kept = append(kept, f)
+		}
+	}
+	found := false
+	for _, f := range kept {
+		if !found || f.Box.Area() > s.mainBox.Area() {
+			s.mainBox, found = f.Box, true
+		}
+	}
+	if found {
+		s.hasMain, s.mainSeenMS = true, tMS
+	}
+	return kept
+}
+
+// continues reports whether a box is where the main face was, not much
+// smaller.
+func (s *Stream) continues(b runner.Rect) bool {
+	return b.IoU(s.mainBox) >= 0.3 && b.W >= 0.6*s.mainBox.W
 }
 
 // faceObservations sorts faces largest first (the candidate sits nearest)
-// and adds head pose and distance.
-func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int64, s *Stream) []rules.Face {
+// and adds head pose and distance; the candidate's pose comes from the
+// face landmark model.
+func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int64, s *Stream) ([]rules.Face, error) {
+	sort.SliceStable(faces, func(i, j int) bool { return faces[i].Box.Area() > faces[j].Box.Area() })
 	out := make([]poseFace, 0, len(faces))
 	centre := rules.Point{X: float64(frame.Cols()) / 2, Y: float64(frame.Rows()) / 2}
 	focal := s.Camera.FocalPx(frame.Cols())
-	for _, f := range faces {
+	for i, f := range faces {
 		rf := poseFace{Face: rules.Face{
 			Box:   rules.Rect{X: f.Box.X, Y: f.Box.Y, W: f.Box.W, H: f.Box.H},
 			Score: f.Score,
 		}}
-		for i, k := range f.Keypoints {
-			rf.Keypoints[i] = rules.Point{X: k.X, Y: k.Y}
+		for k, p := range f.Keypoints {
+			rf.Keypoints[k] = rules.Point{X: p.X, Y: p.Y}
 		}
 		if pose, ok := EstimatePose(rf.Face.Keypoints, centre, focal); ok {
 			rf.YawDeg, rf.PitchDeg = pose.YawDeg, pose.PitchDeg
 			rf.DistanceCM = s.Camera.DistanceCM(pose, frame.Cols())
 			rf.pose = pose
 		}
-		out = append(out, rf)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].Box.Area() > out[j-1].Box.Area(); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
+		if i == 0 {
+			mesh, err := a.mesh.Detect(frame, runner.FaceCrop(f))
+			if err != nil {
+				return nil, fmt.Errorf("face landmarks: %w", err)
+			}
+			// Pitch from the mesh, which measures it; yaw from the keypoint
+			// fit, which holds up better in profile, where the mesh (cropped
+			// by eye keypoints that a profile places badly) reads too little.
+			if mesh.Presence >= 0.5 {
+				if _, pitch, ok := MeshPose(&mesh); ok {
+					rf.PitchDeg = pitch
+				}
+			}
+			rf.rawYaw = rf.YawDeg
+			rf.YawDeg -= s.neutralYaw
 		}
+		out = append(out, rf)
 	}
 	result := make([]rules.Face, len(out))
 	for i, f := range out {
@@ -209,7 +285,7 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 			result[i].DistanceCM = 0
 		}
 	}
-	return result
+	return result, nil
 }
 
 // calibFace is one device-check sample of the candidate's face.
@@ -217,12 +293,14 @@ type calibFace struct {
 	keypoints [6]rules.Point
 	scale     float64
 	centre    rules.Point
+	yaw       float64
 }
 
 // poseFace carries the head scale next to the observation for calibration.
 type poseFace struct {
 	rules.Face
-	pose Pose
+	pose    Pose
+	rawYaw  float64 // before the neutral direction is taken off
 }
 
 // calibrate collects the main face's scale during the device check and,
@@ -234,13 +312,22 @@ func (s *Stream) calibrate(tMS int64, faces []poseFace, centre rules.Point, fram
 	}
 	if tMS < s.CalibrateUntilMS {
 		if len(faces) > 0 && faces[0].pose.PxPerMM > 0 {
-			s.calibFaces = append(s.calibFaces, calibFace{faces[0].Keypoints, faces[0].pose.PxPerMM, centre})
+			s.calibFaces = append(s.calibFaces, calibFace{faces[0].Keypoints, faces[0].pose.PxPerMM, centre, faces[0].rawYaw})
 		}
 		return
 	}
 	if len(s.calibFaces) == 0 {
 		return // no face seen yet: keep calibrating with the next one
 	}
+	// Straight ahead is wherever the candidate faced during the check (the
+	// camera may sit beside the screen). Pitch has no such correction: a
+	// candidate who bowed over the keyboard then would hide it for good.
+	yaws := make([]float64, len(s.calibFaces))
+	for i, f := range s.calibFaces {
+		yaws[i] = f.yaw
+	}
+	sort.Float64s(yaws)
+	s.neutralYaw = yaws[len(yaws)/2]
 	sort.Slice(s.calibFaces, func(i, j int) bool { return s.calibFaces[i].scale < s.calibFaces[j].scale })
 	median := s.calibFaces[len(s.calibFaces)/2]
 	// The pose fit itself depends on the focal length, so settle both

@@ -4,8 +4,17 @@ import (
 	"math"
 
 	"invigil/detectors/rules"
+	"invigil/models/runner"
 )
 
+// Pitch comes from MediaPipe's face landmark model (MeshPose): its 468
+// landmarks carry depth, so the head's axes are measured rather than
+// fitted. The fit below, over the face detector's six keypoints, gives yaw
+// (it holds up in profile, where the mesh does not), the head's scale
+// (hence the distance), and pitch only when the mesh is unsure: on its own
+// its pitch is poor, because the detector places the keypoints close to a
+// frontal template whatever the head does.
+//
 // Head pose and distance from the face detector's six keypoints.
 //
 // The six keypoints (eyes, nose tip, mouth, ear tragions) are fitted to a
@@ -227,4 +236,40 @@ func (c *Camera) DistanceCM(p Pose, frameWidth int) float64 {
 		return 0
 	}
 	return (c.FocalPx(frameWidth)/p.PxPerMM + p.EyeDepthMM) / 10
+}
+
+// MeshPose reads yaw and pitch from face landmarks: the eye line (outer
+// corners) is the head's x axis, the forehead-to-chin line its y axis, and
+// the face looks along −(x × y). Yaw is positive towards the image's right,
+// pitch positive looking up; on the test photos, faces looking at the
+// camera read within about ±10° of level.
+func MeshPose(m *runner.FaceMesh) (yawDeg, pitchDeg float64, ok bool) {
+	p := func(i int) [3]float64 {
+		q := m.Landmarks[i]
+		return [3]float64{q.X, q.Y, q.Z}
+	}
+	sub := func(a, b [3]float64) [3]float64 { return [3]float64{a[0] - b[0], a[1] - b[1], a[2] - b[2]} }
+	x := sub(p(runner.MeshLeftEyeOuter), p(runner.MeshRightEyeOuter))
+	y := sub(p(runner.MeshChin), p(runner.MeshForehead))
+	nx := norm(x)
+	if nx < 1e-6 || math.IsNaN(nx) {
+		return 0, 0, false
+	}
+	for k := range x {
+		x[k] /= nx
+	}
+	d := dot(y, x)
+	for k := range y {
+		y[k] -= d * x[k]
+	}
+	ny := norm(y)
+	if ny < 1e-6 || math.IsNaN(ny) {
+		return 0, 0, false
+	}
+	for k := range y {
+		y[k] /= ny
+	}
+	z := cross(x, y)
+	fx, fy, fz := -z[0], -z[1], -z[2]
+	return math.Atan2(fx, -fz) * 180 / math.Pi, math.Atan2(-fy, math.Hypot(fx, fz)) * 180 / math.Pi, true
 }

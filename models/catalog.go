@@ -21,6 +21,7 @@ const (
 	PalmFull         = "palm_detection_full"
 	HandLandmarkLite = "hand_landmark_lite"
 	HandLandmarkFull = "hand_landmark_full"
+	FaceLandmark     = "face_landmark"
 )
 
 // Package is a pinned npm package that ships model files.
@@ -53,7 +54,7 @@ type Model struct {
 	// InputSize is the side of the square RGB input, in pixels.
 	InputSize int
 	// RequiredAtStart means the server refuses to start without the model.
-	// All six are required: room policies choose between the lite and full
+	// All are required: room policies choose between the lite and full
 	// variants at run time, so both must be loadable when the server starts
 	// rather than failing later in the middle of an exam.
 	RequiredAtStart bool
@@ -81,10 +82,21 @@ var (
 		Integrity:   "sha512-GxoZvL1mmhJxFxjuyj7vnC++JIuInGznHBin5c7ZSq/RbcnGyfEcJrkM/bMu5K1Mz/2Ko+vEX6/+wewmEHPrHg==",
 		TarballSize: 13207873,
 	}
+	faceMeshPackage = Package{
+		Name:        "@mediapipe/face_mesh",
+		Version:     "0.4.1633559619",
+		Integrity:   "sha512-Vc8cdjxS5+O2gnjWH9KncYpUCVXT0h714KlWAsyqJvJbIgUJBqpppbIx8yWcAzBDxm/5cYSuBI5p5ySIPxzcEg==",
+		TarballSize: 7319164,
+	}
 )
 
-// The palm detectors' byte ranges come from hands_solution_packed_assets_loader.js.
-const handsPackedAssets = "hands_solution_packed_assets.data"
+// The palm detectors' byte ranges come from hands_solution_packed_assets_loader.js,
+// the face landmark model's from face_mesh_solution_packed_assets_loader.js
+// (the attention variant before it needs custom ops OpenCV lacks).
+const (
+	handsPackedAssets    = "hands_solution_packed_assets.data"
+	faceMeshPackedAssets = "face_mesh_solution_packed_assets.data"
+)
 
 var catalog = []Model{
 	{Name: FaceShortRange, Package: faceDetectionPackage, File: "face_detection_short_range.tflite",
@@ -99,6 +111,9 @@ var catalog = []Model{
 		SHA256: "d7fde8ac11f8ce03f8663775bfc323f4fc9f2a38062b4f4efa142874ef5b2a48", InputSize: 224, RequiredAtStart: true},
 	{Name: HandLandmarkFull, Package: handsPackage, File: "hand_landmark_full.tflite",
 		SHA256: "8c026882c9ec059ce0f8e75266bee5a9a23c341a40e0000df755374d3d1b9b68", InputSize: 224, RequiredAtStart: true},
+	// 468 face landmarks with depth: the head pose comes from them.
+	{Name: FaceLandmark, Package: faceMeshPackage, File: faceMeshPackedAssets, Offset: 2495952, Length: 3737848 - 2495952,
+		SHA256: "c603fa6149219a3e9487dc9abd7a0c24474c77263273d24868378cdf40aa26d1", InputSize: 192, RequiredAtStart: true},
 }
 
 // Catalog returns every model Invigil uses, in a stable order.

@@ -85,13 +85,13 @@ func TestCatalogIsConsistent(t *testing.T) {
 			t.Errorf("Lookup(%s) = %v, %v", m.Name, got.Name, ok)
 		}
 	}
-	for _, n := range []string{FaceShortRange, FaceFullRange, PalmLite, PalmFull, HandLandmarkLite, HandLandmarkFull} {
+	for _, n := range []string{FaceShortRange, FaceFullRange, PalmLite, PalmFull, HandLandmarkLite, HandLandmarkFull, FaceLandmark} {
 		if !names[n] {
 			t.Errorf("constant %s not in catalog", n)
 		}
 	}
-	if len(Packages()) != 2 {
-		t.Errorf("Packages() = %v, want the face_detection and hands packages", Packages())
+	if len(Packages()) != 3 {
+		t.Errorf("Packages() = %v, want the face_detection, hands and face_mesh packages", Packages())
 	}
 	if got, want := ONNXPath("/m", PalmLite), "/m/palm_detection_lite.onnx"; got != want {
 		t.Errorf("ONNXPath = %s, want %s", got, want)

@@ -169,7 +169,7 @@ func TestFetchEndToEnd(t *testing.T) {
 func TestCheckPresentOnEmptyDir(t *testing.T) {
 	dir := t.TempDir()
 	want := "models missing in " + dir + ": face_detection_short_range, face_detection_full_range, " +
-		"palm_detection_lite, palm_detection_full, hand_landmark_lite, hand_landmark_full; run: bin/invigil models fetch"
+		"palm_detection_lite, palm_detection_full, hand_landmark_lite, hand_landmark_full, face_landmark; run: bin/invigil models fetch"
 	if err := CheckPresent(dir); err == nil || err.Error() != want {
 		t.Errorf("CheckPresent = %v\nwant %s", err, want)
 	}

@@ -93,7 +93,9 @@ func (e *Engine) Observe(o *Observation) []Event {
 	if f, ok := o.MainFace(); ok {
 		e.turns.observe(o.TMS, f.YawDeg)
 	} else {
-		e.turns.observe(o.TMS, 0)
+		// A lost face is no evidence of the head turning back: a profile
+		// that flickers in and out must not count as many turns.
+		e.turns.expire(o.TMS)
 	}
 	blocked := e.blocked(o)
 	var events []Event
@@ -178,7 +180,8 @@ func (e *Engine) close(r *rule, end int64) Event {
 }
 
 func (e *Engine) blocked(o *Observation) bool {
-	return o.Brightness < e.policy.DarkBrightness || o.Contrast < e.policy.UniformContrast
+	return o.Brightness < e.policy.DarkBrightness || o.Contrast < e.policy.UniformContrast ||
+		(len(o.Faces) == 0 && o.Sharpness < e.policy.BlurSharpness)
 }
 
 func clamp01(x float64) float64 { return math.Max(0, math.Min(1, x)) }
@@ -197,12 +200,16 @@ func (e *Engine) evaluate(t Type, o *Observation, blocked bool) verdict {
 		}
 		dark := clamp01(1 - o.Brightness/math.Max(p.DarkBrightness, 1))
 		flat := clamp01(1 - o.Contrast/math.Max(p.UniformContrast, 1))
+		blur := clamp01(1 - o.Sharpness/math.Max(p.BlurSharpness, 0.1))
 		reason := "camera blocked or dark"
-		if o.Brightness >= p.DarkBrightness {
+		switch {
+		case o.Brightness >= p.DarkBrightness && o.Contrast >= p.UniformContrast:
+			reason = "camera covered or out of focus"
+		case o.Brightness >= p.DarkBrightness:
 			reason = "camera shows a uniform picture"
 		}
-		return verdict{true, math.Max(0.5, math.Max(dark, flat)), reason,
-			map[string]float64{"brightness": round1(o.Brightness), "contrast": round1(o.Contrast)}}
+		return verdict{true, math.Max(0.5, math.Max(dark, math.Max(flat, blur))), reason,
+			map[string]float64{"brightness": round1(o.Brightness), "contrast": round1(o.Contrast), "sharpness": round1(o.Sharpness)}}
 
 	case FaceOffScreen:
 		if blocked {
@@ -311,6 +318,11 @@ func (c *turnCounter) observe(t int64, yaw float64) {
 	case c.turned && a < c.threshold-5:
 		c.turned = false
 	}
+	c.expire(t)
+}
+
+// expire forgets turns older than the window.
+func (c *turnCounter) expire(t int64) {
 	cut := 0
 	for cut < len(c.times) && t-c.times[cut] > c.window {
 		cut++

@@ -12,15 +12,22 @@ type scene struct {
 	distance   float64
 	hands      int
 	dark       bool
+	finger     bool
 	offscreen  bool
 }
 
 var normal = scene{faces: 1, distance: 50, hands: 2}
 
 func (s scene) observe(t int64) *Observation {
-	o := &Observation{TMS: t, Width: 640, Height: 480, Brightness: 120, Contrast: 40, HandsChecked: true, HandsFresh: true}
+	o := &Observation{TMS: t, Width: 640, Height: 480, Brightness: 120, Contrast: 40, Sharpness: 20, HandsChecked: true, HandsFresh: true}
 	if s.dark {
-		o.Brightness, o.Contrast = 5, 2
+		o.Brightness, o.Contrast, o.Sharpness = 5, 2, 0.5
+		return o
+	}
+	if s.finger {
+		// Measured on a defocused finger over a lens: light gets through,
+		// edges do not.
+		o.Brightness, o.Contrast, o.Sharpness = 51, 6.6, 0.9
 		return o
 	}
 	for i := 0; i < s.faces; i++ {
@@ -280,6 +287,33 @@ func TestPolicies(t *testing.T) {
 	for _, bad := range []string{`{"yaw_limt_deg": 20}`, `{"analysis_fps": 0}`, `{"rules": {"teleport": {"enabled": true}}}`, `{"required_hands": 3}`, `[`} {
 		if _, err := ParsePolicyOverride(PolicyRestRoom, []byte(bad)); err == nil {
 			t.Errorf("override %s accepted", bad)
+		}
+	}
+}
+
+func TestFingerOverLens(t *testing.T) {
+	ev := play(t, PolicyRestRoom, segment{2000, normal}, segment{4000, scene{finger: true}}, segment{3000, normal})
+	onlyTypes(t, ev, CameraBlocked)
+	got := closedOf(ev, CameraBlocked)
+	if len(got) != 1 || !strings.Contains(got[0].Reason, "covered") {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+// A profile that the detector finds only in some frames is one turn, not
+// one per re-detection.
+func TestFlickeringProfileIsOneTurn(t *testing.T) {
+	profile, lost := normal, normal
+	profile.yaw = 30 // past turn_deg, inside the limit
+	lost.faces, lost.hands = 0, 0
+	segs := []segment{{2000, normal}}
+	for i := 0; i < 6; i++ {
+		segs = append(segs, segment{400, profile}, segment{200, lost})
+	}
+	segs = append(segs, segment{3000, normal})
+	for _, ev := range play(t, PolicyInterview, segs...) {
+		if ev.Violation.Type == HeadTurn {
+			t.Fatalf("flicker counted as looking around: %+v", ev.Violation)
 		}
 	}
 }

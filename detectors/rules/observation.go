@@ -73,8 +73,12 @@ type Observation struct {
 	HandsChecked bool
 	// Brightness is the mean luma (0–255) and Contrast its standard
 	// deviation: a covered lens is dark, a dead camera uniform.
+	// (Sharpness below complements them.)
 	Brightness float64
 	Contrast   float64
+	// Sharpness is the standard deviation of the Laplacian of a 160×120
+	// thumbnail: near 0 for a lens covered by a finger or a defocused blur.
+	Sharpness float64
 }
 
 // MainFace returns the candidate's face (the largest), if any.

@@ -67,6 +67,10 @@ type Policy struct {
 	// deviation below UniformContrast (a flat frame).
 	DarkBrightness  float64 `json:"dark_brightness"`
 	UniformContrast float64 `json:"uniform_contrast"`
+	// camera_blocked also when no face is found and the picture has no
+	// texture (Laplacian spread below BlurSharpness): a finger over the
+	// lens lets light through but shows no edges.
+	BlurSharpness float64 `json:"blur_sharpness"`
 }
 
 // Policy names (per room).
@@ -85,8 +89,8 @@ func base() Policy {
 		HandsEvery:          0,
 		MinVisibleFraction:  0.6,
 		ExtraFaceScore:      0.6,
-		YawLimitDeg:         35,
-		PitchLimitDeg:       30,
+		YawLimitDeg:         30,
+		PitchLimitDeg:       22,
 		TurnDeg:             25,
 		TurnCount:           4,
 		TurnWindowMS:        20_000,
@@ -96,6 +100,7 @@ func base() Policy {
 		DistanceToleranceCM: 5,
 		DarkBrightness:      25,
 		UniformContrast:     6,
+		BlurSharpness:       3,
 		Rules:               map[Type]Timing{},
 	}
 }

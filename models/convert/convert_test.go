@@ -15,7 +15,7 @@ import (
 var realModels = []string{
 	"face_detection_short_range", "face_detection_full_range",
 	"palm_detection_lite", "palm_detection_full",
-	"hand_landmark_lite", "hand_landmark_full",
+	"hand_landmark_lite", "hand_landmark_full", "face_landmark",
 }
 
 // checkWellFormed asserts what OpenCV's importer relies on: each value is

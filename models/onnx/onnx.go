@@ -69,10 +69,10 @@ type Attr struct {
 }
 
 // IntAttr, IntsAttr, FloatAttr and StringAttr build attributes tersely.
-func IntAttr(name string, v int64) Attr       { return Attr{Name: name, Kind: AttrInt, Int: v} }
-func IntsAttr(name string, v ...int64) Attr   { return Attr{Name: name, Kind: AttrInts, Ints: v} }
-func FloatAttr(name string, v float32) Attr   { return Attr{Name: name, Kind: AttrFloat, Float: v} }
-func StringAttr(name string, v string) Attr   { return Attr{Name: name, Kind: AttrString, String: v} }
+func IntAttr(name string, v int64) Attr         { return Attr{Name: name, Kind: AttrInt, Int: v} }
+func IntsAttr(name string, v ...int64) Attr     { return Attr{Name: name, Kind: AttrInts, Ints: v} }
+func FloatAttr(name string, v float32) Attr     { return Attr{Name: name, Kind: AttrFloat, Float: v} }
+func StringAttr(name string, v string) Attr     { return Attr{Name: name, Kind: AttrString, String: v} }
 func FloatsAttr(name string, v ...float32) Attr { return Attr{Name: name, Kind: AttrFloats, Floats: v} }
 
 // Tensor is a constant initializer; exactly one of Float, Int64 is used,

@@ -31,6 +31,8 @@ var realModels = []realModel{
 	// handedness (both already sigmoid), 21 world landmarks.
 	{"hand_landmark_lite", 224, 0, 1, [][]int{{1, 63}, {1, 1}, {1, 1}, {1, 63}}, "handSrc.jpg"},
 	{"hand_landmark_full", 224, 0, 1, [][]int{{1, 63}, {1, 1}, {1, 1}, {1, 63}}, "handSrc.jpg"},
+	// Outputs: 468 face landmarks (x,y,z in crop pixels) and a face logit.
+	{"face_landmark", 192, 0, 1, [][]int{{1, 1, 1, 1404}, {1, 1, 1, 1}}, "messi5.jpg"},
 }
 
 // loadTFLite reads and parses a provisioned model (from $INVIGIL_MODELS).

@@ -164,24 +164,7 @@ func (l *HandLandmarker) Detect(img gocv.Mat, crop RotatedRect) (Hand, error) {
 	if err := checkCrop(crop, img.Cols(), img.Rows()); err != nil {
 		return Hand{}, fmt.Errorf("%s: %w", l.model, err)
 	}
-	side := math.Max(crop.Width, crop.Height)
-	crop.Width, crop.Height = side, side
-	k := handInputSize / side
-	c, s := math.Cos(crop.Angle), math.Sin(crop.Angle)
-
-	// Image → crop, continuous coordinates: u = k·R(−angle)·(p − centre) + 112.
-	// warpAffine counts pixel centres at integers, hence the half-pixel terms.
-	m := [2][2]float64{{k * c, k * s}, {-k * s, k * c}}
-	half := float64(handInputSize) / 2
-	for r := 0; r < 2; r++ {
-		t := half - m[r][0]*crop.Center.X - m[r][1]*crop.Center.Y
-		t += m[r][0]*0.5 + m[r][1]*0.5 - 0.5
-		l.affine.SetDoubleAt(r, 0, m[r][0])
-		l.affine.SetDoubleAt(r, 1, m[r][1])
-		l.affine.SetDoubleAt(r, 2, t)
-	}
-	gocv.WarpAffineWithParams(img, &l.crop, l.affine, image.Pt(handInputSize, handInputSize),
-		gocv.InterpolationLinear, gocv.BorderReplicate, color.RGBA{})
+	crop, frame := warpCrop(img, crop, handInputSize, l.affine, &l.crop)
 
 	blob := gocv.BlobFromImage(l.crop, 1/255.0, image.Pt(handInputSize, handInputSize),
 		gocv.NewScalar(0, 0, 0, 0), true, false)
@@ -197,18 +180,58 @@ func (l *HandLandmarker) Detect(img gocv.Mat, crop RotatedRect) (Hand, error) {
 	}
 	pts := make([]Point, NumHandLandmarks)
 	for i := range h.Landmarks {
-		u, v, z := float64(out[0][3*i])-half, float64(out[0][3*i+1])-half, float64(out[0][3*i+2])
-		h.Landmarks[i] = Point3{
-			X: crop.Center.X + (c*u-s*v)/k,
-			Y: crop.Center.Y + (s*u+c*v)/k,
-			Z: z / k,
-		}
+		h.Landmarks[i] = frame.toImage(float64(out[0][3*i]), float64(out[0][3*i+1]), float64(out[0][3*i+2]))
 		pts[i] = Point{h.Landmarks[i].X, h.Landmarks[i].Y}
-		wx, wy, wz := float64(out[3][3*i]), float64(out[3][3*i+1]), float64(out[3][3*i+2])
-		h.World[i] = Point3{c*wx - s*wy, s*wx + c*wy, wz}
+		h.World[i] = frame.rotate(float64(out[3][3*i]), float64(out[3][3*i+1]), float64(out[3][3*i+2]))
 	}
 	h.Box = boundsOf(pts)
 	return h, nil
+}
+
+// cropFrame maps a landmark model's crop coordinates back to the image.
+type cropFrame struct {
+	centre  Point
+	k, c, s float64 // input pixels per image pixel; cos and sin of the angle
+	half    float64 // half the input size
+}
+
+// warpCrop samples crop (squared on its long side) from img into dst at
+// size×size pixels, turned so the crop's angle becomes upright, and returns
+// the squared crop and the way back to image coordinates.
+func warpCrop(img gocv.Mat, crop RotatedRect, size int, affine gocv.Mat, dst *gocv.Mat) (RotatedRect, cropFrame) {
+	side := math.Max(crop.Width, crop.Height)
+	crop.Width, crop.Height = side, side
+	f := cropFrame{centre: crop.Center, k: float64(size) / side, c: math.Cos(crop.Angle), s: math.Sin(crop.Angle), half: float64(size) / 2}
+
+	// Image → crop, continuous coordinates: u = k·R(−angle)·(p − centre) + size/2.
+	// warpAffine counts pixel centres at integers, hence the half-pixel terms.
+	m := [2][2]float64{{f.k * f.c, f.k * f.s}, {-f.k * f.s, f.k * f.c}}
+	for r := 0; r < 2; r++ {
+		t := f.half - m[r][0]*crop.Center.X - m[r][1]*crop.Center.Y
+		t += m[r][0]*0.5 + m[r][1]*0.5 - 0.5
+		affine.SetDoubleAt(r, 0, m[r][0])
+		affine.SetDoubleAt(r, 1, m[r][1])
+		affine.SetDoubleAt(r, 2, t)
+	}
+	gocv.WarpAffineWithParams(img, dst, affine, image.Pt(size, size),
+		gocv.InterpolationLinear, gocv.BorderReplicate, color.RGBA{})
+	return crop, f
+}
+
+// toImage maps a landmark in input pixels (z in the same scale) to image
+// pixels.
+func (f cropFrame) toImage(x, y, z float64) Point3 {
+	u, v := x-f.half, y-f.half
+	return Point3{
+		X: f.centre.X + (f.c*u-f.s*v)/f.k,
+		Y: f.centre.Y + (f.s*u+f.c*v)/f.k,
+		Z: z / f.k,
+	}
+}
+
+// rotate turns a vector from crop axes to image axes.
+func (f cropFrame) rotate(x, y, z float64) Point3 {
+	return Point3{f.c*x - f.s*y, f.s*x + f.c*y, z}
 }
 
 // checkCrop refuses crops warpAffine cannot sample sensibly.

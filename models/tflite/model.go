@@ -142,13 +142,13 @@ type Options struct {
 	DepthMultiplier  int
 	FilterW, FilterH int
 	Activation       Activation
-	Axis             int     // CONCATENATION
-	NewShape         []int   // RESHAPE (may be empty: then the shape input decides)
-	AlignCorners     bool    // RESIZE_BILINEAR
-	HalfPixelCenters bool    // RESIZE_BILINEAR
-	KeepDims         bool    // MEAN
-	KeepNumDims      bool    // FULLY_CONNECTED
-	WeightsFormat    int     // FULLY_CONNECTED; 0 is the plain format
+	Axis             int   // CONCATENATION
+	NewShape         []int // RESHAPE (may be empty: then the shape input decides)
+	AlignCorners     bool  // RESIZE_BILINEAR
+	HalfPixelCenters bool  // RESIZE_BILINEAR
+	KeepDims         bool  // MEAN
+	KeepNumDims      bool  // FULLY_CONNECTED
+	WeightsFormat    int   // FULLY_CONNECTED; 0 is the plain format
 }
 
 // Tensor is one tensor of the graph. Data is set for constant tensors.

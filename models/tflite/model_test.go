@@ -93,6 +93,7 @@ func TestParseRealModels(t *testing.T) {
 		"palm_detection_full":        {272, []int{1, 192, 192, 3}, 2},
 		"hand_landmark_lite":         {167, []int{1, 224, 224, 3}, 4},
 		"hand_landmark_full":         {165, []int{1, 224, 224, 3}, 4},
+		"face_landmark":              {210, []int{1, 192, 192, 3}, 2},
 	}
 	for name, w := range want {
 		t.Run(name, func(t *testing.T) {
