@@ -398,3 +398,9 @@ func overlapsAny(r runner.Rect, hands []runner.Hand) bool {
 	}
 	return false
 }
+
+// Inference sums the bare-inference runs and time of the analyzer's
+// networks, to report the analysis overhead around them.
+func (a *Analyzer) Inference() runner.Inference {
+	return a.face.Inference().Add(a.mesh.Inference()).Add(a.palm.Inference()).Add(a.hand.Inference())
+}

@@ -134,3 +134,11 @@ func clampScore(s float64) float64 {
 	}
 	return s
 }
+
+// Inference reports the runs and time spent in bare inference so far.
+func (d *FaceDetector) Inference() Inference {
+	if d.ssd == nil || d.ssd.net == nil {
+		return Inference{}
+	}
+	return d.ssd.net.spent
+}

@@ -109,3 +109,11 @@ func (l *FaceLandmarker) Close() error {
 	l.crop.Close()
 	return nil
 }
+
+// Inference reports the runs and time spent in bare inference so far.
+func (l *FaceLandmarker) Inference() Inference {
+	if l.net == nil {
+		return Inference{}
+	}
+	return l.net.spent
+}

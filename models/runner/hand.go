@@ -263,3 +263,11 @@ func (l *HandLandmarker) Close() error {
 	l.crop.Close()
 	return nil
 }
+
+// Inference reports the runs and time spent in bare inference so far.
+func (l *HandLandmarker) Inference() Inference {
+	if l.net == nil {
+		return Inference{}
+	}
+	return l.net.spent
+}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 	"unsafe"
 
 	"gocv.io/x/gocv"
@@ -37,7 +38,19 @@ type net struct {
 	specs   []outputSpec
 	index   []int       // index[i]: which net output is specs[i]
 	outputs [][]float32 // outputs[i]: data of specs[i] after forward, reused
+	spent   Inference   // time inside OpenCV's forward, for cost reports
 }
+
+// Inference counts a network's runs and the time spent inside OpenCV's
+// forward pass alone (no pre- or post-processing), so callers can report
+// their overhead over bare inference.
+type Inference struct {
+	Runs int
+	Time time.Duration
+}
+
+// Add sums two counts.
+func (a Inference) Add(b Inference) Inference { return Inference{a.Runs + b.Runs, a.Time + b.Time} }
 
 // loadNet imports the ONNX model at path, checks that it takes a
 // [1,3,inputH,inputW] blob and produces the outputs specs describes, and runs
@@ -226,7 +239,11 @@ func (n *net) bindOutputs() error {
 
 func (n *net) run(blob gocv.Mat) error {
 	var cerr *C.char
-	if C.invigil_net_forward(n.p, unsafe.Pointer(blob.Ptr()), &cerr) != 0 {
+	start := time.Now()
+	rc := C.invigil_net_forward(n.p, unsafe.Pointer(blob.Ptr()), &cerr)
+	n.spent.Runs++
+	n.spent.Time += time.Since(start)
+	if rc != 0 {
 		return fmt.Errorf("inference: %s", takeCError(cerr))
 	}
 	return nil

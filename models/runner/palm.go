@@ -130,3 +130,11 @@ func handRect(c Point, w, h, angle, shiftY, scale float64) RotatedRect {
 	side := math.Max(w, h) * scale
 	return RotatedRect{Center: c, Width: side, Height: side, Angle: angle}
 }
+
+// Inference reports the runs and time spent in bare inference so far.
+func (d *PalmDetector) Inference() Inference {
+	if d.ssd == nil || d.ssd.net == nil {
+		return Inference{}
+	}
+	return d.ssd.net.spent
+}
