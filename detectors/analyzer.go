@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"image"
 	"sort"
+	"strings"
 
 	"gocv.io/x/gocv"
 
@@ -124,6 +125,8 @@ type Stream struct {
 	hasMain    bool
 
 	analysed     int
+	faces        []rules.Face // as last detected
+	facesChecked bool
 	handsChecked bool
 	hands        []rules.Hand
 	tracked      []runner.RotatedRect
@@ -155,15 +158,18 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 	o := rules.Observation{TMS: tMS, Width: frame.Cols(), Height: frame.Rows()}
 	o.Brightness, o.Contrast, o.Sharpness = a.light(frame)
 
-	a.face.MinScore = TrackFaceScore
-	faces, err := a.face.Detect(frame)
-	if err != nil {
-		return o, fmt.Errorf("detect faces: %w", err)
+	if every := max(s.Policy.FaceEvery, 1); s.analysed%every == 0 || !s.facesChecked {
+		a.face.MinScore = TrackFaceScore
+		faces, err := a.face.Detect(frame)
+		if err != nil {
+			return o, fmt.Errorf("detect faces: %w", err)
+		}
+		if s.faces, err = a.faceObservations(s.keepFaces(faces, tMS), frame, tMS, s); err != nil {
+			return o, err
+		}
+		s.facesChecked = true
 	}
-	o.Faces, err = a.faceObservations(s.keepFaces(faces, tMS), frame, tMS, s)
-	if err != nil {
-		return o, err
-	}
+	o.Faces = append([]rules.Face(nil), s.faces...)
 
 	if s.Policy.HandsEvery > 0 && s.analysed%s.Policy.HandsEvery == 0 {
 		hands, err := a.detectHands(frame, s)
@@ -403,4 +409,18 @@ func overlapsAny(r runner.Rect, hands []runner.Hand) bool {
 // networks, to report the analysis overhead around them.
 func (a *Analyzer) Inference() runner.Inference {
 	return a.face.Inference().Add(a.mesh.Inference()).Add(a.palm.Inference()).Add(a.hand.Inference())
+}
+
+// InferenceReport lists each network's mean bare-inference time.
+func (a *Analyzer) InferenceReport() string {
+	var b strings.Builder
+	for _, n := range []struct {
+		name string
+		inf  runner.Inference
+	}{{"face", a.face.Inference()}, {"face_mesh", a.mesh.Inference()}, {"palm", a.palm.Inference()}, {"hand", a.hand.Inference()}} {
+		if n.inf.Runs > 0 {
+			fmt.Fprintf(&b, "%s %d runs %.1f ms; ", n.name, n.inf.Runs, n.inf.Time.Seconds()*1000/float64(n.inf.Runs))
+		}
+	}
+	return b.String()
 }

@@ -83,6 +83,7 @@ func BenchmarkRestRoomFrame(b *testing.B) {
 	b.ReportMetric(mean, "ms-mean/frame")
 	b.ReportMetric(1000/mean, "frames/s/core")
 	b.ReportMetric(100*mean*policy.AnalysisFPS/1000, "%core/candidate@5fps")
+	b.Logf("per network: %s", a.InferenceReport())
 	if inference > 0 {
 		b.ReportMetric(total.Seconds()/inference.Seconds(), "cost/inference")
 	}
