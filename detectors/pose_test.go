@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"invigil/detectors/rules"
+	"invigil/models/runner"
 )
 
 // project renders the head model rotated by yaw and pitch at depth z (mm)
@@ -95,5 +96,32 @@ func TestEstimatePoseDegenerate(t *testing.T) {
 	}
 	if _, ok := EstimatePose(kp, rules.Point{}, 500); ok {
 		t.Error("pose from NaN points")
+	}
+}
+
+func TestMeshPose(t *testing.T) {
+	for _, c := range []struct{ yaw, pitch float64 }{{0, 0}, {25, 0}, {-40, 0}, {0, -30}, {0, 15}, {20, -25}} {
+		var m runner.FaceMesh
+		set := func(i int, p [3]float64) {
+			x, y, z := rotate(p, c.yaw, c.pitch)
+			m.Landmarks[i] = runner.Point3{X: 300 + x, Y: 200 + y, Z: z}
+		}
+		set(runner.MeshForehead, [3]float64{0, -70, 20})
+		set(runner.MeshChin, [3]float64{0, 60, 20})
+		set(runner.MeshRightEyeOuter, [3]float64{-45, -35, 30})
+		set(runner.MeshLeftEyeOuter, [3]float64{45, -35, 30})
+		yaw, pitch, ok := MeshPose(&m)
+		// Turned and tilted at once, the two Euler orders differ by ~2°.
+		tol := 0.5
+		if c.yaw != 0 && c.pitch != 0 {
+			tol = 3
+		}
+		if !ok || math.Abs(yaw-c.yaw) > tol || math.Abs(pitch-c.pitch) > tol {
+			t.Errorf("yaw %.0f pitch %.0f: read %.1f, %.1f (ok %v)", c.yaw, c.pitch, yaw, pitch, ok)
+		}
+	}
+	var flat runner.FaceMesh
+	if _, _, ok := MeshPose(&flat); ok {
+		t.Error("pose from coincident landmarks")
 	}
 }

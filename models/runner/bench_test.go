@@ -33,6 +33,7 @@ func benchModels() []benchModel {
 		{PalmFull.String(), 192, func(t testing.TB) *net { return newPalmDetector(t, PalmFull).ssd.net }},
 		{HandLandmarkLite.String(), 224, func(t testing.TB) *net { return newHandLandmarker(t, HandLandmarkLite).net }},
 		{HandLandmarkFull.String(), 224, func(t testing.TB) *net { return newHandLandmarker(t, HandLandmarkFull).net }},
+		{"face_landmark", 192, func(t testing.TB) *net { return newFaceLandmarker(t).net }},
 	}
 }
 
@@ -93,6 +94,12 @@ func BenchmarkDetect(b *testing.B) {
 			run(b, func() error { _, err := d.Detect(img); return err })
 		})
 	}
+	b.Run("face_landmark", func(b *testing.B) {
+		l := newFaceLandmarker(b)
+		img := readPhoto(b, "sample3.jpg")
+		faces := detectFaces(b, img)
+		run(b, func() error { _, err := l.Detect(img, FaceCrop(faces[0])); return err })
+	})
 	for _, m := range []HandLandmarkModel{HandLandmarkLite, HandLandmarkFull} {
 		b.Run(m.String(), func(b *testing.B) {
 			l := newHandLandmarker(b, m)
