@@ -388,8 +388,15 @@ func (c *converter) conv(op *tflite.Operator) error {
 		}
 	}
 	wname := c.addInit(onnx.FloatTensor(c.name(w)+"_oihw", []int64{int64(o), int64(ci), int64(kh), int64(kw)}, oihw))
+	return c.emitConv(op, wname, o, kh, kw, 1)
+}
+
+// emitConv adds an ONNX Conv (with bias and fused activation) for a TFLite
+// convolution whose weights are already the initializer wname.
+func (c *converter) emitConv(op *tflite.Operator, wname string, outC, kh, kw, group int) error {
+	in, out := op.Inputs[0], op.Outputs[0]
 	inputs := []string{c.name(in), wname}
-	b, err := c.bias(op, o)
+	b, err := c.bias(op, outC)
 	if err != nil {
 		return err
 	}
@@ -402,7 +409,7 @@ func (c *converter) conv(op *tflite.Operator) error {
 		onnx.IntsAttr("strides", int64(op.Options.StrideH), int64(op.Options.StrideW)),
 		onnx.IntsAttr("dilations", int64(op.Options.DilationH), int64(op.Options.DilationW)),
 		onnx.IntsAttr("pads", c.spatialPads(c.shape(in), kh, kw, op.Options)...),
-		onnx.IntAttr("group", 1))
+		onnx.IntAttr("group", int64(group)))
 	return finish()
 }
 
@@ -435,22 +442,7 @@ func (c *converter) depthwise(op *tflite.Operator) error {
 		}
 	}
 	wname := c.addInit(onnx.FloatTensor(c.name(w)+"_c1hw", []int64{int64(oc), 1, int64(kh), int64(kw)}, cm))
-	inputs := []string{c.name(in), wname}
-	b, err := c.bias(op, oc)
-	if err != nil {
-		return err
-	}
-	if b != "" {
-		inputs = append(inputs, b)
-	}
-	dst, finish := c.activated(op.Options.Activation, out)
-	c.addNode("Conv", inputs, []string{dst},
-		onnx.IntsAttr("kernel_shape", int64(kh), int64(kw)),
-		onnx.IntsAttr("strides", int64(op.Options.StrideH), int64(op.Options.StrideW)),
-		onnx.IntsAttr("dilations", int64(op.Options.DilationH), int64(op.Options.DilationW)),
-		onnx.IntsAttr("pads", c.spatialPads(c.shape(in), kh, kw, op.Options)...),
-		onnx.IntAttr("group", int64(ci)))
-	return finish()
+	return c.emitConv(op, wname, oc, kh, kw, ci)
 }
 
 func (c *converter) add(op *tflite.Operator) error {
