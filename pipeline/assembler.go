@@ -1,0 +1,240 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+)
+
+// Why not pion's samplebuilder: in pion/webrtc v4.2.26 its purge loop can
+// step the buffer's head past its tail and then walk all 65536 sequence
+// numbers, each step rescanning the window when WithMaxTimeDelay is set:
+// two 2-packet frames and a Flush cost 1.8 s of CPU, which happens at every
+// track's end. Without the time limit it holds every frame behind an
+// unrecovered loss until maxLate more packets arrive (seconds of video),
+// against the design's freshness. This assembler keeps the same model
+// (a window of packets by sequence number, frames emitted in order, pion's
+// VP8 depacketiser) with bounded work per packet, emits a frame as soon as
+// its marker packet arrives, and gives up on a hole after maxLateTime of
+// RTP time.
+
+const (
+	// assemblerWindow is how many sequence numbers ahead of the oldest
+	// missing packet are kept; larger than any frame (a 1080p keyframe is
+	// ~100 packets).
+	assemblerWindow = 512
+)
+
+// assembledFrame is one VP8 frame out of the assembler.
+type assembledFrame struct {
+	data              []byte
+	timestamp         uint32
+	firstSeq, lastSeq uint16
+	arrival           time.Time // of its last packet
+	pictureID         int       // VP8 picture ID, -1 when the sender sends none
+	// lossBefore is set when packets were lost (or given up on) between the
+	// previous frame out and this one.
+	lossBefore bool
+}
+
+type asmSlot struct {
+	p       *rtp.Packet
+	arrival time.Time
+}
+
+// assembler turns one track's RTP packets into VP8 frames (RFC 7741).
+type assembler struct {
+	slots        [assemblerWindow]asmSlot
+	started      bool
+	next         uint16 // oldest sequence number not yet emitted or given up
+	highest      uint16 // newest sequence number stored
+	highestTS    uint32 // its RTP timestamp
+	lastTS       uint32 // timestamp of the last frame out
+	haveLastTS   bool
+	firstTS      uint32 // timestamp of the first packet
+	maxLateTicks int32
+	lossPending  bool
+	depack       codecs.VP8Packet
+	// The frame at scanFirst has its first scanned packets present in a row.
+	scanFirst uint16
+	scanValid bool
+	scanned   int
+}
+
+func newAssembler(maxLate time.Duration, clockRate uint32) *assembler {
+	return &assembler{maxLateTicks: int32(maxLate.Seconds() * float64(clockRate))}
+}
+
+func (a *assembler) slot(seq uint16) *asmSlot { return &a.slots[seq%assemblerWindow] }
+
+// get returns the packet stored for seq, or nil.
+func (a *assembler) get(seq uint16) *asmSlot {
+	s := a.slot(seq)
+	if s.p == nil || s.p.SequenceNumber != seq {
+		return nil
+	}
+	return s
+}
+
+func (a *assembler) release(seq uint16) {
+	if s := a.get(seq); s != nil {
+		*s = asmSlot{}
+	}
+}
+
+// skip gives up on sequence numbers [next, to).
+func (a *assembler) skip(to uint16) {
+	for ; a.next != to; a.next++ {
+		a.release(a.next)
+	}
+	a.lossPending = true
+}
+
+// late reports whether seq was already emitted or given up on.
+func (a *assembler) late(seq uint16) bool {
+	return a.started && int16(seq-a.next) < 0
+}
+
+// push stores one packet and returns the frames it completed. The caller
+// screens out packets far outside the window (see receiver.assemble).
+func (a *assembler) push(p *rtp.Packet, arrival time.Time) []assembledFrame {
+	seq := p.SequenceNumber
+	if !a.started {
+		a.started = true
+		a.next, a.highest, a.highestTS, a.firstTS = seq, seq, p.Timestamp, p.Timestamp
+	}
+	if int16(seq-a.next) < 0 {
+		return nil // late: the caller counts it
+	}
+	if d := int(uint16(seq - a.next)); d >= assemblerWindow {
+		// Too far ahead for the window: what is missing before it will not
+		// be waited for any longer.
+		a.skip(seq - assemblerWindow + 1)
+	}
+	if a.get(seq) != nil {
+		return nil // duplicate (a retransmission that arrived twice)
+	}
+	*a.slot(seq) = asmSlot{p: p, arrival: arrival}
+	if int16(seq-a.highest) > 0 {
+		a.highest, a.highestTS = seq, p.Timestamp
+	}
+	return a.emit()
+}
+
+// giveUp reports whether a hole in a frame of timestamp ts is hopeless:
+// the packets after it are maxLateTime newer, or the window is full.
+func (a *assembler) giveUp(ts uint32) bool {
+	return int(uint16(a.highest-a.next)) >= assemblerWindow-1 || int32(a.highestTS-ts) > a.maxLateTicks
+}
+
+// emit takes every complete frame from the front of the window.
+func (a *assembler) emit() []assembledFrame {
+	var out []assembledFrame
+	for int16(a.highest-a.next) >= 0 {
+		head := a.get(a.next)
+		if head == nil {
+			// The next packet is missing: wait for it (a NACK may bring it)
+			// unless it is hopeless.
+			ref := a.lastTS
+			if !a.haveLastTS {
+				ref = a.firstTS
+			}
+			if !a.giveUp(ref) {
+				return out
+			}
+			a.skip(a.next + 1)
+			continue
+		}
+		if len(head.p.Payload) == 0 { // padding
+			a.release(a.next)
+			a.next++
+			continue
+		}
+		if _, err := a.depack.Unmarshal(head.p.Payload); err != nil || a.depack.S != 1 || a.depack.PID != 0 {
+			// Garbage, or the rest of a frame whose start was lost.
+			a.skip(a.next + 1)
+			continue
+		}
+		f, complete, n := a.collect(a.next, head.p.Timestamp)
+		if !complete {
+			if !a.giveUp(head.p.Timestamp) {
+				return out
+			}
+			a.skip(a.next + uint16(max(n, 1)))
+			continue
+		}
+		f.lossBefore = a.lossPending
+		a.lossPending = false
+		a.lastTS, a.haveLastTS = f.timestamp, true
+		for seq := f.firstSeq; seq != f.lastSeq+1; seq++ {
+			a.release(seq)
+		}
+		a.next = f.lastSeq + 1
+		out = append(out, f)
+	}
+	return out
+}
+
+// collect reads the frame starting at first: complete when every packet up
+// to the marker (or up to the next frame's start, if the marker was lost)
+// is present. n is how many packets of it are present in a row. The
+// packets already found in a row are remembered, so a frame of k packets
+// costs O(k) over its pushes, and its payload is copied once.
+func (a *assembler) collect(first uint16, ts uint32) (f assembledFrame, complete bool, n int) {
+	if a.scanFirst != first || !a.scanValid {
+		a.scanFirst, a.scanValid, a.scanned = first, true, 0
+	}
+	end := -1 // index of the frame's last packet
+	for i := a.scanned; i < assemblerWindow; i++ {
+		seq := first + uint16(i)
+		s := a.get(seq)
+		if s == nil {
+			a.scanned = i
+			return f, false, i
+		}
+		if s.p.Timestamp != ts {
+			// A new frame began without this one's marker: complete if that
+			// packet starts a frame.
+			if i > 0 && len(s.p.Payload) > 0 && s.p.Payload[0]&0x10 != 0 {
+				end = i - 1
+				break
+			}
+			a.scanned = i
+			return f, false, i
+		}
+		if s.p.Marker {
+			end = i
+			break
+		}
+	}
+	if end < 0 {
+		a.scanned = assemblerWindow
+		return f, false, assemblerWindow
+	}
+	a.scanValid = false
+	f = assembledFrame{timestamp: ts, firstSeq: first, lastSeq: first + uint16(end), pictureID: -1}
+	size := 0
+	for i := 0; i <= end; i++ {
+		size += len(a.get(first + uint16(i)).p.Payload)
+	}
+	f.data = make([]byte, 0, size)
+	for i := 0; i <= end; i++ {
+		s := a.get(first + uint16(i))
+		if len(s.p.Payload) == 0 {
+			continue // padding that kept the frame's timestamp
+		}
+		payload, err := a.depack.Unmarshal(s.p.Payload)
+		if err != nil {
+			return f, false, i // a broken packet: the frame is lost
+		}
+		if i == 0 && a.depack.I == 1 {
+			f.pictureID = int(a.depack.PictureID)
+		}
+		f.data = append(f.data, payload...)
+		if s.arrival.After(f.arrival) {
+			f.arrival = s.arrival
+		}
+	}
+	return f, true, end + 1
+}

@@ -1,0 +1,235 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/pion/rtp"
+	"gocv.io/x/gocv"
+
+	"invigil/vpx"
+)
+
+const (
+	// maxLateTime bounds how long a frame waits for a missing packet (a
+	// NACK round trip) before it is given up on.
+	maxLateTime = 300 * time.Millisecond
+	// maxPayload is larger than any WebRTC packet (they fit a 1500-byte MTU).
+	maxPayload = 16 << 10
+	// seqJump is the sequence number jump past which a packet is taken as
+	// a new sequence space (a restarted sender, or garbage) rather than a
+	// packet of the frames being assembled.
+	seqJump = 2 * assemblerWindow
+	// probation is how many consecutive packets confirm a new sequence space.
+	probation = 3
+)
+
+// decodedFrame is one picture out of the receiver.
+type decodedFrame struct {
+	i420 gocv.Mat // owned by the receiver's pool until released
+	// ts is the RTP timestamp, unwrapped, relative to the track's first
+	// packet.
+	ts int64
+	// arrival is when the frame's last packet arrived.
+	arrival time.Time
+}
+
+// receiver turns one track's RTP packets into decoded pictures: frame
+// assembly, loss detection, keyframe requests and libvpx decoding. It is
+// owned by one goroutine.
+type receiver struct {
+	m         *metrics
+	asm       *assembler
+	clockRate uint32
+	dec       *vpx.Decoder
+	pool      *matPool
+
+	// requestKeyframe asks the publisher for a keyframe; the receiver rate
+	// limits it to one per keyframeInterval until a keyframe arrives.
+	requestKeyframe  func(reason string)
+	keyframeInterval time.Duration
+	gapKeyframe      time.Duration
+	lastKeyRequest   time.Time
+
+	probing    bool // packets far from the window are being counted
+	probeSeq   uint16
+	probeCount int
+
+	lastPicID   int // VP8 picture ID of the last frame out, -1 if none
+	haveTS      bool
+	lastTS      uint32
+	extTS       int64
+	lastArrival time.Time // of the last frame out
+
+	awaitingKeyframe bool
+	decodedAny       bool
+}
+
+func newReceiver(m *metrics, pool *matPool, clockRate uint32, requestKeyframe func(reason string), keyframeInterval, gapKeyframe time.Duration) (*receiver, error) {
+	dec, err := vpx.NewDecoder()
+	if err != nil {
+		return nil, err
+	}
+	return &receiver{
+		m:                m,
+		asm:              newAssembler(maxLateTime, clockRate),
+		clockRate:        clockRate,
+		dec:              dec,
+		pool:             pool,
+		requestKeyframe:  requestKeyframe,
+		keyframeInterval: keyframeInterval,
+		gapKeyframe:      gapKeyframe,
+		lastPicID:        -1,
+		awaitingKeyframe: true,
+	}, nil
+}
+
+func (r *receiver) close() {
+	r.dec.Close()
+}
+
+// keyframe asks for a keyframe unless one was asked for recently.
+func (r *receiver) keyframe(reason string, now time.Time) {
+	if !r.lastKeyRequest.IsZero() && now.Sub(r.lastKeyRequest) < r.keyframeInterval {
+		return
+	}
+	r.lastKeyRequest = now
+	r.m.keyframeRequests.WithLabelValues(reason).Inc()
+	if r.requestKeyframe != nil {
+		r.requestKeyframe(reason)
+	}
+}
+
+// assemble pushes one packet into the frame assembler and returns the
+// frames it completed.
+func (r *receiver) assemble(p *rtp.Packet, arrival time.Time) []assembledFrame {
+	if len(p.Payload) > maxPayload {
+		r.m.packetsDropped.WithLabelValues(dropOversized).Inc()
+		return nil
+	}
+	seq := p.SequenceNumber
+	if r.asm.started {
+		if d := int16(seq - r.asm.highest); d > seqJump || d < -seqJump {
+			// Far from the frames being assembled: garbage, or a sender that
+			// restarted its numbering. Like RTP's source validation, believe
+			// a new sequence space only after a few packets in order.
+			if r.probing && seq == r.probeSeq+1 {
+				r.probeCount++
+			} else {
+				r.probing, r.probeCount = true, 1
+			}
+			r.probeSeq = seq
+			if r.probeCount < probation {
+				r.m.packetsDropped.WithLabelValues(dropOutOfSequence).Inc()
+				return nil
+			}
+			// Restart around this packet; what was lost across the restart
+			// is unknown, so the next frame must be a keyframe.
+			r.probing = false
+			r.asm = newAssembler(maxLateTime, r.clockRate)
+			r.asm.lossPending = true
+			r.lastPicID = -1
+		} else {
+			r.probing = false
+			if r.asm.late(seq) {
+				r.m.packetsDropped.WithLabelValues(dropLate).Inc()
+				return nil
+			}
+		}
+	}
+	return r.asm.push(p, arrival)
+}
+
+// lost reports whether frames were lost between the last frame out and f:
+// by VP8 picture ID when the sender numbers its pictures, by the
+// assembler's gaps otherwise. Lost frames are counted.
+func (r *receiver) lost(f *assembledFrame) bool {
+	missing := 0
+	if f.pictureID >= 0 && r.lastPicID >= 0 {
+		prev, cur := uint16(r.lastPicID), uint16(f.pictureID)
+		if d15, d7 := (cur-prev)&0x7fff, (cur-prev)&0x7f; d15 != 1 && d7 != 1 {
+			missing = int(min(d15, d7)) - 1
+			if missing < 1 || missing > seqJump {
+				missing = 1 // a reset picture ID: at least one frame is gone
+			}
+		}
+	} else if f.lossBefore {
+		missing = 1 // packets are gone; how many frames they held is unknown
+	}
+	r.lastPicID = f.pictureID
+	if missing > 0 {
+		r.m.framesDropped.WithLabelValues(dropIncomplete).Add(float64(missing))
+	}
+	return missing > 0
+}
+
+// timestamp unwraps a frame's RTP timestamp relative to the first one.
+func (r *receiver) timestamp(ts uint32) int64 {
+	if !r.haveTS {
+		r.haveTS, r.lastTS = true, ts
+		return 0
+	}
+	r.extTS += int64(int32(ts - r.lastTS))
+	r.lastTS = ts
+	return r.extTS
+}
+
+// decode turns one assembled frame into a picture: ok is false when the
+// frame is dropped (lost references, decode error, no picture), each
+// counted by reason.
+func (r *receiver) decode(f *assembledFrame, now time.Time) (decodedFrame, bool) {
+	arrival := f.arrival
+	lost := r.lost(f)
+	ts := r.timestamp(f.timestamp)
+	gap := !r.lastArrival.IsZero() && arrival.Sub(r.lastArrival) > r.gapKeyframe
+	r.lastArrival = arrival
+
+	hdr, err := vpx.ParseHeader(f.data)
+	if err != nil {
+		r.decodeFailed(now)
+		return decodedFrame{}, false
+	}
+	switch {
+	case lost && !hdr.Keyframe:
+		r.awaitingKeyframe = true
+		r.keyframe(keyLoss, now)
+	case r.awaitingKeyframe && !hdr.Keyframe:
+		if r.decodedAny {
+			r.keyframe(keyLoss, now)
+		} else {
+			r.keyframe(keyStart, now)
+		}
+	case gap && !hdr.Keyframe:
+		r.keyframe(keyGap, now) // references are intact; a fresh keyframe is cheap insurance
+	}
+	if r.awaitingKeyframe && !hdr.Keyframe {
+		r.m.framesDropped.WithLabelValues(dropAwaitingKeyframe).Inc()
+		return decodedFrame{}, false
+	}
+
+	start := time.Now()
+	m := r.pool.get()
+	shown, err := r.dec.DecodeI420(f.data, &m)
+	r.m.stage(stageDecode, time.Since(start))
+	if err != nil || !shown {
+		r.pool.put(m)
+		if err != nil {
+			r.decodeFailed(now)
+		}
+		return decodedFrame{}, false
+	}
+	r.awaitingKeyframe = false
+	r.decodedAny = true
+	if hdr.Keyframe {
+		// The last request was answered: the next loss asks again at once.
+		r.lastKeyRequest = time.Time{}
+	}
+	r.m.framesDecoded.Inc()
+	return decodedFrame{i420: m, ts: ts, arrival: arrival}, true
+}
+
+func (r *receiver) decodeFailed(now time.Time) {
+	r.m.decodeErrors.Inc()
+	r.m.framesDropped.WithLabelValues(dropDecodeError).Inc()
+	r.awaitingKeyframe = true
+	r.keyframe(keyDecodeError, now)
+}

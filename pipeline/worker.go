@@ -1,0 +1,105 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"invigil/detectors"
+	"invigil/detectors/rules"
+	"invigil/vpx"
+)
+
+// worker owns one set of networks and analyses one frame at a time.
+type worker struct {
+	id  int
+	p   *Pipeline
+	a   *detectors.Analyzer
+	bgr gocv.Mat
+}
+
+func (w *worker) close() {
+	w.a.Close()
+	w.bgr.Close()
+}
+
+func (w *worker) run(ctx context.Context) {
+	defer w.p.wg.Done()
+	m := w.p.m
+	for {
+		j, ok := w.p.sched.next(ctx)
+		if !ok {
+			return
+		}
+		m.util.start(w.id, time.Now())
+		m.workersBusy.Inc()
+		w.process(ctx, j)
+		m.workersBusy.Dec()
+		m.util.stop(w.id, time.Now())
+		w.p.sched.done(j.c)
+	}
+}
+
+func (w *worker) process(ctx context.Context, j job) {
+	p, m, c, f := w.p, w.p.m, j.c, j.f
+	defer f.release()
+	c.analysisMu.Lock()
+	defer c.analysisMu.Unlock()
+	if f.gen <= c.finishedGen {
+		m.framesDropped.WithLabelValues(dropTrackEnded).Inc()
+		return
+	}
+	if c.engine != nil && c.engineGen != f.gen {
+		p.finishEngineLocked(ctx, c) // a previous activation nobody finished
+	}
+	if c.engine == nil {
+		if err := p.startEngineLocked(c, j); err != nil {
+			p.log.Error("cannot start rules", "identity", c.identity, "err", err)
+			m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
+			return
+		}
+	} else {
+		p.applySettingsLocked(ctx, c, j)
+	}
+	if c.analysedAny && f.tMS <= c.lastTMS {
+		m.framesDropped.WithLabelValues(dropStale).Inc()
+		return
+	}
+
+	start := time.Now()
+	if err := vpx.I420ToBGR(f.i420, &w.bgr); err != nil {
+		p.log.Warn("cannot convert frame", "identity", c.identity, "err", err)
+		m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
+		return
+	}
+	converted := time.Now()
+	m.stage(stageConvert, converted.Sub(start))
+	obs, err := w.a.Observe(w.bgr, f.tMS, c.stream)
+	observed := time.Now()
+	m.stage(stageInference, observed.Sub(converted))
+	if err != nil {
+		p.log.Warn("cannot analyse frame", "identity", c.identity, "t_ms", f.tMS, "err", err)
+		m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
+		return
+	}
+	events := c.engine.Observe(&obs)
+	done := time.Now()
+	m.stage(stageRules, done.Sub(observed))
+	c.lastTMS, c.analysedAny, c.lastTrack = f.tMS, true, f.track
+	m.framesAnalysed.Inc()
+	m.latency.Observe(done.Sub(f.arrival).Seconds())
+
+	for _, ev := range events {
+		var evidence []byte
+		if ev.Kind == rules.Opened {
+			t := time.Now()
+			evidence, err = detectors.Evidence(w.bgr, &obs, ev.Violation)
+			if err != nil {
+				p.log.Warn("no evidence picture", "identity", c.identity, "err", err)
+			}
+			m.stage(stageEvidence, time.Since(t))
+		}
+		p.emit(ctx, c, ev, evidence)
+	}
+}
