@@ -89,6 +89,14 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// Handle mounts h at pattern (a net/http ServeMux pattern), behind the
+// same metrics and body limit as the API's own routes: how cmd mounts what
+// api must not import, such as the SFU's signalling WebSocket. Call it
+// before Serve.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+}
+
 // Handler is the full handler chain: metrics outermost so that rejected
 // bodies are counted too, then the body limit, then the routes.
 func (s *Server) Handler() http.Handler {

@@ -37,6 +37,22 @@ type Config struct {
 	MaxBodyBytes int64 `json:"max_body_bytes"`
 	// ShutdownTimeout bounds how long in-flight requests may finish on SIGTERM.
 	ShutdownTimeout Duration `json:"shutdown_timeout"`
+	// SFUTokenKey signs and checks the SFU's join tokens (HMAC-SHA256) until
+	// the control plane issues them; at least 16 bytes. Empty: a random key
+	// per process, so tokens die with the process.
+	SFUTokenKey string `json:"sfu_token_key"`
+	// ICEPublicIPs are the addresses announced to peers instead of the
+	// host's own (comma-separated; 1:1 NAT, a cloud VM, a Docker port map).
+	ICEPublicIPs string `json:"ice_public_ips"`
+	// ICEUDPPort, if not 0, carries every peer connection on this one UDP
+	// port (one port to open in a firewall); 0 uses ephemeral ports.
+	ICEUDPPort int64 `json:"ice_udp_port"`
+	// ICETCPPort, if not 0, also accepts ICE over TCP on this port, for
+	// clients on networks that block UDP.
+	ICETCPPort int64 `json:"ice_tcp_port"`
+	// ICELoopback also offers 127.0.0.1 candidates (a browser or simulated
+	// candidate on the same machine, a host with no other interface).
+	ICELoopback bool `json:"ice_loopback"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -108,6 +124,11 @@ var settings = []setting{
 	{"log-format", "INVIGIL_LOG_FORMAT", "log `FORMAT`: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
 	{"max-body-bytes", "INVIGIL_MAX_BODY_BYTES", "largest request body in `BYTES`", func(c *Config) flag.Value { return (*int64Value)(&c.MaxBodyBytes) }},
 	{"shutdown-timeout", "INVIGIL_SHUTDOWN_TIMEOUT", "how long requests may finish on shutdown (`DURATION`)", func(c *Config) flag.Value { return &c.ShutdownTimeout }},
+	{"sfu-token-key", "INVIGIL_SFU_TOKEN_KEY", "`KEY` that signs SFU join tokens until the control plane issues them (default: random per process)", func(c *Config) flag.Value { return (*stringValue)(&c.SFUTokenKey) }},
+	{"ice-public-ip", "INVIGIL_ICE_PUBLIC_IPS", "public `IPS` to announce for media (comma-separated; behind 1:1 NAT or Docker)", func(c *Config) flag.Value { return (*stringValue)(&c.ICEPublicIPs) }},
+	{"ice-udp-port", "INVIGIL_ICE_UDP_PORT", "one UDP `PORT` for all media (0: ephemeral ports)", func(c *Config) flag.Value { return (*int64Value)(&c.ICEUDPPort) }},
+	{"ice-tcp-port", "INVIGIL_ICE_TCP_PORT", "TCP `PORT` for media when UDP is blocked (0: off)", func(c *Config) flag.Value { return (*int64Value)(&c.ICETCPPort) }},
+	{"ice-loopback", "INVIGIL_ICE_LOOPBACK", "also offer 127.0.0.1 for media (clients on this machine)", func(c *Config) flag.Value { return (*boolValue)(&c.ICELoopback) }},
 }
 
 // EnvConfigFile names the config file when --config is not given.
@@ -245,7 +266,37 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		return fmt.Errorf("shutdown timeout %s: must not be negative", time.Duration(c.ShutdownTimeout))
 	}
+	if c.SFUTokenKey != "" && len(c.SFUTokenKey) < 16 {
+		return errors.New("sfu token key: want at least 16 characters (e.g. `openssl rand -hex 32`)")
+	}
+	if _, err := c.PublicIPs(); err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		name string
+		port int64
+	}{{"ice udp port", c.ICEUDPPort}, {"ice tcp port", c.ICETCPPort}} {
+		if p.port < 0 || p.port > 65535 {
+			return fmt.Errorf("%s %d: want 1 to 65535, or 0 for none", p.name, p.port)
+		}
+	}
 	return nil
+}
+
+// PublicIPs parses ICEPublicIPs.
+func (c Config) PublicIPs() ([]string, error) {
+	var ips []string
+	for _, f := range strings.Split(c.ICEPublicIPs, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if net.ParseIP(f) == nil {
+			return nil, fmt.Errorf("ice public ip %q: not an IP address", f)
+		}
+		ips = append(ips, f)
+	}
+	return ips, nil
 }
 
 // SlogLevel turns LogLevel into a slog.Level.
@@ -274,6 +325,21 @@ type stringValue string
 
 func (s *stringValue) String() string     { return string(*s) }
 func (s *stringValue) Set(v string) error { *s = stringValue(v); return nil }
+
+type boolValue bool
+
+func (b *boolValue) String() string { return strconv.FormatBool(bool(*b)) }
+func (b *boolValue) Set(v string) error {
+	x, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("want true or false, got %q", v)
+	}
+	*b = boolValue(x)
+	return nil
+}
+
+// IsBoolFlag lets --ice-loopback stand alone on the command line.
+func (b *boolValue) IsBoolFlag() bool { return true }
 
 type int64Value int64
 

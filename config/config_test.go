@@ -183,3 +183,35 @@ func TestRegisterSubset(t *testing.T) {
 		t.Errorf("got %+v", cfg)
 	}
 }
+
+// The media settings come from the same three sources, and bad values are
+// refused with the setting named.
+func TestMediaSettings(t *testing.T) {
+	file := writeFile(t, `{"ice_tcp_port": 3478, "ice_public_ips": "192.0.2.1"}`)
+	cfg, err := resolve(t, []string{"--config", file, "--ice-public-ip", "203.0.113.7, 2001:db8::1", "--ice-loopback", "--ice-udp-port", "50000"},
+		map[string]string{"INVIGIL_SFU_TOKEN_KEY": "0123456789abcdef-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips, err := cfg.PublicIPs()
+	if err != nil || len(ips) != 2 || ips[0] != "203.0.113.7" || ips[1] != "2001:db8::1" {
+		t.Errorf("public IPs %v, %v", ips, err)
+	}
+	if cfg.SFUTokenKey != "0123456789abcdef-key" || cfg.ICEUDPPort != 50000 || cfg.ICETCPPort != 3478 || !cfg.ICELoopback {
+		t.Errorf("got %+v", cfg)
+	}
+	for _, c := range []struct {
+		args []string
+		vars map[string]string
+		want string
+	}{
+		{nil, map[string]string{"INVIGIL_SFU_TOKEN_KEY": "short"}, "sfu token key"},
+		{[]string{"--ice-public-ip", "example.org"}, nil, "not an IP address"},
+		{[]string{"--ice-udp-port", "70000"}, nil, "ice udp port"},
+		{nil, map[string]string{"INVIGIL_ICE_LOOPBACK": "maybe"}, "INVIGIL_ICE_LOOPBACK"},
+	} {
+		if _, err := resolve(t, c.args, c.vars); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v %v: error %v, want it to mention %q", c.args, c.vars, err, c.want)
+		}
+	}
+}

@@ -40,7 +40,7 @@ func init() {
 		"version":     {"print the version", runVersion},
 		"help":        {"show help for a command", runHelp},
 		"analyze":     {"analyse a video or image file and print violations as JSON Lines", runAnalyze},
-		"simulate":    {"join as a candidate and publish a video file (planned)", notYet("simulate")},
+		"simulate":    {"join as synthetic candidates and publish a video, image or scenario as the camera", runSimulate},
 		"admin":       {"manage exams, candidates and staff (planned)", notYet("admin")},
 	}
 }

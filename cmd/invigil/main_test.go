@@ -66,7 +66,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"models"}, 2, "", "fetch|verify|list"},
 		{[]string{"models", "dance"}, 2, "", `unknown action "dance"`},
 		{[]string{"version"}, 0, "invigil dev", ""},
-		{[]string{"simulate"}, 2, "", "simulate is not yet implemented"},
+		{[]string{"simulate"}, 2, "", "--server is required"},
 		{[]string{"admin"}, 2, "", "admin is not yet implemented"},
 	}
 	for _, c := range cases {
@@ -202,6 +202,9 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "invigil stopped") {
 		t.Errorf("no clean-stop log line:\n%s", stderr)
+	}
+	if !strings.Contains(stderr.String(), "valid only for this process") {
+		t.Errorf("no warning that SFU tokens die with a random key:\n%s", stderr)
 	}
 }
 
