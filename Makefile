@@ -57,7 +57,10 @@ run: build models
 
 test: test-deps build models testdata
 	# matprofile makes gocv count live Mats, so the leak tests run too.
-	go test -tags matprofile ./... -count=1 -timeout $(GO_TEST_TIMEOUT)
+	# -p 1: one package at a time, so the end-to-end media tests (which
+	# measure onset delays in stream time) do not compete with the evaluation
+	# set for the CPU.
+	go test -p 1 -tags matprofile ./... -count=1 -timeout $(GO_TEST_TIMEOUT)
 
 # Only packages that have benchmarks are built; their figures are printed as
 # go test reports them (ns/op plus the custom metrics each benchmark adds).

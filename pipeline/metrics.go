@@ -52,6 +52,7 @@ type metrics struct {
 	packetsDropped   *prometheus.CounterVec
 	framesDecoded    prometheus.Counter
 	decodeErrors     prometheus.Counter
+	clockResets      prometheus.Counter
 	keyframeRequests *prometheus.CounterVec
 	framesAnalysed   prometheus.Counter
 	framesDropped    *prometheus.CounterVec
@@ -84,6 +85,10 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_pipeline_decode_errors_total",
 			Help: "VP8 frames that failed to decode.",
+		}),
+		clockResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "invigil_pipeline_clock_resets_total",
+			Help: "Frames whose RTP time strayed so far from their arrival that the track's clock was re-anchored.",
 		}),
 		keyframeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_pipeline_keyframe_requests_total",
@@ -146,7 +151,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 	}
 	m.workers.Set(float64(workers))
 	collectors := []prometheus.Collector{
-		m.packets, m.packetsDropped, m.framesDecoded, m.decodeErrors, m.keyframeRequests,
+		m.packets, m.packetsDropped, m.framesDecoded, m.decodeErrors, m.clockResets, m.keyframeRequests,
 		m.framesAnalysed, m.framesDropped, m.latency, m.stageSeconds, m.workers, m.workersBusy,
 		m.candidatesActive, m.tracksActive, m.violations, m.sinkErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

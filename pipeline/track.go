@@ -111,6 +111,10 @@ func (t *track) handle(q queuedPacket) {
 	t.decode(frames, start)
 }
 
+// maxClockSkewMS is how far a frame's RTP time may drift from its arrival
+// before the track's clock is re-anchored; network stalls stay well below.
+const maxClockSkewMS = 5000
+
 func (t *track) decode(frames []assembledFrame, now time.Time) {
 	for i := range frames {
 		d, ok := t.rcv.decode(&frames[i], now)
@@ -118,6 +122,16 @@ func (t *track) decode(frames []assembledFrame, now time.Time) {
 			continue
 		}
 		tMS := t.offsetMS + d.ts*1000/int64(t.info.ClockRate)
+		// RTP time is the publisher's word; arrival time is ours. A frame
+		// whose RTP time strays far from when it arrived (a broken or
+		// hostile sender jumping by an hour) re-anchors this track's clock
+		// on arrival, so it cannot push every later frame out as stale or
+		// date violations in the future.
+		if wallMS := d.arrival.Sub(t.epoch).Milliseconds(); tMS-wallMS > maxClockSkewMS || wallMS-tMS > maxClockSkewMS {
+			t.offsetMS += wallMS - tMS
+			tMS = wallMS
+			t.p.m.clockResets.Inc()
+		}
 		t.p.sched.publish(t.c, &frame{
 			i420: d.i420, pool: t.pool, gen: t.gen, epoch: t.epoch, tMS: tMS,
 			arrival: d.arrival, track: &t.info,
