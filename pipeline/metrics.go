@@ -88,7 +88,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		}),
 		clockResets: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_pipeline_clock_resets_total",
-			Help: "Frames whose RTP time strayed so far from their arrival that the track's clock was re-anchored.",
+			Help: "Frames whose RTP time jumped so far from the previous frame's that the track's clock was re-anchored.",
 		}),
 		keyframeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_pipeline_keyframe_requests_total",

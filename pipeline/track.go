@@ -25,6 +25,10 @@ type track struct {
 	// track's start on that clock.
 	epoch    time.Time
 	offsetMS int64
+	// The last decoded frame's stream time and arrival, to catch jumps.
+	haveLast    bool
+	lastTMS     int64
+	lastArrival time.Time
 
 	packets   chan queuedPacket
 	done      chan struct{} // closed by Close
@@ -111,9 +115,9 @@ func (t *track) handle(q queuedPacket) {
 	t.decode(frames, start)
 }
 
-// maxClockSkewMS is how far a frame's RTP time may drift from its arrival
-// before the track's clock is re-anchored; network stalls stay well below.
-const maxClockSkewMS = 5000
+// maxClockJumpMS is the largest step in RTP time between consecutive
+// frames that is believed.
+const maxClockJumpMS = 5000
 
 func (t *track) decode(frames []assembledFrame, now time.Time) {
 	for i := range frames {
@@ -122,16 +126,21 @@ func (t *track) decode(frames []assembledFrame, now time.Time) {
 			continue
 		}
 		tMS := t.offsetMS + d.ts*1000/int64(t.info.ClockRate)
-		// RTP time is the publisher's word; arrival time is ours. A frame
-		// whose RTP time strays far from when it arrived (a broken or
-		// hostile sender jumping by an hour) re-anchors this track's clock
-		// on arrival, so it cannot push every later frame out as stale or
-		// date violations in the future.
-		if wallMS := d.arrival.Sub(t.epoch).Milliseconds(); tMS-wallMS > maxClockSkewMS || wallMS-tMS > maxClockSkewMS {
-			t.offsetMS += wallMS - tMS
-			tMS = wallMS
-			t.p.m.clockResets.Inc()
+		// RTP time is the publisher's word. A jump of more than
+		// maxClockJumpMS between consecutive frames (a broken or hostile
+		// sender leaping an hour ahead and back) re-anchors this track's
+		// clock so the frame follows the last one by the time that passed
+		// between their arrivals; otherwise one wild frame would make every
+		// later frame "stale" and date violations an hour away.
+		if t.haveLast {
+			if jump := tMS - t.lastTMS; jump > maxClockJumpMS || jump < -maxClockJumpMS {
+				step := min(max(d.arrival.Sub(t.lastArrival).Milliseconds(), 0), maxClockJumpMS)
+				t.offsetMS += t.lastTMS + step - tMS
+				tMS = t.lastTMS + step
+				t.p.m.clockResets.Inc()
+			}
 		}
+		t.haveLast, t.lastTMS, t.lastArrival = true, tMS, d.arrival
 		t.p.sched.publish(t.c, &frame{
 			i420: d.i420, pool: t.pool, gen: t.gen, epoch: t.epoch, tMS: tMS,
 			arrival: d.arrival, track: &t.info,
