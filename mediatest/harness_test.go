@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"invigil/internal/metrictest"
 	"io"
 	"log/slog"
 	"math"
@@ -168,39 +169,7 @@ func (s *stack) candidateToken(identity string) string {
 // labels include the given pairs.
 func (s *stack) metric(name string, labels ...string) float64 {
 	s.t.Helper()
-	mfs, err := s.reg.Gather()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue series
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			case m.Histogram != nil:
-				sum += float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return sum
+	return metrictest.Sum(s.t, s.reg, name, labels...)
 }
 
 // pipelineMetrics summarises the pipeline's counters and the SFU's RTP

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"image"
+	"invigil/internal/metrictest"
 	"io"
 	"log/slog"
 	"math/rand"
@@ -316,39 +317,7 @@ func checkNoGoroutines(t testing.TB) {
 // whose labels include the given ones.
 func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			case m.Histogram != nil:
-				sum += float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return sum
+	return metrictest.Sum(t, reg, name, labels...)
 }
 
 func mustPolicy(t testing.TB, name string) rules.Policy {
