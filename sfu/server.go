@@ -180,17 +180,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for {
-		data, err := c.read(ctx)
-		if err != nil {
-			if errors.Is(err, errTooLarge) {
-				c.sendError(protocol.CodeTooLarge, fmt.Sprintf("messages are limited to %d bytes", s.cfg.MaxMessageBytes))
-				continue
-			}
-			var pe *protocol.Error
-			if errors.As(err, &pe) {
-				c.sendError(pe.Code, pe.Reason)
-				continue
-			}
+		data, ok := s.readFrame(ctx, c)
+		if !ok {
 			s.disconnected(p, c)
 			return
 		}
@@ -219,23 +210,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// readFrame reads the next message. A message that is too large or not a
+// text frame is answered with an error and skipped; ok is false once the
+// socket is done.
+func (s *Server) readFrame(ctx context.Context, c *wsConn) (data []byte, ok bool) {
+	for {
+		data, err := c.read(ctx)
+		if err == nil {
+			return data, true
+		}
+		if errors.Is(err, errTooLarge) {
+			c.sendError(protocol.CodeTooLarge, fmt.Sprintf("messages are limited to %d bytes", s.cfg.MaxMessageBytes))
+			continue
+		}
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			c.sendError(pe.Code, pe.Reason)
+			continue
+		}
+		return nil, false
+	}
+}
+
 // awaitJoin reads until a valid join (or the join timeout) and returns the
 // participant, or nil when the socket is done.
 func (s *Server) awaitJoin(ctx context.Context, c *wsConn) *participant {
 	jctx, cancel := context.WithTimeout(ctx, s.cfg.JoinTimeout)
 	defer cancel()
 	for {
-		data, err := c.read(jctx)
-		if err != nil {
-			if errors.Is(err, errTooLarge) {
-				c.sendError(protocol.CodeTooLarge, fmt.Sprintf("messages are limited to %d bytes", s.cfg.MaxMessageBytes))
-				continue
-			}
-			var pe *protocol.Error
-			if errors.As(err, &pe) {
-				c.sendError(pe.Code, pe.Reason)
-				continue
-			}
+		data, ok := s.readFrame(jctx, c)
+		if !ok {
 			return nil
 		}
 		msg, err := protocol.Parse(data)
