@@ -1,5 +1,7 @@
 // Package api is Invigil's HTTP surface: health and readiness probes,
-// Prometheus metrics and (in later issues) the JSON API under /api/v1.
+// Prometheus metrics and, with a store, the control plane's JSON API under
+// /api/v1 (docs/API.md): staff and candidate logins, the candidate's stages,
+// calls, scores, violations and their review, live events.
 package api
 
 import (
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +34,9 @@ type Options struct {
 	// Ready reports whether the server can do its work (models loaded, store
 	// open); nil means always ready. /readyz returns 503 with its error.
 	Ready func() error
+
+	// Control is the control plane; nil serves only health and metrics.
+	Control *ControlOptions
 }
 
 // Server holds the handler tree and its metrics.
@@ -40,6 +46,14 @@ type Server struct {
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	// The control plane; nil without Options.Control.
+	ctl *control
+
+	// closing is closed when shutdown begins, so long-lived event streams
+	// end instead of holding http.Server.Shutdown until its deadline.
+	closing     chan struct{}
+	closingOnce sync.Once
 }
 
 // New builds the server and registers its metrics in opts.Registry.
@@ -57,9 +71,10 @@ func New(opts Options) (*Server, error) {
 		opts.Version = "dev"
 	}
 	s := &Server{
-		opts: opts,
-		log:  opts.Logger,
-		mux:  http.NewServeMux(),
+		opts:    opts,
+		log:     opts.Logger,
+		mux:     http.NewServeMux(),
+		closing: make(chan struct{}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_http_requests_total",
 			Help: "HTTP requests served, by route pattern and status code.",
@@ -86,6 +101,14 @@ func New(opts Options) (*Server, error) {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),
 	}))
+	if opts.Control != nil {
+		ctl, err := newControl(s, *opts.Control)
+		if err != nil {
+			return nil, err
+		}
+		s.ctl = ctl
+		s.mountRoutes()
+	}
 	return s, nil
 }
 
@@ -116,6 +139,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(s.closeStreams)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -137,6 +161,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	}
 	return nil
 }
+
+// closeStreams ends the event streams (shutdown is beginning).
+func (s *Server) closeStreams() { s.closingOnce.Do(func() { close(s.closing) }) }
 
 // healthz answers whether the process is alive; it checks nothing else so an
 // orchestrator does not restart a server that is only waiting on a dependency.
@@ -176,9 +203,9 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 func limitBody(max int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > max {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{
-				"error": "request body larger than " + strconv.FormatInt(max, 10) + " bytes",
-			})
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]*apiError{"error": {
+				Code: "body_too_large", Message: "request body larger than " + strconv.FormatInt(max, 10) + " bytes",
+			}})
 			return
 		}
 		if r.Body != nil {

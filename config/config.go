@@ -53,6 +53,21 @@ type Config struct {
 	// ICELoopback also offers 127.0.0.1 candidates (a browser or simulated
 	// candidate on the same machine, a host with no other interface).
 	ICELoopback bool `json:"ice_loopback"`
+
+	// EarlyLoginMinutes is how long before an exam's start candidates may
+	// log in (the candidate guide's 45 minutes); an exam may set its own.
+	EarlyLoginMinutes int64 `json:"early_login_minutes"`
+	// CodeAttempts is how many wrong invitation codes one client address may
+	// send before it must wait (429 with a growing Retry-After).
+	CodeAttempts int64 `json:"code_attempts"`
+	// CodeAlertAddresses: this many addresses sending wrong codes within 10
+	// minutes raises invigil_code_guessing_alert (a distributed guess).
+	CodeAlertAddresses int64 `json:"code_alert_addresses"`
+	// StaffSession is how long a staff login lasts.
+	StaffSession Duration `json:"staff_session"`
+	// RiskWeights are the points one violation of each type adds to a
+	// candidate's risk score ("type=points,…").
+	RiskWeights string `json:"risk_weights"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -106,6 +121,12 @@ func Defaults(home string) Config {
 		LogFormat:       "text",
 		MaxBodyBytes:    1 << 20,
 		ShutdownTimeout: Duration(10 * time.Second),
+
+		EarlyLoginMinutes:  45,
+		CodeAttempts:       5,
+		CodeAlertAddresses: 20,
+		StaffSession:       Duration(12 * time.Hour),
+		RiskWeights:        DefaultRiskWeights,
 	}
 }
 
@@ -128,6 +149,11 @@ var settings = []setting{
 	{"ice-public-ip", "INVIGIL_ICE_PUBLIC_IPS", "public `IPS` to announce for media (comma-separated; behind 1:1 NAT or Docker)", func(c *Config) flag.Value { return (*stringValue)(&c.ICEPublicIPs) }},
 	{"ice-udp-port", "INVIGIL_ICE_UDP_PORT", "one UDP `PORT` for all media (0: ephemeral ports)", func(c *Config) flag.Value { return (*int64Value)(&c.ICEUDPPort) }},
 	{"ice-tcp-port", "INVIGIL_ICE_TCP_PORT", "TCP `PORT` for media when UDP is blocked (0: off)", func(c *Config) flag.Value { return (*int64Value)(&c.ICETCPPort) }},
+	{"early-login-minutes", "INVIGIL_EARLY_LOGIN_MINUTES", "`MINUTES` before an exam's start that candidates may log in", func(c *Config) flag.Value { return (*int64Value)(&c.EarlyLoginMinutes) }},
+	{"code-attempts", "INVIGIL_CODE_ATTEMPTS", "wrong invitation codes one address may send before it must wait (`N`)", func(c *Config) flag.Value { return (*int64Value)(&c.CodeAttempts) }},
+	{"code-alert-addresses", "INVIGIL_CODE_ALERT_ADDRESSES", "`N` addresses with wrong codes in 10 minutes raise the guessing alert", func(c *Config) flag.Value { return (*int64Value)(&c.CodeAlertAddresses) }},
+	{"staff-session", "INVIGIL_STAFF_SESSION", "how long a staff login lasts (`DURATION`)", func(c *Config) flag.Value { return &c.StaffSession }},
+	{"risk-weights", "INVIGIL_RISK_WEIGHTS", "risk points per violation `TYPE=POINTS,…`", func(c *Config) flag.Value { return (*stringValue)(&c.RiskWeights) }},
 	{"ice-loopback", "INVIGIL_ICE_LOOPBACK", "also offer 127.0.0.1 for media (clients on this machine)", func(c *Config) flag.Value { return (*boolValue)(&c.ICELoopback) }},
 }
 
@@ -280,7 +306,44 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s %d: want 1 to 65535, or 0 for none", p.name, p.port)
 		}
 	}
+	if c.EarlyLoginMinutes < 0 || c.EarlyLoginMinutes > 24*60 {
+		return fmt.Errorf("early login minutes %d: want 0 to 1440", c.EarlyLoginMinutes)
+	}
+	if c.CodeAttempts < 1 {
+		return fmt.Errorf("code attempts %d: want at least 1", c.CodeAttempts)
+	}
+	if c.CodeAlertAddresses < 1 {
+		return fmt.Errorf("code alert addresses %d: want at least 1", c.CodeAlertAddresses)
+	}
+	if c.StaffSession < Duration(time.Minute) {
+		return fmt.Errorf("staff session %s: want at least 1m", time.Duration(c.StaffSession))
+	}
+	if _, err := c.ParseRiskWeights(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// DefaultRiskWeights: another person or a covered camera weigh most (they
+// defeat the whole invigilation), looking away least (it happens innocently).
+const DefaultRiskWeights = "extra_person=40,camera_blocked=30,face_off_screen=25,head_turn=10,hands_out_of_view=10,distance=5"
+
+// ParseRiskWeights reads RiskWeights ("type=points,…").
+func (c Config) ParseRiskWeights() (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, part := range strings.Split(c.RiskWeights, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(part, "=")
+		w, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if !ok || strings.TrimSpace(name) == "" || err != nil || w < 0 || w > 100 {
+			return nil, fmt.Errorf("risk weights: %q: want TYPE=POINTS with 0 to 100 points", part)
+		}
+		out[strings.TrimSpace(name)] = w
+	}
+	return out, nil
 }
 
 // PublicIPs parses ICEPublicIPs.

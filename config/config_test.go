@@ -47,6 +47,12 @@ func TestDefaults(t *testing.T) {
 		LogFormat:       "text",
 		MaxBodyBytes:    1 << 20,
 		ShutdownTimeout: Duration(10 * time.Second),
+
+		EarlyLoginMinutes:  45,
+		CodeAttempts:       5,
+		CodeAlertAddresses: 20,
+		StaffSession:       Duration(12 * time.Hour),
+		RiskWeights:        "extra_person=40,camera_blocked=30,face_off_screen=25,head_turn=10,hands_out_of_view=10,distance=5",
 	}
 	if cfg != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", cfg, want)
@@ -212,6 +218,22 @@ func TestMediaSettings(t *testing.T) {
 	} {
 		if _, err := resolve(t, c.args, c.vars); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v %v: error %v, want it to mention %q", c.args, c.vars, err, c.want)
+		}
+	}
+}
+
+func TestRiskWeights(t *testing.T) {
+	cfg, err := resolve(t, nil, map[string]string{"INVIGIL_RISK_WEIGHTS": "extra_person=50, distance=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cfg.ParseRiskWeights()
+	if err != nil || w["extra_person"] != 50 || w["distance"] != 0 || len(w) != 2 {
+		t.Fatalf("weights %v, %v", w, err)
+	}
+	for _, bad := range []string{"extra_person", "x=abc", "=3", "x=-1", "x=101"} {
+		if _, err := resolve(t, nil, map[string]string{"INVIGIL_RISK_WEIGHTS": bad}); err == nil {
+			t.Errorf("risk weights %q accepted", bad)
 		}
 	}
 }

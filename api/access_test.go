@@ -1,0 +1,327 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"invigil/internal/metrictest"
+)
+
+// Every route × every role, and no login at all: a refused caller gets
+// exactly 401 unauthenticated (no login) or 403 forbidden (wrong role); an
+// allowed one never does. Path IDs point at nothing, so allowed callers
+// get 404s and 400s, which is what tells them apart.
+func TestAccessMatrix(t *testing.T) {
+	h := newHarness(t)
+	exam := h.exam()
+	cand := h.candidate(exam, "matrix")
+	tokens := map[string]string{
+		"admin":     h.admin,
+		"assistant": h.staff("as", "assistant"),
+		"examiner":  h.staff("ex", "examiner"),
+		"proctor":   h.staff("pr", "proctor"),
+		"candidate": h.codeLogin(cand.Codes["rest_room"]).Token,
+		"none":      "",
+	}
+	ids := regexp.MustCompile(`\{[a-z]+\}`)
+	routes := h.srv.ctl.routes()
+	if len(routes) < 40 {
+		t.Fatalf("only %d routes", len(routes))
+	}
+	for _, rt := range routes {
+		if rt.path == "/api/v1/auth/logout" {
+			continue // revokes the token the other rows need; checked below
+		}
+		path := ids.ReplaceAllString(rt.path, "987654")
+		for role, tok := range tokens {
+			allowed := slices.Contains(rt.allow, rolePublic) || slices.Contains(rt.allow, role) ||
+				(role == "admin" && slices.ContainsFunc(rt.allow, func(r string) bool { return slices.Contains(staffRoles, r) }))
+			var a answer
+			if strings.HasSuffix(rt.path, "/events") && allowed {
+				continue // a stream on a real exam is tested elsewhere; here it would not end
+			}
+			a = h.do(rt.method, path, tok, "{}")
+			code := a.errCode()
+			refused := code == "unauthenticated" || code == "forbidden"
+			switch {
+			case allowed && refused:
+				t.Errorf("%s %s as %s: refused (%d %s), want allowed", rt.method, rt.path, role, a.status, a.body)
+			case !allowed && role == "none" && (a.status != 401 || code != "unauthenticated"):
+				t.Errorf("%s %s without login: %d %s, want 401", rt.method, rt.path, a.status, a.body)
+			case !allowed && role != "none" && (a.status != 403 || code != "forbidden"):
+				t.Errorf("%s %s as %s: %d %s, want 403", rt.method, rt.path, role, a.status, a.body)
+			}
+		}
+	}
+	// Logout: everyone logged in may; the token is dead afterwards.
+	for role, tok := range tokens {
+		if role == "none" {
+			h.must(401, "POST", "/api/v1/auth/logout", tok, nil)
+			continue
+		}
+		h.must(204, "POST", "/api/v1/auth/logout", tok, nil)
+		if a := h.do("GET", "/api/v1/exams", tok, nil); a.status != 401 {
+			t.Errorf("%s's token works after logout: %d", role, a.status)
+		}
+	}
+}
+
+// Wrong codes from one address: after CodeAttempts of them the client gets
+// 429 with Retry-After, even for a right code, and the failures are counted.
+func TestCodeBruteForce(t *testing.T) {
+	h := newHarness(t, func(o *ControlOptions) { o.CodeAttempts = 3; o.CodeAlertAddresses = 1 })
+	exam := h.exam()
+	cand := h.candidate(exam, "target")
+	wrong := "000000"
+	if wrong == cand.Codes["interview"] || wrong == cand.Codes["mock"] || wrong == cand.Codes["rest_room"] {
+		wrong = "999999"
+	}
+	for i := range 2 {
+		a := h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": wrong})
+		if a.status != 404 || a.errCode() != "unknown_code" {
+			t.Fatalf("wrong code %d: %d %s", i, a.status, a.body)
+		}
+		var e struct {
+			Error apiError `json:"error"`
+		}
+		a.decode(t, &e)
+		if e.Error.ZH == "" || e.Error.EN == "" {
+			t.Errorf("no bilingual message: %s", a.body)
+		}
+	}
+	a := h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": wrong})
+	if a.status != 429 || a.header.Get("Retry-After") != "1" {
+		t.Fatalf("third wrong code: %d Retry-After %q %s", a.status, a.header.Get("Retry-After"), a.body)
+	}
+	a = h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": cand.Codes["interview"]})
+	if a.status != 429 {
+		t.Fatalf("right code while limited: %d %s", a.status, a.body)
+	}
+	h.clock.Add(1100 * time.Millisecond)
+	// The next wrong one owes twice as long.
+	a = h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": wrong})
+	if a.status != 429 || a.header.Get("Retry-After") != "2" {
+		t.Fatalf("fourth wrong code: %d Retry-After %q", a.status, a.header.Get("Retry-After"))
+	}
+	h.clock.Add(2100 * time.Millisecond)
+	h.codeLogin(cand.Codes["interview"])
+	if n := metrictest.Sum(t, h.reg, "invigil_code_attempts_failed_total"); n != 4 {
+		t.Errorf("failed attempts counted %v, want 4", n)
+	}
+	if n := metrictest.Sum(t, h.reg, "invigil_code_guessing_alert"); n != 1 {
+		t.Errorf("guessing alert %v, want 1 (threshold 1 address)", n)
+	}
+	// Malformed codes are answered clearly and count as tries too.
+	a = h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": "12ab"})
+	if a.status != 400 || a.errCode() != "bad_code" {
+		t.Errorf("malformed code: %d %s", a.status, a.body)
+	}
+}
+
+func TestLoginWindow(t *testing.T) {
+	h := newHarness(t)
+	start := h.clock.Now().Add(2 * time.Hour)
+	var id idAnswer
+	h.must(201, "POST", "/api/v1/exams", h.admin, map[string]any{"name": "Later", "starts_at": start, "ends_at": start.Add(time.Hour)}).decode(t, &id)
+	cand := h.candidate(id.ID, "early bird")
+	a := h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": cand.Codes["interview"]})
+	if a.status != 403 || a.errCode() != "too_early" || !strings.Contains(string(a.body), "2026-11-26 09:15") {
+		t.Fatalf("two hours early: %d %s", a.status, a.body)
+	}
+	h.clock.Add(76 * time.Minute) // 44 minutes before the start
+	if l := h.codeLogin(cand.Codes["interview"]); l.Stage != "device_check_waiting" {
+		t.Fatalf("44 minutes early: %+v", l)
+	}
+	late := h.candidate(id.ID, "late")
+	h.clock.Add(105 * time.Minute) // after the end
+	a = h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": late.Codes["interview"]})
+	if a.status != 403 || a.errCode() != "too_late" {
+		t.Fatalf("after the window: %d %s", a.status, a.body)
+	}
+	// One already inside may come back to where they are.
+	if l := h.codeLogin(cand.Codes["interview"]); l.Stage != "device_check_waiting" {
+		t.Fatalf("resume after the window: %+v", l)
+	}
+}
+
+// Bad input gets a 4xx with a clear error, never a 500.
+func TestBadInput(t *testing.T) {
+	h := newHarness(t, func(o *ControlOptions) {})
+	exam := itoa(h.exam())
+	huge := `{"name":"` + strings.Repeat("x", 2<<20) + `"}`
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		code, says               string
+	}{
+		{"malformed", "POST", "/api/v1/exams", `{"name": "x",`, 400, "bad_json", "ends too early"},
+		{"not an object", "POST", "/api/v1/exams", `[1,2]`, 400, "bad_json", "must be a JSON"},
+		{"unknown field", "POST", "/api/v1/exams", `{"name":"x","starts_at":"2026-11-26T09:00:00Z","ends_at":"2026-11-26T10:00:00Z","room":1}`, 400, "bad_json", `unknown field "room"`},
+		{"wrong type", "POST", "/api/v1/exams/" + exam + "/candidates", `{"name": 42}`, 400, "bad_json", `field "name" must be string`},
+		{"trailing data", "POST", "/api/v1/exams/" + exam + "/candidates", `{"name": "a"} {"name": "b"}`, 400, "bad_json", "after the JSON object"},
+		{"empty body", "POST", "/api/v1/exams", ``, 400, "bad_json", "needs a JSON body"},
+		{"bad time", "POST", "/api/v1/exams", `{"name":"x","starts_at":"tomorrow","ends_at":"2026-11-26T10:00:00Z"}`, 400, "bad_json", "RFC 3339"},
+		{"end before start", "POST", "/api/v1/exams", `{"name":"x","starts_at":"2026-11-26T10:00:00Z","ends_at":"2026-11-26T09:00:00Z"}`, 400, "bad_time", "after starts_at"},
+		{"huge", "POST", "/api/v1/exams/" + exam + "/candidates", huge, 413, "body_too_large", "larger than"},
+		{"bad id", "GET", "/api/v1/exams/abc", ``, 400, "bad_id", "not an id"},
+		{"missing exam", "GET", "/api/v1/exams/424242", ``, 404, "not_found", "424242"},
+		{"bad score", "PUT", "/api/v1/candidates/1/score", `{"score": 101}`, 400, "bad_score", "0 to 100"},
+		{"bad policy", "PUT", "/api/v1/exams/" + exam + "/policies/rest_room", `{"yaw_limit_deg": "wide"}`, 400, "bad_policy", "yaw_limit_deg"},
+		{"bad room", "PUT", "/api/v1/exams/" + exam + "/policies/kitchen", `{}`, 404, "bad_room", "kitchen"},
+		{"csv without name", "POST", "/api/v1/exams/" + exam + "/candidates/import", "who\nx\n", 400, "bad_csv", `"name" column`},
+		{"csv bad row", "POST", "/api/v1/exams/" + exam + "/candidates/import", "name,external_id\nok,1\n,2\n", 400, "bad_csv", "line 3"},
+		{"no route", "GET", "/api/v1/nothing", ``, 404, "no_such_route", "openapi"},
+		{"bad filter", "GET", "/api/v1/exams/" + exam + "/violations?status=maybe", ``, 400, "bad_filter", "pending"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var body any
+			if c.body != "" {
+				body = c.body
+			}
+			a := h.do(c.method, c.path, h.admin, body)
+			var e struct {
+				Error apiError `json:"error"`
+			}
+			_ = json.Unmarshal(a.body, &e)
+			if a.status != c.status || a.errCode() != c.code || !strings.Contains(e.Error.Message, c.says) {
+				t.Errorf("%d %s, want %d %s saying %q", a.status, a.body, c.status, c.code, c.says)
+			}
+		})
+	}
+	// Nothing was half-stored by the failed import.
+	var cands []candidateView
+	h.must(200, "GET", "/api/v1/exams/"+exam+"/candidates", h.admin, nil).decode(t, &cands)
+	if len(cands) != 0 {
+		t.Errorf("a failed import stored %d candidates", len(cands))
+	}
+}
+
+// A page's cookie login must echo the CSRF token on state-changing
+// requests; a bearer token needs none.
+func TestCSRF(t *testing.T) {
+	h := newHarness(t)
+	body, _ := json.Marshal(map[string]string{"username": "admin", "password": adminPassword})
+	resp, err := http.Post(h.base+"/api/v1/auth/login", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l loginAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var ck *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == staffCookie {
+			ck = c
+		}
+	}
+	if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("login cookie %+v", ck)
+	}
+	send := func(method, path, csrf string, body string) int {
+		req, _ := http.NewRequest(method, h.base+path, strings.NewReader(body))
+		req.AddCookie(ck)
+		req.Header.Set("Content-Type", "application/json")
+		if csrf != "" {
+			req.Header.Set(csrfHeader, csrf)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	exam := `{"name":"c","starts_at":"2026-11-26T09:00:00Z","ends_at":"2026-11-26T10:00:00Z"}`
+	if s := send("GET", "/api/v1/exams", "", ""); s != 200 {
+		t.Errorf("cookie GET: %d", s)
+	}
+	if s := send("POST", "/api/v1/exams", "", exam); s != 403 {
+		t.Errorf("cookie POST without CSRF header: %d, want 403", s)
+	}
+	if s := send("POST", "/api/v1/exams", "wrong", exam); s != 403 {
+		t.Errorf("cookie POST with a wrong CSRF header: %d, want 403", s)
+	}
+	if s := send("POST", "/api/v1/exams", l.CSRFToken, exam); s != 201 {
+		t.Errorf("cookie POST with the CSRF header: %d, want 201", s)
+	}
+	h.must(201, "POST", "/api/v1/exams", l.Token, exam)
+}
+
+// The OpenAPI document lists every route the server answers, and the
+// contract calls of DESIGN.md answer in the documented shapes.
+func TestOpenAPIInStep(t *testing.T) {
+	h := newHarness(t)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Content map[string]struct {
+					Schema map[string]any `json:"schema"`
+				} `json:"content"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	h.must(200, "GET", "/api/v1/openapi.json", "", nil).decode(t, &doc)
+	n := 0
+	for _, rt := range h.srv.ctl.routes() {
+		op, ok := doc.Paths[rt.path][strings.ToLower(rt.method)]
+		if !ok {
+			t.Errorf("%s %s missing from openapi.json", rt.method, rt.path)
+			continue
+		}
+		n++
+		// The route is really served (not 404 no_such_route / 405).
+		a := h.do(rt.method, strings.NewReplacer("{exam}", "1", "{candidate}", "1", "{call}", "1", "{violation}", "1", "{user}", "1", "{room}", "waiting").Replace(rt.path), "", nil)
+		if a.errCode() == "no_such_route" || a.status == 405 {
+			t.Errorf("%s %s documented but not served", rt.method, rt.path)
+		}
+		_ = op
+	}
+	total := 0
+	for _, ops := range doc.Paths {
+		total += len(ops)
+	}
+	if total != n {
+		t.Errorf("openapi.json has %d operations, the route table %d", total, n)
+	}
+	props := func(path, method string) map[string]any {
+		op := doc.Paths[path][method]
+		for status, r := range op.Responses {
+			if c, ok := r.Content["application/json"]; ok && status != "default" {
+				if p, ok := c.Schema["properties"].(map[string]any); ok {
+					return p
+				}
+				if it, ok := c.Schema["items"].(map[string]any); ok {
+					p, _ := it["properties"].(map[string]any)
+					return p
+				}
+			}
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		path, method string
+		fields       []string
+	}{
+		{"/api/v1/auth/login", "post", []string{"token"}},
+		{"/api/v1/exams", "post", []string{"id"}},
+		{"/api/v1/exams/{exam}/candidates", "post", []string{"id", "codes"}},
+		{"/api/v1/candidate/login", "post", []string{"token", "candidate_id", "stage"}},
+		{"/api/v1/exams/{exam}/violations", "get", []string{"id", "candidate_id", "type", "started_at", "ended_at",
+			"confidence", "status", "evidence_url", "recording_url", "recording_offset_ms"}},
+	} {
+		p := props(c.path, c.method)
+		for _, f := range c.fields {
+			if _, ok := p[f]; !ok {
+				t.Errorf("%s %s: answer lacks %q (DESIGN.md contract)", c.method, c.path, f)
+			}
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"invigil/detectors/rules"
+	"invigil/stage"
+	"invigil/store"
+)
+
+// MediaControl is what the control plane asks of the SFU: connect staff and
+// candidates for calls and remove those who leave. cmd adapts the SFU to it
+// (api and sfu never import each other).
+type MediaControl interface {
+	// Subscribe makes subscriber receive publisher's tracks; subscriber
+	// must be connected.
+	Subscribe(subscriber, publisher string) error
+	Unsubscribe(subscriber, publisher string) error
+	// Kick ends identity's media session.
+	Kick(identity string) error
+}
+
+// Analysis is what the control plane asks of the vision pipeline.
+type Analysis interface {
+	SetPolicy(identity string, pol rules.Policy) error
+	Calibrate(identity string, until time.Time) error
+	Forget(identity string)
+	// Latest is the newest analysed frame of identity's camera.
+	Latest(identity string) (AnalysisSnapshot, bool)
+}
+
+// AnalysisSnapshot is the live analysis the device check shows the
+// candidate.
+type AnalysisSnapshot struct {
+	At         time.Time `json:"at"`
+	Width      int       `json:"width"`
+	Height     int       `json:"height"`
+	Faces      int       `json:"faces"`
+	DistanceCM float64   `json:"distance_cm"`
+	YawDeg     float64   `json:"yaw_deg"`
+	PitchDeg   float64   `json:"pitch_deg"`
+	Hands      int       `json:"hands"`
+	Brightness float64   `json:"brightness"`
+	Sharpness  float64   `json:"sharpness"`
+}
+
+// ControlOptions configures the control plane.
+type ControlOptions struct {
+	Store *store.Store
+	// DataDir is where evidence images and recordings live; stored paths
+	// are relative to it.
+	DataDir string
+	// Media and Analysis may be nil (an API-only server, tests of the flow
+	// without media): calls then connect nobody and policies go nowhere.
+	Media    MediaControl
+	Analysis Analysis
+	// MediaKey signs the SFU join tokens the API hands out (≥ 16 bytes).
+	MediaKey []byte
+	// EarlyLogin is how long before an exam's start candidates may log in
+	// when the exam does not say (default 45 minutes).
+	EarlyLogin time.Duration
+	// CodeAttempts wrong codes from one address before it must wait
+	// (default 5); CodeAlertAddresses addresses with wrong codes in 10
+	// minutes raise the guessing alert (default 20).
+	CodeAttempts       int
+	CodeAlertAddresses int
+	// StaffSession is how long a staff login lasts (default 12 h);
+	// candidates' logins last until their exam ends plus a day.
+	StaffSession time.Duration
+	// RiskWeights are the points per violation type (default: see
+	// config.DefaultRiskWeights); a type not listed weighs 10.
+	RiskWeights map[string]float64
+	// Now is the clock (default time.Now); tests move it.
+	Now func() time.Time
+}
+
+// control is the control plane's state besides the store.
+type control struct {
+	opts   ControlOptions
+	st     *store.Store
+	log    *slog.Logger
+	now    func() time.Time
+	hub    *hub
+	limit  *codeLimiter
+	m      controlMetrics
+	online sync.Map // SFU identity → true while connected
+	// closing is the server's: closed when shutdown begins.
+	closing <-chan struct{}
+}
+
+type controlMetrics struct {
+	violations      *prometheus.CounterVec
+	codeFailures    prometheus.Counter
+	guessingAlert   prometheus.Gauge
+	eventsDelivered *prometheus.CounterVec
+	logins          *prometheus.CounterVec
+}
+
+func newControl(s *Server, o ControlOptions) (*control, error) {
+	if o.Store == nil {
+		return nil, errors.New("api: ControlOptions.Store is nil")
+	}
+	if o.DataDir == "" {
+		return nil, errors.New("api: ControlOptions.DataDir is empty")
+	}
+	if len(o.MediaKey) == 0 {
+		o.MediaKey = make([]byte, 32)
+		if _, err := rand.Read(o.MediaKey); err != nil {
+			return nil, fmt.Errorf("api: make a media key: %w", err)
+		}
+	}
+	if len(o.MediaKey) < 16 {
+		return nil, errors.New("api: MediaKey must be at least 16 bytes")
+	}
+	if o.EarlyLogin == 0 {
+		o.EarlyLogin = 45 * time.Minute
+	}
+	if o.CodeAttempts <= 0 {
+		o.CodeAttempts = 5
+	}
+	if o.CodeAlertAddresses <= 0 {
+		o.CodeAlertAddresses = 20
+	}
+	if o.StaffSession <= 0 {
+		o.StaffSession = 12 * time.Hour
+	}
+	if o.RiskWeights == nil {
+		o.RiskWeights = map[string]float64{"extra_person": 40, "camera_blocked": 30, "face_off_screen": 25,
+			"head_turn": 10, "hands_out_of_view": 10, "distance": 5}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	c := &control{opts: o, st: o.Store, log: s.log, now: o.Now, hub: newHub(), closing: s.closing}
+	c.m = controlMetrics{
+		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invigil_violations_total", Help: "Violations stored, by type.",
+		}, []string{"type"}),
+		codeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "invigil_code_attempts_failed_total", Help: "Invitation codes entered that matched no active code (or were refused while rate-limited).",
+		}),
+		guessingAlert: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "invigil_code_guessing_alert", Help: "1 while many client addresses send wrong invitation codes (a distributed guess), else 0.",
+		}),
+		eventsDelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invigil_events_delivered_total", Help: "Live events written to event streams, by stream (staff, candidate).",
+		}, []string{"stream"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invigil_logins_total", Help: "Login attempts by kind (staff, candidate) and result.",
+		}, []string{"kind", "result"}),
+	}
+	c.limit = newCodeLimiter(o.CodeAttempts, o.CodeAlertAddresses, c.m.guessingAlert)
+	sessions := &stageCollector{st: o.Store, desc: prometheus.NewDesc("invigil_sessions",
+		"Candidates by stage (from the store, at scrape time).", []string{"stage"}, nil), log: s.log}
+	for _, col := range []prometheus.Collector{c.m.violations, c.m.codeFailures, c.m.guessingAlert,
+		c.m.eventsDelivered, c.m.logins, sessions} {
+		if err := s.opts.Registry.Register(col); err != nil {
+			return nil, fmt.Errorf("api: register metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// stageCollector reports candidates by stage at scrape time, so the gauge
+// is right after a restart without replaying anything.
+type stageCollector struct {
+	st   *store.Store
+	desc *prometheus.Desc
+	log  *slog.Logger
+}
+
+func (c *stageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *stageCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := c.st.CountCandidatesByStage(ctx)
+	if err != nil {
+		c.log.Warn("count candidates by stage for /metrics", "err", err)
+		return
+	}
+	for _, s := range stage.All {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+}
+
+// SFU identities and rooms. The SFU sees only these strings; the control
+// plane maps them back.
+func candidateIdentity(id int64) string { return "candidate-" + strconv.FormatInt(id, 10) }
+func staffIdentity(id int64) string     { return "staff-" + strconv.FormatInt(id, 10) }
+func examRoom(id int64) string          { return "exam-" + strconv.FormatInt(id, 10) }
+
+// ParseCandidateIdentity is candidateIdentity's inverse.
+func ParseCandidateIdentity(identity string) (int64, bool) {
+	rest, ok := strings.CutPrefix(identity, "candidate-")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(rest, 10, 64)
+	return id, err == nil && id > 0
+}
+
+func parseStaffIdentity(identity string) (int64, bool) {
+	rest, ok := strings.CutPrefix(identity, "staff-")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(rest, 10, 64)
+	return id, err == nil && id > 0
+}
+
+// policyFor is the detection policy of room in exam: the defaults with the
+// admin's override on top.
+func policyFor(exam store.Exam, room string) (rules.Policy, error) {
+	if o := exam.Policies[room]; len(o) > 0 {
+		return rules.ParsePolicyOverride(room, o)
+	}
+	return rules.DefaultPolicy(room)
+}
+
+// applyStage tells the media plane what a candidate's new stage means:
+// the room's detection policy, or the end of their media session.
+func (c *control) applyStage(ctx context.Context, cand store.Candidate) {
+	identity := candidateIdentity(cand.ID)
+	if cand.Stage == stage.Left {
+		if c.opts.Media != nil {
+			if err := c.opts.Media.Kick(identity); err != nil {
+				c.log.Debug("kick a candidate who left", "candidate", cand.ID, "err", err)
+			}
+		}
+		if c.opts.Analysis != nil {
+			c.opts.Analysis.Forget(identity)
+		}
+		return
+	}
+	room := cand.Stage.Room()
+	if room == "" || c.opts.Analysis == nil {
+		return
+	}
+	exam, err := c.st.Exam(ctx, cand.ExamID)
+	if err != nil {
+		c.log.Error("load exam for a candidate's policy", "candidate", cand.ID, "err", err)
+		return
+	}
+	pol, err := policyFor(exam, room)
+	if err != nil {
+		c.log.Error("exam policy override no longer parses; keeping the previous policy", "exam", exam.ID, "room", room, "err", err)
+		return
+	}
+	if err := c.opts.Analysis.SetPolicy(identity, pol); err != nil {
+		c.log.Error("set a candidate's policy", "candidate", cand.ID, "room", room, "err", err)
+	}
+}
+
+// publish wakes the event streams after a commit.
+func (c *control) publish(events []store.Event) {
+	for _, e := range events {
+		c.hub.notify(e.ExamID)
+	}
+}

@@ -1,0 +1,248 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"invigil/store"
+)
+
+// hub wakes the event streams of an exam after a commit. Events themselves
+// live in the store, so a stream only needs a nudge to read what is new,
+// and a slow or reconnecting page loses nothing.
+type hub struct {
+	mu   sync.Mutex
+	subs map[int64]map[chan struct{}]struct{}
+}
+
+func newHub() *hub { return &hub{subs: map[int64]map[chan struct{}]struct{}{}} }
+
+func (h *hub) subscribe(exam int64) (ch chan struct{}, cancel func()) {
+	ch = make(chan struct{}, 1)
+	h.mu.Lock()
+	if h.subs[exam] == nil {
+		h.subs[exam] = map[chan struct{}]struct{}{}
+	}
+	h.subs[exam][ch] = struct{}{}
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		delete(h.subs[exam], ch)
+		if len(h.subs[exam]) == 0 {
+			delete(h.subs, exam)
+		}
+		h.mu.Unlock()
+	}
+}
+
+func (h *hub) notify(exam int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs[exam] {
+		select {
+		case ch <- struct{}{}:
+		default: // already nudged; it will read everything new
+		}
+	}
+}
+
+// sseKeepAlive is how often an idle stream sends a comment so proxies and
+// the browser keep the connection.
+const sseKeepAlive = 15 * time.Second
+
+// candidateEventTypes are the events a candidate's own page needs; the
+// staff's view of them (violations, spot checks, help) stays with staff.
+var candidateEventTypes = map[string]bool{
+	"stage_changed": true, "call_ringing": true, "call_started": true, "call_ended": true, "score_published": true,
+}
+
+// streamEvents writes an exam's events after `since` as Server-Sent Events
+// until the client goes, then waits for new ones. keep filters (nil: all).
+func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, examID int64, stream string, keep func(store.Event) bool) error {
+	since, err := sinceParam(r)
+	if err != nil {
+		return err
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	// Ask the browser to reconnect quickly after a drop.
+	fmt.Fprint(w, "retry: 2000\n\n")
+	if err := rc.Flush(); err != nil {
+		return nil
+	}
+	// Subscribe before the first read so nothing committed in between is
+	// missed.
+	wake, cancel := c.hub.subscribe(examID)
+	defer cancel()
+	tick := time.NewTicker(sseKeepAlive)
+	defer tick.Stop()
+	ctx := r.Context()
+	for {
+		for {
+			events, err := c.st.EventsSince(ctx, examID, since, 500)
+			if err != nil {
+				if ctx.Err() == nil {
+					c.log.Warn("read events for a stream", "exam", examID, "err", err)
+				}
+				return nil
+			}
+			for _, e := range events {
+				since = e.Seq
+				if keep != nil && !keep(e) {
+					continue
+				}
+				b, _ := json.Marshal(e)
+				if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b); err != nil {
+					return nil
+				}
+				c.m.eventsDelivered.WithLabelValues(stream).Inc()
+			}
+			if err := rc.Flush(); err != nil {
+				return nil
+			}
+			if len(events) < 500 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.closing:
+			return nil
+		case <-wake:
+		case <-tick.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return nil
+			}
+			if err := rc.Flush(); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// sinceParam is where a stream starts: Last-Event-ID (the browser's own
+// reconnect), else ?since=, else 0 (the whole history).
+func sinceParam(r *http.Request) (int64, error) {
+	v := r.Header.Get("Last-Event-ID")
+	if v == "" {
+		v = r.URL.Query().Get("since")
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errorf(http.StatusBadRequest, "bad_since", "since %q: want a sequence number", v)
+	}
+	return n, nil
+}
+
+func (c *control) examEvents(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	e, err := c.examFromPath(r)
+	if err != nil {
+		return err
+	}
+	return c.streamEvents(w, r, e.ID, "staff", nil)
+}
+
+func (c *control) candidateEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id := p.candidate.ID
+	return c.streamEvents(w, r, p.candidate.ExamID, "candidate", func(e store.Event) bool {
+		if e.CandidateID != id || !candidateEventTypes[e.Type] {
+			return false
+		}
+		// A spot check is unannounced.
+		var d struct {
+			Call struct {
+				Kind string `json:"kind"`
+			} `json:"call"`
+		}
+		if json.Unmarshal(e.Data, &d) == nil && d.Call.Kind == store.CallSpotCheck {
+			return false
+		}
+		return true
+	})
+}
+
+// MediaEvent tells the control plane that identity's media session changed
+// (kind: joined, resumed, disconnected, left). Joining re-applies what the
+// control plane wants of the session (its calls' subscriptions, the
+// candidate's policy), since a new session starts with none of it.
+func (s *Server) MediaEvent(ctx context.Context, identity, kind string) {
+	c := s.ctl
+	if c == nil {
+		return
+	}
+	online := kind == "joined" || kind == "resumed"
+	was, _ := c.online.Load(identity)
+	if online {
+		c.online.Store(identity, true)
+	} else {
+		c.online.Delete(identity)
+	}
+	if kind == "joined" {
+		c.reconnect(ctx, identity)
+	}
+	if cid, ok := ParseCandidateIdentity(identity); ok && (was == true) != online {
+		cand, err := c.st.Candidate(ctx, cid)
+		if err != nil {
+			return
+		}
+		err = c.update(ctx, func(tx *store.Tx) error {
+			_, err := tx.AppendEvent(ctx, cand.ExamID, "presence", cid, map[string]any{"online": online, "name": cand.Name})
+			return err
+		})
+		if err != nil {
+			c.log.Warn("log a presence event", "candidate", cid, "err", err)
+		}
+	}
+}
+
+func (c *control) isOnline(identity string) bool {
+	_, ok := c.online.Load(identity)
+	return ok
+}
+
+// reconnect re-applies the calls and policy that concern a new session.
+func (c *control) reconnect(ctx context.Context, identity string) {
+	if cid, ok := ParseCandidateIdentity(identity); ok {
+		cand, err := c.st.Candidate(ctx, cid)
+		if err != nil {
+			return
+		}
+		c.applyStage(ctx, cand)
+		if call, err := c.st.CurrentCall(ctx, cid); err == nil && call.State == store.CallActive {
+			c.connect(call)
+		}
+		return
+	}
+	if sid, ok := parseStaffIdentity(identity); ok {
+		exams, err := c.st.ListExams(ctx)
+		if err != nil {
+			return
+		}
+		for _, e := range exams {
+			calls, err := c.st.ListCalls(ctx, e.ID, store.CallActive)
+			if err != nil {
+				continue
+			}
+			for _, call := range calls {
+				if call.StaffID == sid {
+					c.connect(call)
+				}
+			}
+		}
+	}
+}
+
+// background returns a context for work that outlives a request.
+func background() context.Context { return context.Background() }

@@ -1,0 +1,503 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"invigil/detectors/rules"
+	"invigil/stage"
+	"invigil/store"
+)
+
+type examRequest struct {
+	Name              string    `json:"name"`
+	StartsAt          time.Time `json:"starts_at"`
+	EndsAt            time.Time `json:"ends_at"`
+	EarlyLoginMinutes *int      `json:"early_login_minutes,omitempty"`
+}
+
+type idAnswer struct {
+	ID int64 `json:"id"`
+}
+
+type examView struct {
+	ID                int64                   `json:"id"`
+	Name              string                  `json:"name"`
+	StartsAt          time.Time               `json:"starts_at"`
+	EndsAt            time.Time               `json:"ends_at"`
+	EarlyLoginMinutes int                     `json:"early_login_minutes"`
+	Policies          map[string]rules.Policy `json:"policies"`
+	// Overridden lists the rooms whose policy the admin changed.
+	Overridden []string  `json:"overridden"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+var policyRooms = []string{"waiting", "interview", "rest_room"}
+
+func (c *control) viewExam(e store.Exam) examView {
+	v := examView{ID: e.ID, Name: e.Name, StartsAt: e.StartsAt, EndsAt: e.EndsAt, EarlyLoginMinutes: e.EarlyLoginMinutes,
+		Policies: map[string]rules.Policy{}, Overridden: []string{}, CreatedAt: e.CreatedAt}
+	if v.EarlyLoginMinutes == 0 {
+		v.EarlyLoginMinutes = int(c.opts.EarlyLogin / time.Minute)
+	}
+	for _, room := range policyRooms {
+		pol, err := policyFor(e, room)
+		if err != nil {
+			c.log.Error("stored policy override no longer parses", "exam", e.ID, "room", room, "err", err)
+			pol, _ = rules.DefaultPolicy(room)
+		}
+		v.Policies[room] = pol
+		if len(e.Policies[room]) > 0 {
+			v.Overridden = append(v.Overridden, room)
+		}
+	}
+	return v
+}
+
+func (c *control) createExam(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var req examRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	switch {
+	case req.Name == "" || utf8.RuneCountInString(req.Name) > 200:
+		return errorf(http.StatusBadRequest, "bad_name", "an exam needs a name of 1 to 200 characters")
+	case req.StartsAt.IsZero() || req.EndsAt.IsZero():
+		return errorf(http.StatusBadRequest, "bad_time", "starts_at and ends_at are required (RFC 3339)")
+	case !req.EndsAt.After(req.StartsAt):
+		return errorf(http.StatusBadRequest, "bad_time", "ends_at must be after starts_at")
+	case req.EarlyLoginMinutes != nil && (*req.EarlyLoginMinutes < 0 || *req.EarlyLoginMinutes > 1440):
+		return errorf(http.StatusBadRequest, "bad_early_login", "early_login_minutes must be 0 to 1440")
+	}
+	e := store.Exam{Name: req.Name, StartsAt: req.StartsAt.UTC(), EndsAt: req.EndsAt.UTC(), CreatedAt: c.now().UTC()}
+	if req.EarlyLoginMinutes != nil {
+		e.EarlyLoginMinutes = *req.EarlyLoginMinutes
+	}
+	err := c.update(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if e, err = tx.CreateExam(r.Context(), e); err != nil {
+			return err
+		}
+		return tx.Audit(r.Context(), p.user.ID, "exam.create", "exam:"+strconv.FormatInt(e.ID, 10), map[string]any{"name": e.Name})
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, idAnswer{ID: e.ID})
+	return nil
+}
+
+func (c *control) listExams(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	exams, err := c.st.ListExams(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]examView, 0, len(exams))
+	for _, e := range exams {
+		out = append(out, c.viewExam(e))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (c *control) examFromPath(r *http.Request) (store.Exam, error) {
+	id, err := pathID(r, "exam")
+	if err != nil {
+		return store.Exam{}, err
+	}
+	return c.st.Exam(r.Context(), id)
+}
+
+func (c *control) getExam(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	e, err := c.examFromPath(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c.viewExam(e))
+	return nil
+}
+
+// setPolicy stores a room's override after checking it parses into a valid
+// policy, then applies it to every candidate now in that room.
+func (c *control) setPolicy(w http.ResponseWriter, r *http.Request, p *principal) error {
+	e, err := c.examFromPath(r)
+	if err != nil {
+		return err
+	}
+	room := r.PathValue("room")
+	if !contains(policyRooms, room) {
+		return errorf(http.StatusNotFound, "bad_room", "room %q: want waiting, interview or rest_room", room)
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "policy body too large or unreadable: %v", err)
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return errorf(http.StatusBadRequest, "bad_json", "a policy override is a JSON object: %s", describeDecodeError(err))
+	}
+	pol, err := rules.ParsePolicyOverride(room, body)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "bad_policy", "%v", err)
+	}
+	err = c.update(r.Context(), func(tx *store.Tx) error {
+		if err := tx.SetExamPolicy(r.Context(), e.ID, room, json.RawMessage(body)); err != nil {
+			return err
+		}
+		return tx.Audit(r.Context(), p.user.ID, "exam.policy", fmt.Sprintf("exam:%d/%s", e.ID, room), json.RawMessage(body))
+	})
+	if err != nil {
+		return err
+	}
+	if cands, err := c.st.ListCandidates(r.Context(), e.ID); err == nil {
+		for _, cand := range cands {
+			if cand.Stage.Room() == room {
+				c.applyStage(r.Context(), cand)
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, pol)
+	return nil
+}
+
+// newCode draws a uniformly random 6-digit code from crypto/rand.
+func newCode() (string, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		return "", fmt.Errorf("draw an invitation code: %w", err)
+	}
+	return fmt.Sprintf("%06d", n.Int64()), nil
+}
+
+type newCandidateRequest struct {
+	Name       string `json:"name"`
+	ExternalID string `json:"external_id,omitempty"`
+}
+
+type candidateCodesAnswer struct {
+	ID         int64             `json:"id"`
+	Name       string            `json:"name"`
+	ExternalID string            `json:"external_id"`
+	Codes      map[string]string `json:"codes"`
+}
+
+func checkCandidateName(name, ext string) error {
+	if name == "" || utf8.RuneCountInString(name) > 100 {
+		return errors.New("a candidate needs a name of 1 to 100 characters")
+	}
+	if utf8.RuneCountInString(ext) > 100 {
+		return errors.New("external_id has at most 100 characters")
+	}
+	return nil
+}
+
+func (c *control) addCandidates(ctx context.Context, actor int64, exam store.Exam, list []store.NewCandidate) ([]candidateCodesAnswer, error) {
+	if !c.now().Before(exam.EndsAt) {
+		return nil, errorf(http.StatusConflict, "exam_over", "exam %d has ended; codes would never be valid", exam.ID)
+	}
+	out := make([]candidateCodesAnswer, 0, len(list))
+	err := c.update(ctx, func(tx *store.Tx) error {
+		out = out[:0]
+		for _, nc := range list {
+			cc, err := tx.CreateCandidate(ctx, exam.ID, nc, newCode)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.AppendEvent(ctx, exam.ID, "candidate_added", cc.ID, map[string]any{"name": cc.Name, "stage": cc.Stage}); err != nil {
+				return err
+			}
+			out = append(out, candidateCodesAnswer{ID: cc.ID, Name: cc.Name, ExternalID: cc.ExternalID, Codes: cc.Codes})
+		}
+		return tx.Audit(ctx, actor, "candidates.add", "exam:"+strconv.FormatInt(exam.ID, 10), map[string]any{"count": len(list)})
+	})
+	return out, err
+}
+
+func (c *control) addCandidate(w http.ResponseWriter, r *http.Request, p *principal) error {
+	e, err := c.examFromPath(r)
+	if err != nil {
+		return err
+	}
+	var req newCandidateRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	nc := store.NewCandidate{Name: strings.TrimSpace(req.Name), ExternalID: strings.TrimSpace(req.ExternalID)}
+	if err := checkCandidateName(nc.Name, nc.ExternalID); err != nil {
+		return errorf(http.StatusBadRequest, "bad_name", "%v", err)
+	}
+	out, err := c.addCandidates(r.Context(), p.user.ID, e, []store.NewCandidate{nc})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, out[0])
+	return nil
+}
+
+type importAnswer struct {
+	Created []candidateCodesAnswer `json:"created"`
+}
+
+// maxImportRows bounds one import (the body limit bounds its bytes).
+const maxImportRows = 10000
+
+// importCandidates reads a CSV with a header row naming `name` and
+// optionally `external_id` (a UTF-8 BOM from spreadsheet exports is
+// tolerated). The whole file is checked before anything is stored, so a
+// bad row never leaves half an import behind.
+func (c *control) importCandidates(w http.ResponseWriter, r *http.Request, p *principal) error {
+	e, err := c.examFromPath(r)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "CSV too large or unreadable: %v", err)
+	}
+	if !utf8.Valid(body) {
+		return errorf(http.StatusBadRequest, "bad_csv", "the CSV is not UTF-8 text (save it as CSV UTF-8)")
+	}
+	body = []byte(strings.TrimPrefix(string(body), "\ufeff"))
+	rd := csv.NewReader(strings.NewReader(string(body)))
+	rd.FieldsPerRecord = -1
+	header, err := rd.Read()
+	if err != nil {
+		return errorf(http.StatusBadRequest, "bad_csv", "cannot read the CSV header: %v", err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		col[strings.ToLower(strings.TrimSpace(h))] = i
+	}
+	nameCol, ok := col["name"]
+	if !ok {
+		return errorf(http.StatusBadRequest, "bad_csv", "the CSV header must name a \"name\" column (and may name \"external_id\"); got %q", header)
+	}
+	extCol, hasExt := col["external_id"]
+	var list []store.NewCandidate
+	for {
+		rec, err := rd.Read()
+		if err == io.EOF {
+			break
+		}
+		line, _ := rd.FieldPos(0)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "bad_csv", "CSV line %d: %v", line, err)
+		}
+		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
+			continue
+		}
+		nc := store.NewCandidate{}
+		if nameCol < len(rec) {
+			nc.Name = strings.TrimSpace(rec[nameCol])
+		}
+		if hasExt && extCol < len(rec) {
+			nc.ExternalID = strings.TrimSpace(rec[extCol])
+		}
+		if err := checkCandidateName(nc.Name, nc.ExternalID); err != nil {
+			return errorf(http.StatusBadRequest, "bad_csv", "CSV line %d: %v", line, err)
+		}
+		if list = append(list, nc); len(list) > maxImportRows {
+			return errorf(http.StatusBadRequest, "bad_csv", "more than %d candidates in one import", maxImportRows)
+		}
+	}
+	if len(list) == 0 {
+		return errorf(http.StatusBadRequest, "bad_csv", "the CSV has no candidate rows")
+	}
+	out, err := c.addCandidates(r.Context(), p.user.ID, e, list)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, importAnswer{Created: out})
+	return nil
+}
+
+// csvSafe defuses spreadsheet formulas: a cell starting with = + - @ is
+// prefixed with ' so opening the export cannot run anything.
+func csvSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+func (c *control) exportCodes(w http.ResponseWriter, r *http.Request, p *principal) error {
+	e, err := c.examFromPath(r)
+	if err != nil {
+		return err
+	}
+	list, err := c.st.ExamCodes(r.Context(), e.ID)
+	if err != nil {
+		return err
+	}
+	if err := c.st.Audit(r.Context(), p.user.ID, "codes.export", "exam:"+strconv.FormatInt(e.ID, 10), nil); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="exam-%d-codes.csv"`, e.ID))
+	w.Header().Set("Cache-Control", "no-store")
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"candidate_id", "name", "external_id", "mock_code", "interview_code", "rest_room_code"})
+	for _, cc := range list {
+		_ = cw.Write([]string{strconv.FormatInt(cc.ID, 10), csvSafe(cc.Name), csvSafe(cc.ExternalID),
+			cc.Codes[store.CodeMock], cc.Codes[store.CodeInterview], cc.Codes[store.CodeRestRoom]})
+	}
+	cw.Flush()
+	return nil
+}
+
+type candidateView struct {
+	ID             int64       `json:"id"`
+	ExamID         int64       `json:"exam_id"`
+	Name           string      `json:"name"`
+	ExternalID     string      `json:"external_id"`
+	Stage          stage.Stage `json:"stage"`
+	StageSince     time.Time   `json:"stage_since"`
+	Identity       string      `json:"identity"`
+	Online         bool        `json:"online"`
+	OpenViolations int         `json:"open_violations"`
+	Risk           riskView    `json:"risk"`
+	Call           *callView   `json:"call"`
+}
+
+func (c *control) viewCandidates(ctx context.Context, examID int64, cands []store.Candidate) ([]candidateView, error) {
+	pending, err := c.st.PendingViolations(ctx, examID)
+	if err != nil {
+		return nil, err
+	}
+	viols, err := c.st.ListViolations(ctx, store.ViolationFilter{ExamID: examID})
+	if err != nil {
+		return nil, err
+	}
+	byCand := map[int64][]store.Violation{}
+	for _, v := range viols {
+		byCand[v.CandidateID] = append(byCand[v.CandidateID], v)
+	}
+	calls, err := c.st.ListCalls(ctx, examID, "")
+	if err != nil {
+		return nil, err
+	}
+	current := map[int64]store.Call{}
+	for _, call := range calls {
+		if call.State == store.CallRinging || call.State == store.CallActive {
+			current[call.CandidateID] = call
+		}
+	}
+	out := make([]candidateView, 0, len(cands))
+	for _, cand := range cands {
+		v := candidateView{ID: cand.ID, ExamID: cand.ExamID, Name: cand.Name, ExternalID: cand.ExternalID,
+			Stage: cand.Stage, StageSince: cand.StageSince, Identity: candidateIdentity(cand.ID),
+			Online: c.isOnline(candidateIdentity(cand.ID)), OpenViolations: pending[cand.ID],
+			Risk: c.risk(byCand[cand.ID])}
+		if call, ok := current[cand.ID]; ok {
+			cv := viewCall(call)
+			v.Call = &cv
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (c *control) listCandidates(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	e, err := c.examFromPath(r)
+	if err != nil {
+		return err
+	}
+	cands, err := c.st.ListCandidates(r.Context(), e.ID)
+	if err != nil {
+		return err
+	}
+	out, err := c.viewCandidates(r.Context(), e.ID, cands)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+type candidateDetail struct {
+	candidateView
+	History []store.StageChange `json:"history"`
+}
+
+func (c *control) candidateFromPath(r *http.Request) (store.Candidate, error) {
+	id, err := pathID(r, "candidate")
+	if err != nil {
+		return store.Candidate{}, err
+	}
+	return c.st.Candidate(r.Context(), id)
+}
+
+func (c *control) getCandidate(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	cand, err := c.candidateFromPath(r)
+	if err != nil {
+		return err
+	}
+	views, err := c.viewCandidates(r.Context(), cand.ExamID, []store.Candidate{cand})
+	if err != nil {
+		return err
+	}
+	hist, err := c.st.StageHistory(r.Context(), cand.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, candidateDetail{candidateView: views[0], History: hist})
+	return nil
+}
+
+func (c *control) staffLeave(w http.ResponseWriter, r *http.Request, p *principal) error {
+	cand, err := c.candidateFromPath(r)
+	if err != nil {
+		return err
+	}
+	if cand.Stage != stage.Left {
+		if err := c.endCallsOf(r.Context(), cand, p.user.ID); err != nil {
+			return err
+		}
+		if cand, err = c.st.Candidate(r.Context(), cand.ID); err != nil {
+			return err
+		}
+		if cand, err = c.moveStage(r.Context(), cand, stage.Left, p.user.ID, "sent away by "+p.user.Username); err != nil {
+			return err
+		}
+	}
+	views, err := c.viewCandidates(r.Context(), cand.ExamID, []store.Candidate{cand})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, views[0])
+	return nil
+}
+
+// calibrationWindow is how long the candidate holds still at 50 cm while
+// the pipeline measures their head scale.
+const calibrationWindow = 3 * time.Second
+
+func (c *control) calibrate(w http.ResponseWriter, r *http.Request, p *principal) error {
+	cand, err := c.candidateFromPath(r)
+	if err != nil {
+		return err
+	}
+	if c.opts.Analysis == nil {
+		return errorf(http.StatusServiceUnavailable, "no_analysis", "this server runs without live analysis")
+	}
+	if err := c.opts.Analysis.Calibrate(candidateIdentity(cand.ID), c.now().Add(calibrationWindow)); err != nil {
+		return err
+	}
+	if err := c.st.Audit(r.Context(), p.user.ID, "candidate.calibrate", "candidate:"+strconv.FormatInt(cand.ID, 10), nil); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

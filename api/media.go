@@ -1,0 +1,201 @@
+package api
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"invigil/stage"
+	"invigil/store"
+)
+
+// MediaGrant is what a media token allows; cmd turns it into the SFU's
+// grants (api and sfu never import each other).
+type MediaGrant struct {
+	Identity     string
+	Name         string
+	Role         string
+	Room         string
+	CanPublish   bool
+	CanSubscribe bool
+	Hidden       bool
+	// Subscribe lists identities the bearer may subscribe to itself ("*":
+	// everyone in the room).
+	Subscribe []string
+	ExpiresAt time.Time
+}
+
+// ErrMediaToken wraps every refused media token.
+var ErrMediaToken = errors.New("invalid media token")
+
+// mediaTokenTTL bounds when a media token may be used to join or resume;
+// the pages ask for a fresh one when a resume fails.
+const mediaTokenTTL = 10 * time.Minute
+
+const mediaTokenPrefix = "m1."
+
+type mediaClaims struct {
+	Kind string `json:"k"` // staff or candidate
+	ID   int64  `json:"id"`
+	Exam int64  `json:"exam"`
+	Exp  int64  `json:"exp"`
+}
+
+func (c *control) signMedia(cl mediaClaims) string {
+	payload, _ := json.Marshal(cl)
+	p := base64.RawURLEncoding.EncodeToString(payload)
+	mac := hmac.New(sha256.New, c.opts.MediaKey)
+	mac.Write([]byte(p))
+	return mediaTokenPrefix + p + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+func (c *control) verifyMedia(tok string) (mediaClaims, error) {
+	rest := strings.TrimPrefix(tok, mediaTokenPrefix)
+	p, sig, ok := strings.Cut(rest, ".")
+	if !ok || len(tok) > 1024 {
+		return mediaClaims{}, fmt.Errorf("%w: malformed", ErrMediaToken)
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		return mediaClaims{}, fmt.Errorf("%w: malformed signature", ErrMediaToken)
+	}
+	mac := hmac.New(sha256.New, c.opts.MediaKey)
+	mac.Write([]byte(p))
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return mediaClaims{}, fmt.Errorf("%w: bad signature", ErrMediaToken)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(p)
+	if err != nil {
+		return mediaClaims{}, fmt.Errorf("%w: malformed payload", ErrMediaToken)
+	}
+	var cl mediaClaims
+	if err := json.Unmarshal(raw, &cl); err != nil {
+		return mediaClaims{}, fmt.Errorf("%w: malformed payload", ErrMediaToken)
+	}
+	if !c.now().Before(time.Unix(cl.Exp, 0)) {
+		return mediaClaims{}, fmt.Errorf("%w: expired", ErrMediaToken)
+	}
+	return cl, nil
+}
+
+// VerifyMediaToken is the SFU's token check: a media token from
+// POST /media/token, or a candidate's own login token. Either way the grant
+// is decided now from the store, so a disabled user or a candidate who left
+// cannot join with a token issued before.
+func (s *Server) VerifyMediaToken(tok string) (MediaGrant, error) {
+	c := s.ctl
+	if c == nil {
+		return MediaGrant{}, fmt.Errorf("%w: no control plane", ErrMediaToken)
+	}
+	ctx := background()
+	if strings.HasPrefix(tok, mediaTokenPrefix) {
+		cl, err := c.verifyMedia(tok)
+		if err != nil {
+			return MediaGrant{}, err
+		}
+		exp := time.Unix(cl.Exp, 0)
+		switch cl.Kind {
+		case store.TokenStaff:
+			u, err := c.st.UserByID(ctx, cl.ID)
+			if err != nil || u.Disabled {
+				return MediaGrant{}, fmt.Errorf("%w: no such active user", ErrMediaToken)
+			}
+			if _, err := c.st.Exam(ctx, cl.Exam); err != nil {
+				return MediaGrant{}, fmt.Errorf("%w: no such exam", ErrMediaToken)
+			}
+			return staffGrant(u, cl.Exam, exp), nil
+		case store.TokenCandidate:
+			cand, err := c.st.Candidate(ctx, cl.ID)
+			if err != nil {
+				return MediaGrant{}, fmt.Errorf("%w: no such candidate", ErrMediaToken)
+			}
+			return candidateGrant(cand, exp)
+		}
+		return MediaGrant{}, fmt.Errorf("%w: unknown kind", ErrMediaToken)
+	}
+	p, err := c.lookupToken(ctx, tok)
+	if err != nil {
+		return MediaGrant{}, fmt.Errorf("%w: %v", ErrMediaToken, err)
+	}
+	if p == nil || !p.isCandidate() {
+		return MediaGrant{}, fmt.Errorf("%w: unknown or expired", ErrMediaToken)
+	}
+	return candidateGrant(p.candidate, p.token.ExpiresAt)
+}
+
+// candidateGrant: a candidate publishes and sees only the staff a call
+// connects them to (the control plane subscribes them).
+func candidateGrant(cand store.Candidate, exp time.Time) (MediaGrant, error) {
+	if cand.Stage == stage.Left || cand.Stage == stage.Invited {
+		return MediaGrant{}, fmt.Errorf("%w: candidate is %s", ErrMediaToken, cand.Stage)
+	}
+	return MediaGrant{Identity: candidateIdentity(cand.ID), Name: cand.Name, Role: roleCandidate, Room: examRoom(cand.ExamID),
+		CanPublish: true, CanSubscribe: true, ExpiresAt: exp}, nil
+}
+
+// staffGrant: assistants and examiners talk (publish) and see whom their
+// calls connect them to; proctors and admins watch everyone, hidden.
+func staffGrant(u store.User, exam int64, exp time.Time) MediaGrant {
+	g := MediaGrant{Identity: staffIdentity(u.ID), Name: u.Username, Role: u.Role, Room: examRoom(exam),
+		CanSubscribe: true, ExpiresAt: exp}
+	switch u.Role {
+	case store.RoleAssistant, store.RoleExaminer:
+		g.CanPublish = true
+	default:
+		g.Hidden = true
+		g.Subscribe = []string{"*"}
+	}
+	return g
+}
+
+type mediaTokenRequest struct {
+	ExamID int64 `json:"exam_id,omitempty"`
+}
+
+type mediaTokenAnswer struct {
+	Token     string    `json:"token"`
+	URL       string    `json:"url"`
+	Identity  string    `json:"identity"`
+	Room      string    `json:"room"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// SignallingPath is where cmd mounts the SFU's WebSocket.
+const SignallingPath = "/sfu/ws"
+
+func (c *control) mediaToken(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var req mediaTokenRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSON(r, &req); err != nil {
+			return err
+		}
+	}
+	exp := c.now().Add(mediaTokenTTL)
+	cl := mediaClaims{Exp: exp.Unix()}
+	var g MediaGrant
+	if p.isCandidate() {
+		var err error
+		if g, err = candidateGrant(p.candidate, exp); err != nil {
+			return errorf(http.StatusConflict, "not_in_exam", "candidate is %s: no media now", p.candidate.Stage)
+		}
+		cl.Kind, cl.ID, cl.Exam = store.TokenCandidate, p.candidate.ID, p.candidate.ExamID
+	} else {
+		if req.ExamID <= 0 {
+			return errorf(http.StatusBadRequest, "bad_exam", "staff name the exam: {\"exam_id\": …}")
+		}
+		if _, err := c.st.Exam(r.Context(), req.ExamID); err != nil {
+			return err
+		}
+		g = staffGrant(p.user, req.ExamID, exp)
+		cl.Kind, cl.ID, cl.Exam = store.TokenStaff, p.user.ID, req.ExamID
+	}
+	writeJSON(w, http.StatusOK, mediaTokenAnswer{Token: c.signMedia(cl), URL: SignallingPath, Identity: g.Identity,
+		Room: g.Room, ExpiresAt: exp.UTC()})
+	return nil
+}

@@ -1,0 +1,117 @@
+package api
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"invigil/stage"
+	"invigil/store"
+)
+
+type scoreRequest struct {
+	Score   *float64 `json:"score"`
+	Comment string   `json:"comment"`
+}
+
+type scoreView struct {
+	CandidateID int64     `json:"candidate_id"`
+	ExaminerID  int64     `json:"examiner_id"`
+	Score       float64   `json:"score"`
+	Comment     string    `json:"comment"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	PublishedAt time.Time `json:"published_at,omitzero"`
+	Published   bool      `json:"published"`
+}
+
+func viewScore(s store.Score) scoreView {
+	return scoreView{CandidateID: s.CandidateID, ExaminerID: s.ExaminerID, Score: s.Score, Comment: s.Comment,
+		UpdatedAt: s.UpdatedAt, PublishedAt: s.PublishedAt, Published: !s.PublishedAt.IsZero()}
+}
+
+func (c *control) saveScore(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var req scoreRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Score == nil || math.IsNaN(*req.Score) || *req.Score < 0 || *req.Score > 100 {
+		return errorf(http.StatusBadRequest, "bad_score", "score must be a number from 0 to 100")
+	}
+	req.Comment = strings.TrimSpace(req.Comment)
+	if utf8.RuneCountInString(req.Comment) > 2000 {
+		return errorf(http.StatusBadRequest, "too_long", "a comment has at most 2000 characters")
+	}
+	cand, err := c.candidateFromPath(r)
+	if err != nil {
+		return err
+	}
+	switch cand.Stage {
+	case stage.InterviewCall, stage.InterviewDone, stage.RestRoom, stage.Left:
+	default:
+		return errorf(http.StatusConflict, "not_interviewed", "candidate %d is %s: score after the interview has started", cand.ID, cand.Stage)
+	}
+	var sc store.Score
+	err = c.update(r.Context(), func(tx *store.Tx) error {
+		if old, err := tx.Score(r.Context(), cand.ID); err == nil && !old.PublishedAt.IsZero() && p.user.Role != "admin" {
+			return errorf(http.StatusConflict, "published", "the score is published; only an admin may change it")
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		var err error
+		sc, err = tx.SaveScore(r.Context(), store.Score{CandidateID: cand.ID, ExaminerID: p.user.ID, Score: *req.Score,
+			Comment: req.Comment, UpdatedAt: c.now().UTC()})
+		if err != nil {
+			return err
+		}
+		return tx.Audit(r.Context(), p.user.ID, "score.save", "candidate:"+strconv.FormatInt(cand.ID, 10), map[string]any{"score": sc.Score})
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewScore(sc))
+	return nil
+}
+
+func (c *control) publishScore(w http.ResponseWriter, r *http.Request, p *principal) error {
+	cand, err := c.candidateFromPath(r)
+	if err != nil {
+		return err
+	}
+	var sc store.Score
+	err = c.update(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if sc, err = tx.PublishScore(r.Context(), cand.ID, c.now().UTC()); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return errorf(http.StatusConflict, "no_score", "enter a score for candidate %d before publishing it", cand.ID)
+			}
+			return err
+		}
+		if _, err := tx.AppendEvent(r.Context(), cand.ExamID, "score_published", cand.ID, map[string]any{
+			"score": sc.Score, "comment": sc.Comment, "name": cand.Name}); err != nil {
+			return err
+		}
+		return tx.Audit(r.Context(), p.user.ID, "score.publish", "candidate:"+strconv.FormatInt(cand.ID, 10), nil)
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewScore(sc))
+	return nil
+}
+
+func (c *control) getScore(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	cand, err := c.candidateFromPath(r)
+	if err != nil {
+		return err
+	}
+	sc, err := c.st.Score(r.Context(), cand.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewScore(sc))
+	return nil
+}

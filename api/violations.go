@@ -1,0 +1,541 @@
+package api
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"invigil/store"
+)
+
+// ViolationReport is a violation as the media plane reports it; cmd adapts
+// the pipeline's events to it.
+type ViolationReport struct {
+	Key        string
+	Identity   string // SFU identity: candidate-<id>
+	Type       string
+	Policy     string
+	Reason     string
+	Confidence float64
+	StartedAt  time.Time
+	OpenedAt   time.Time
+	EndedAt    time.Time
+	Details    map[string]any
+	// Evidence is a JPEG of the onset frame (opens only).
+	Evidence []byte
+	// RecordingPath (relative to the data directory) and offset locate the
+	// onset in the recording; "" when it is not recorded.
+	RecordingPath     string
+	RecordingOffsetMS *int64
+}
+
+// ViolationOpened stores a violation, with its evidence image on disk
+// first, and only then announces it: whatever a proctor has seen survives
+// a crash. Reporting the same key twice stores it once.
+func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
+	c := s.ctl
+	if c == nil {
+		return errors.New("api: no control plane")
+	}
+	cid, ok := ParseCandidateIdentity(v.Identity)
+	if !ok {
+		return fmt.Errorf("violation %s: identity %q is not a candidate", v.Key, v.Identity)
+	}
+	cand, err := c.st.Candidate(ctx, cid)
+	if err != nil {
+		return fmt.Errorf("violation %s: %w", v.Key, err)
+	}
+	row := store.Violation{Key: v.Key, ExamID: cand.ExamID, CandidateID: cid, Type: v.Type, Policy: v.Policy,
+		Reason: v.Reason, Confidence: v.Confidence, StartedAt: v.StartedAt.UTC(), OpenedAt: v.OpenedAt.UTC(),
+		EndedAt: v.EndedAt.UTC(), RecordingPath: v.RecordingPath, RecordingOffsetMS: v.RecordingOffsetMS}
+	if v.EndedAt.IsZero() {
+		row.EndedAt = time.Time{}
+	}
+	if len(v.Details) > 0 {
+		if row.Details, err = json.Marshal(v.Details); err != nil {
+			return fmt.Errorf("violation %s: details: %w", v.Key, err)
+		}
+	}
+	if len(v.Evidence) > 0 {
+		rel := filepath.Join("evidence", safeFileName(v.Key)+".jpg")
+		if err := writeFileDurably(filepath.Join(c.opts.DataDir, rel), v.Evidence); err != nil {
+			return fmt.Errorf("violation %s: save evidence: %w", v.Key, err)
+		}
+		row.EvidencePath = rel
+	}
+	var inserted bool
+	err = c.update(ctx, func(tx *store.Tx) error {
+		if v.RecordingPath != "" {
+			if _, err := tx.AddRecording(ctx, store.Recording{ExamID: cand.ExamID, CandidateID: cid,
+				Path: v.RecordingPath, StartedAt: v.StartedAt.UTC()}); err != nil {
+				return err
+			}
+		}
+		var err error
+		row, inserted, err = tx.InsertViolation(ctx, row)
+		if err != nil || !inserted {
+			return err
+		}
+		_, err = tx.AppendEvent(ctx, cand.ExamID, "violation_opened", cid, c.viewViolation(row, cand.Name))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store violation %s: %w", v.Key, err)
+	}
+	if inserted {
+		c.m.violations.WithLabelValues(v.Type).Inc()
+	}
+	return nil
+}
+
+// ViolationClosed records when a violation's condition cleared.
+func (s *Server) ViolationClosed(ctx context.Context, v ViolationReport) error {
+	c := s.ctl
+	if c == nil {
+		return errors.New("api: no control plane")
+	}
+	err := c.update(ctx, func(tx *store.Tx) error {
+		row, err := tx.EndViolation(ctx, v.Key, v.EndedAt.UTC())
+		if err != nil {
+			return err
+		}
+		cand, err := tx.Candidate(ctx, row.CandidateID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.AppendEvent(ctx, row.ExamID, "violation_closed", row.CandidateID, c.viewViolation(row, cand.Name))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("close violation %s: %w", v.Key, err)
+	}
+	return nil
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+func safeFileName(key string) string {
+	s := unsafeName.ReplaceAllString(key, "_")
+	if len(s) > 120 {
+		s = s[:120]
+	}
+	return strings.TrimLeft(s, ".")
+}
+
+// writeFileDurably writes through a temporary file, fsyncs it and renames
+// it into place, then fsyncs the directory: after it returns the file is on
+// disk whole, or not at all.
+func writeFileDurably(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // a no-op once renamed
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+type violationView struct {
+	ID                int64           `json:"id"`
+	ExamID            int64           `json:"exam_id"`
+	CandidateID       int64           `json:"candidate_id"`
+	CandidateName     string          `json:"candidate_name"`
+	Type              string          `json:"type"`
+	Policy            string          `json:"policy"`
+	Reason            string          `json:"reason"`
+	Confidence        float64         `json:"confidence"`
+	StartedAt         time.Time       `json:"started_at"`
+	OpenedAt          time.Time       `json:"opened_at"`
+	EndedAt           *time.Time      `json:"ended_at"`
+	Details           json.RawMessage `json:"details"`
+	Status            string          `json:"status"`
+	EvidenceURL       string          `json:"evidence_url"`
+	RecordingURL      string          `json:"recording_url"`
+	RecordingOffsetMS *int64          `json:"recording_offset_ms"`
+	Reviews           []store.Review  `json:"reviews"`
+}
+
+func (c *control) viewViolation(v store.Violation, name string) violationView {
+	out := violationView{ID: v.ID, ExamID: v.ExamID, CandidateID: v.CandidateID, CandidateName: name, Type: v.Type,
+		Policy: v.Policy, Reason: v.Reason, Confidence: v.Confidence, StartedAt: v.StartedAt, OpenedAt: v.OpenedAt,
+		Details: v.Details, Status: v.Status, RecordingOffsetMS: v.RecordingOffsetMS, Reviews: v.Reviews}
+	if !v.EndedAt.IsZero() {
+		t := v.EndedAt
+		out.EndedAt = &t
+	}
+	if len(out.Details) == 0 {
+		out.Details = json.RawMessage("{}")
+	}
+	if out.Reviews == nil {
+		out.Reviews = []store.Review{}
+	}
+	base := "/api/v1/violations/" + strconv.FormatInt(v.ID, 10)
+	if v.EvidencePath != "" {
+		out.EvidenceURL = base + "/evidence"
+	}
+	if v.RecordingPath != "" {
+		out.RecordingURL = base + "/recording"
+	}
+	return out
+}
+
+// candidateNames maps an exam's candidate IDs to names for the views.
+func (c *control) candidateNames(ctx context.Context, examID int64) (map[int64]store.Candidate, error) {
+	cands, err := c.st.ListCandidates(ctx, examID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]store.Candidate, len(cands))
+	for _, cand := range cands {
+		out[cand.ID] = cand
+	}
+	return out, nil
+}
+
+func parseFilter(r *http.Request, examID int64) (store.ViolationFilter, error) {
+	q := r.URL.Query()
+	f := store.ViolationFilter{ExamID: examID, Type: q.Get("type"), Status: q.Get("status")}
+	if v := q.Get("candidate"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			return f, errorf(http.StatusBadRequest, "bad_filter", "candidate %q is not an id", v)
+		}
+		f.CandidateID = id
+	}
+	if f.Status != "" && !contains([]string{store.StatusPending, store.StatusConfirmed, store.StatusDismissed}, f.Status) {
+		return f, errorf(http.StatusBadRequest, "bad_filter", "status %q: want pending, confirmed or dismissed", f.Status)
+	}
+	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return f, errorf(http.StatusBadRequest, "bad_filter", "%s %q: want an RFC 3339 time", name, v)
+			}
+			*dst = t.UTC()
+		}
+	}
+	return f, nil
+}
+
+func (c *control) listViolations(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	e, err := c.examFromPath(r)
+	if err != nil {
+		return err
+	}
+	f, err := parseFilter(r, e.ID)
+	if err != nil {
+		return err
+	}
+	list, err := c.st.ListViolations(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	names, err := c.candidateNames(r.Context(), e.ID)
+	if err != nil {
+		return err
+	}
+	out := make([]violationView, 0, len(list))
+	for _, v := range list {
+		out = append(out, c.viewViolation(v, names[v.CandidateID].Name))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (c *control) violationFromPath(r *http.Request) (store.Violation, error) {
+	id, err := pathID(r, "violation")
+	if err != nil {
+		return store.Violation{}, err
+	}
+	return c.st.Violation(r.Context(), id)
+}
+
+func (c *control) getViolation(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	v, err := c.violationFromPath(r)
+	if err != nil {
+		return err
+	}
+	cand, err := c.st.Candidate(r.Context(), v.CandidateID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c.viewViolation(v, cand.Name))
+	return nil
+}
+
+// serveDataFile serves a stored file (Range requests included) after making
+// sure the stored relative path stays inside the data directory.
+func (c *control) serveDataFile(w http.ResponseWriter, r *http.Request, rel, contentType string) error {
+	if rel == "" || filepath.IsAbs(rel) || !filepath.IsLocal(rel) {
+		return errorf(http.StatusNotFound, "no_file", "nothing stored")
+	}
+	f, err := os.Open(filepath.Join(c.opts.DataDir, rel))
+	if errors.Is(err, os.ErrNotExist) {
+		return errorf(http.StatusNotFound, "file_gone", "the stored file %s is missing from the data directory", rel)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "private, max-age=60")
+	http.ServeContent(w, r, "", st.ModTime(), f)
+	return nil
+}
+
+func (c *control) evidence(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	v, err := c.violationFromPath(r)
+	if err != nil {
+		return err
+	}
+	return c.serveDataFile(w, r, v.EvidencePath, "image/jpeg")
+}
+
+func (c *control) recording(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	v, err := c.violationFromPath(r)
+	if err != nil {
+		return err
+	}
+	return c.serveDataFile(w, r, v.RecordingPath, "video/webm")
+}
+
+type reviewRequest struct {
+	Decision string `json:"decision"`
+	Note     string `json:"note"`
+}
+
+func (c *control) review(w http.ResponseWriter, r *http.Request, p *principal) error {
+	v, err := c.violationFromPath(r)
+	if err != nil {
+		return err
+	}
+	var req reviewRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Decision != store.StatusConfirmed && req.Decision != store.StatusDismissed {
+		return errorf(http.StatusBadRequest, "bad_decision", "decision %q: want confirmed or dismissed", req.Decision)
+	}
+	req.Note = strings.TrimSpace(req.Note)
+	if utf8.RuneCountInString(req.Note) > 2000 {
+		return errorf(http.StatusBadRequest, "too_long", "a note has at most 2000 characters")
+	}
+	cand, err := c.st.Candidate(r.Context(), v.CandidateID)
+	if err != nil {
+		return err
+	}
+	err = c.update(r.Context(), func(tx *store.Tx) error {
+		var err error
+		v, err = tx.AddReview(r.Context(), store.Review{ViolationID: v.ID, ReviewerID: p.user.ID, Decision: req.Decision,
+			Note: req.Note, At: c.now().UTC()})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.AppendEvent(r.Context(), v.ExamID, "violation_reviewed", v.CandidateID, c.viewViolation(v, cand.Name)); err != nil {
+			return err
+		}
+		return tx.Audit(r.Context(), p.user.ID, "violation.review", "violation:"+strconv.FormatInt(v.ID, 10),
+			map[string]any{"decision": req.Decision})
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c.viewViolation(v, cand.Name))
+	return nil
+}
+
+type riskPart struct {
+	Type   string  `json:"type"`
+	Count  int     `json:"count"`
+	Weight float64 `json:"weight"`
+	Points float64 `json:"points"`
+}
+
+type riskView struct {
+	Score float64    `json:"score"`
+	Level string     `json:"level"`
+	Parts []riskPart `json:"parts"`
+}
+
+// defaultRiskWeight applies to violation types without a configured weight.
+const defaultRiskWeight = 10
+
+// risk explains itself: each violation adds its type's weight times its
+// confidence, in full when a proctor confirmed it, half while nobody has
+// looked, nothing once dismissed; the total is capped at 100.
+func (c *control) risk(list []store.Violation) riskView {
+	parts := map[string]*riskPart{}
+	total := 0.0
+	for _, v := range list {
+		factor := 0.5
+		switch v.Status {
+		case store.StatusConfirmed:
+			factor = 1
+		case store.StatusDismissed:
+			factor = 0
+		}
+		w, ok := c.opts.RiskWeights[v.Type]
+		if !ok {
+			w = defaultRiskWeight
+		}
+		p := parts[v.Type]
+		if p == nil {
+			p = &riskPart{Type: v.Type, Weight: w}
+			parts[v.Type] = p
+		}
+		p.Count++
+		pts := w * v.Confidence * factor
+		p.Points += pts
+		total += pts
+	}
+	out := riskView{Score: math.Round(math.Min(total, 100)*10) / 10, Parts: []riskPart{}}
+	for _, p := range parts {
+		p.Points = math.Round(p.Points*10) / 10
+		out.Parts = append(out.Parts, *p)
+	}
+	sort.Slice(out.Parts, func(i, j int) bool { return out.Parts[i].Points > out.Parts[j].Points })
+	switch {
+	case out.Score >= 50:
+		out.Level = "high"
+	case out.Score >= 20:
+		out.Level = "medium"
+	default:
+		out.Level = "low"
+	}
+	return out
+}
+
+type timelineView struct {
+	Candidate  candidateView       `json:"candidate"`
+	Stages     []store.StageChange `json:"stages"`
+	Calls      []callView          `json:"calls"`
+	Violations []violationView     `json:"violations"`
+	Risk       riskView            `json:"risk"`
+}
+
+func (c *control) timeline(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	cand, err := c.candidateFromPath(r)
+	if err != nil {
+		return err
+	}
+	views, err := c.viewCandidates(r.Context(), cand.ExamID, []store.Candidate{cand})
+	if err != nil {
+		return err
+	}
+	hist, err := c.st.StageHistory(r.Context(), cand.ID)
+	if err != nil {
+		return err
+	}
+	calls, err := c.st.ListCalls(r.Context(), cand.ExamID, "")
+	if err != nil {
+		return err
+	}
+	viols, err := c.st.ListViolations(r.Context(), store.ViolationFilter{ExamID: cand.ExamID, CandidateID: cand.ID})
+	if err != nil {
+		return err
+	}
+	out := timelineView{Candidate: views[0], Stages: hist, Calls: []callView{}, Violations: []violationView{}, Risk: c.risk(viols)}
+	if out.Stages == nil {
+		out.Stages = []store.StageChange{}
+	}
+	for _, call := range calls {
+		if call.CandidateID == cand.ID {
+			out.Calls = append(out.Calls, viewCall(call))
+		}
+	}
+	for _, v := range viols {
+		out.Violations = append(out.Violations, c.viewViolation(v, cand.Name))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (c *control) report(w http.ResponseWriter, r *http.Request, p *principal) error {
+	e, err := c.examFromPath(r)
+	if err != nil {
+		return err
+	}
+	list, err := c.st.ListViolations(r.Context(), store.ViolationFilter{ExamID: e.ID})
+	if err != nil {
+		return err
+	}
+	cands, err := c.candidateNames(r.Context(), e.ID)
+	if err != nil {
+		return err
+	}
+	byCand := map[int64][]store.Violation{}
+	for _, v := range list {
+		byCand[v.CandidateID] = append(byCand[v.CandidateID], v)
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="exam-%d-violations.csv"`, e.ID))
+	w.Header().Set("Cache-Control", "no-store")
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"violation_id", "candidate_id", "candidate_name", "external_id", "type", "started_at", "ended_at",
+		"duration_s", "confidence", "status", "reviewer", "review_note", "reviewed_at", "candidate_risk", "recording_offset_ms", "reason"})
+	for _, v := range list {
+		cand := cands[v.CandidateID]
+		ended, dur := "", ""
+		if !v.EndedAt.IsZero() {
+			ended = v.EndedAt.Format(time.RFC3339)
+			dur = strconv.FormatFloat(v.EndedAt.Sub(v.StartedAt).Seconds(), 'f', 1, 64)
+		}
+		reviewer, note, at := "", "", ""
+		if n := len(v.Reviews); n > 0 {
+			last := v.Reviews[n-1]
+			reviewer, note, at = last.Reviewer, last.Note, last.At.Format(time.RFC3339)
+		}
+		offset := ""
+		if v.RecordingOffsetMS != nil {
+			offset = strconv.FormatInt(*v.RecordingOffsetMS, 10)
+		}
+		_ = cw.Write([]string{strconv.FormatInt(v.ID, 10), strconv.FormatInt(v.CandidateID, 10), csvSafe(cand.Name),
+			csvSafe(cand.ExternalID), v.Type, v.StartedAt.Format(time.RFC3339), ended, dur,
+			strconv.FormatFloat(v.Confidence, 'f', 2, 64), v.Status, csvSafe(reviewer), csvSafe(note), at,
+			strconv.FormatFloat(c.risk(byCand[v.CandidateID]).Score, 'f', 1, 64), offset, csvSafe(v.Reason)})
+	}
+	cw.Flush()
+	if err := c.st.Audit(r.Context(), p.user.ID, "report.export", "exam:"+strconv.FormatInt(e.ID, 10), nil); err != nil {
+		c.log.Warn("audit a report export", "err", err)
+	}
+	return nil
+}
