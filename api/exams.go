@@ -266,54 +266,9 @@ func (c *control) importCandidates(w http.ResponseWriter, r *http.Request, p *pr
 	if err != nil {
 		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "CSV too large or unreadable: %v", err)
 	}
-	if !utf8.Valid(body) {
-		return errorf(http.StatusBadRequest, "bad_csv", "the CSV is not UTF-8 text (save it as CSV UTF-8)")
-	}
-	body = []byte(strings.TrimPrefix(string(body), "\ufeff"))
-	rd := csv.NewReader(strings.NewReader(string(body)))
-	rd.FieldsPerRecord = -1
-	header, err := rd.Read()
+	list, err := parseCandidateCSV(body)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "bad_csv", "cannot read the CSV header: %v", err)
-	}
-	col := map[string]int{}
-	for i, h := range header {
-		col[strings.ToLower(strings.TrimSpace(h))] = i
-	}
-	nameCol, ok := col["name"]
-	if !ok {
-		return errorf(http.StatusBadRequest, "bad_csv", "the CSV header must name a \"name\" column (and may name \"external_id\"); got %q", header)
-	}
-	extCol, hasExt := col["external_id"]
-	var list []store.NewCandidate
-	for {
-		rec, err := rd.Read()
-		if err == io.EOF {
-			break
-		}
-		line, _ := rd.FieldPos(0)
-		if err != nil {
-			return errorf(http.StatusBadRequest, "bad_csv", "CSV line %d: %v", line, err)
-		}
-		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
-			continue
-		}
-		nc := store.NewCandidate{}
-		if nameCol < len(rec) {
-			nc.Name = strings.TrimSpace(rec[nameCol])
-		}
-		if hasExt && extCol < len(rec) {
-			nc.ExternalID = strings.TrimSpace(rec[extCol])
-		}
-		if err := checkCandidateName(nc.Name, nc.ExternalID); err != nil {
-			return errorf(http.StatusBadRequest, "bad_csv", "CSV line %d: %v", line, err)
-		}
-		if list = append(list, nc); len(list) > maxImportRows {
-			return errorf(http.StatusBadRequest, "bad_csv", "more than %d candidates in one import", maxImportRows)
-		}
-	}
-	if len(list) == 0 {
-		return errorf(http.StatusBadRequest, "bad_csv", "the CSV has no candidate rows")
+		return err
 	}
 	out, err := c.addCandidates(r.Context(), p.user.ID, e, list)
 	if err != nil {
@@ -500,4 +455,61 @@ func (c *control) calibrate(w http.ResponseWriter, r *http.Request, p *principal
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// parseCandidateCSV reads an import: a header row naming `name` and
+// optionally `external_id` (a UTF-8 BOM from spreadsheet exports is
+// tolerated), then one candidate a row. Errors name the line.
+func parseCandidateCSV(body []byte) ([]store.NewCandidate, error) {
+	if !utf8.Valid(body) {
+		return nil, errorf(http.StatusBadRequest, "bad_csv", "the CSV is not UTF-8 text (save it as CSV UTF-8)")
+	}
+	body = []byte(strings.TrimPrefix(string(body), "\ufeff"))
+	rd := csv.NewReader(strings.NewReader(string(body)))
+	rd.FieldsPerRecord = -1
+	header, err := rd.Read()
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "bad_csv", "cannot read the CSV header: %v", err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		col[strings.ToLower(strings.TrimSpace(h))] = i
+	}
+	nameCol, ok := col["name"]
+	if !ok {
+		return nil, errorf(http.StatusBadRequest, "bad_csv", "the CSV header must name a \"name\" column (and may name \"external_id\"); got %q", header)
+	}
+	extCol, hasExt := col["external_id"]
+	var list []store.NewCandidate
+	for {
+		rec, err := rd.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// A csv.ParseError names its own line.
+			return nil, errorf(http.StatusBadRequest, "bad_csv", "CSV: %v", err)
+		}
+		line, _ := rd.FieldPos(0) // rec has at least one field when err is nil
+		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
+			continue
+		}
+		nc := store.NewCandidate{}
+		if nameCol < len(rec) {
+			nc.Name = strings.TrimSpace(rec[nameCol])
+		}
+		if hasExt && extCol < len(rec) {
+			nc.ExternalID = strings.TrimSpace(rec[extCol])
+		}
+		if err := checkCandidateName(nc.Name, nc.ExternalID); err != nil {
+			return nil, errorf(http.StatusBadRequest, "bad_csv", "CSV line %d: %v", line, err)
+		}
+		if list = append(list, nc); len(list) > maxImportRows {
+			return nil, errorf(http.StatusBadRequest, "bad_csv", "more than %d candidates in one import", maxImportRows)
+		}
+	}
+	if len(list) == 0 {
+		return nil, errorf(http.StatusBadRequest, "bad_csv", "the CSV has no candidate rows")
+	}
+	return list, nil
 }

@@ -81,9 +81,9 @@ func New(opts Options) (*Server, error) {
 		}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "invigil_http_request_duration_seconds",
-			Help:    "Time to serve an HTTP request, by route pattern.",
+			Help:    "Time to serve an HTTP request, by route pattern and status code (event streams: their whole life).",
 			Buckets: prometheus.DefBuckets,
-		}, []string{"route"}),
+		}, []string{"route", "code"}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "invigil_build_info",
@@ -194,7 +194,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			route = "unmatched"
 		}
 		s.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
-		s.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		s.duration.WithLabelValues(route, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
 	})
 }
 

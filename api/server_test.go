@@ -89,7 +89,7 @@ func TestMetrics(t *testing.T) {
 	for _, want := range []string{
 		`invigil_http_requests_total{code="200",route="GET /healthz"} 2`,
 		`invigil_http_requests_total{code="404",route="unmatched"} 1`,
-		`invigil_http_request_duration_seconds_count{route="GET /healthz"} 2`,
+		`invigil_http_request_duration_seconds_count{code="200",route="GET /healthz"} 2`,
 		`invigil_build_info{goversion="go`,
 		`version="v9.9.9"} 1`,
 	} {

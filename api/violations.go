@@ -107,6 +107,11 @@ func (s *Server) ViolationClosed(ctx context.Context, v ViolationReport) error {
 		return errors.New("api: no control plane")
 	}
 	err := c.update(ctx, func(tx *store.Tx) error {
+		if old, err := tx.ViolationByKey(ctx, v.Key); err != nil {
+			return err
+		} else if !old.EndedAt.IsZero() {
+			return nil // a repeated close: announced already
+		}
 		row, err := tx.EndViolation(ctx, v.Key, v.EndedAt.UTC())
 		if err != nil {
 			return err
