@@ -305,6 +305,7 @@ type costResult struct {
 	cpu      float64            // CPU seconds per candidate-second
 	stages   map[string]float64 // pipeline stage seconds per candidate-second
 	analysed float64            // frames analysed per candidate-second
+	triggers map[string]float64 // analyses per candidate-second by what made them due
 	genCPU   float64
 	machine  float64 // cores busy on the whole machine during the window
 }
@@ -315,11 +316,15 @@ func measureCost(b *testing.B, o stackOptions, face, empty string, n int) costRe
 	gen := startLoadGen(b, st.url, face, empty)
 	gen.add(b, n)
 	time.Sleep(3 * time.Second)
-	stages := []string{"depacketize", "decode", "convert", "inference", "rules", "evidence"}
+	stages := []string{"depacketize", "decode", "thumbnail", "convert", "inference", "rules", "evidence"}
+	triggers := []string{"full_rate", "refresh", "change", "deadline", "calm"}
 	stageAt := func() map[string]float64 {
 		m := map[string]float64{}
 		for _, s := range stages {
 			m[s] = st.metric("invigil_pipeline_stage_seconds_total", "stage", s)
+		}
+		for _, tr := range triggers {
+			m["trigger "+tr] = st.metric("invigil_pipeline_analyses_total", "trigger", tr)
 		}
 		return m
 	}
@@ -329,10 +334,13 @@ func measureCost(b *testing.B, o stackOptions, face, empty string, n int) costRe
 	gen.quit(b)
 	st.close()
 	candSecs := t1.Sub(t0).Seconds() * float64(n)
-	r := costResult{n: n, cpu: (c1 - c0).Seconds() / candSecs, stages: map[string]float64{},
+	r := costResult{n: n, cpu: (c1 - c0).Seconds() / candSecs, stages: map[string]float64{}, triggers: map[string]float64{},
 		analysed: (a1 - a0) / candSecs, genCPU: (g1 - g0).Seconds() / candSecs, machine: (m1 - m0).Seconds() / t1.Sub(t0).Seconds()}
 	for _, s := range stages {
 		r.stages[s] = (s1[s] - s0[s]) / candSecs
+	}
+	for _, tr := range triggers {
+		r.triggers[tr] = (s1["trigger "+tr] - s0["trigger "+tr]) / candSecs
 	}
 	return r
 }
@@ -359,11 +367,12 @@ func printCostSplit(n int, sfuOnly, withRec, full costResult) {
 	fmt.Printf("  %-34s %s\n", "recording", ms(withRec.cpu-sfuOnly.cpu))
 	fmt.Printf("  %-34s %s   (stages by their measured time:)\n", "analysis pipeline", ms(pipelineCPU))
 	fmt.Printf("  %-34s %s\n", "  depacketize + decode (15 fps)", ms(share("depacketize", "decode")))
+	fmt.Printf("  %-34s %s\n", "  change detection (15 fps)", ms(share("thumbnail")))
 	fmt.Printf("  %-34s %s\n", "  convert + inference", ms(share("convert", "inference")))
 	fmt.Printf("  %-34s %s\n", "  rules + evidence", ms(share("rules", "evidence")))
 	fmt.Printf("  %-34s %s   → %.1f candidates per core by CPU alone\n", "total", ms(full.cpu), 1/full.cpu)
-	fmt.Printf("  frames analysed: %.2f per candidate-second (policy: 5); load generator: %s ms CPU per candidate-second\n",
-		full.analysed, ms(full.genCPU))
+	fmt.Printf("  frames analysed: %.2f per candidate-second (policy: 5; by trigger: calm %.2f, change %.2f, deadline %.2f, refresh %.2f, full rate %.2f); load generator: %s ms CPU per candidate-second\n",
+		full.analysed, full.triggers["calm"], full.triggers["change"], full.triggers["deadline"], full.triggers["refresh"], full.triggers["full_rate"], ms(full.genCPU))
 	fmt.Printf("  whole machine busy during the three windows: %.2f, %.2f, %.2f cores (others' work included)\n",
 		sfuOnly.machine, withRec.machine, full.machine)
 	fmt.Printf("  pipeline stage wall time per candidate-second:")

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"math"
 	"time"
 
 	"github.com/pion/rtp"
@@ -16,14 +17,19 @@ import (
 // against the design's freshness. This assembler keeps the same model
 // (a window of packets by sequence number, frames emitted in order, pion's
 // VP8 depacketiser) with bounded work per packet, emits a frame as soon as
-// its marker packet arrives, and gives up on a hole after maxLateTime of
-// RTP time.
+// its marker packet arrives, and gives up on a hole after maxLateTime (of
+// RTP time, or of waiting). It does not let one stray packet define the
+// newest sequence number: garbage ahead of the stream would otherwise make
+// it skip the stream's own packets.
 
 const (
 	// assemblerWindow is how many sequence numbers ahead of the oldest
 	// missing packet are kept; larger than any frame (a 1080p keyframe is
 	// ~100 packets).
 	assemblerWindow = 512
+	// nearAhead is the largest gap ahead of the newest packet that is
+	// believed at once: reordering, or the loss of a few packets.
+	nearAhead = 32
 )
 
 // assembledFrame is one VP8 frame out of the assembler.
@@ -41,20 +47,35 @@ type assembledFrame struct {
 type asmSlot struct {
 	p       *rtp.Packet
 	arrival time.Time
+	// tentative: stored ahead of the newest packet, not yet confirmed.
+	tentative bool
 }
 
 // assembler turns one track's RTP packets into VP8 frames (RFC 7741).
 type assembler struct {
-	slots        [assemblerWindow]asmSlot
-	started      bool
-	next         uint16 // oldest sequence number not yet emitted or given up
-	highest      uint16 // newest sequence number stored
-	highestTS    uint32 // its RTP timestamp
+	slots     [assemblerWindow]asmSlot
+	started   bool
+	next      uint16 // oldest sequence number not yet emitted or given up
+	highest   uint16 // newest sequence number stored and believed
+	highestTS uint32 // its RTP timestamp
+	// Probation of packets that arrive beyond a gap (see push).
+	probing      bool
+	probeSeq     uint16
+	probeCount   int
 	lastTS       uint32 // timestamp of the last frame out
 	haveLastTS   bool
 	firstTS      uint32 // timestamp of the first packet
 	maxLateTicks int32
-	lossPending  bool
+	maxLate      time.Duration
+	// plausibleTicks bounds the RTP time the newest packet may be ahead
+	// of a frame for that to count as the frame's packets being overdue.
+	plausibleTicks int32
+	lossPending    bool
+	// lastArrival is the newest packet's arrival; blockedSince is when the
+	// frame at blockedAt began to wait for a missing packet.
+	lastArrival  time.Time
+	blockedAt    uint16
+	blockedSince time.Time
 	depack       codecs.VP8Packet
 	// The frame at scanFirst has its first scanned packets present in a row.
 	scanFirst uint16
@@ -63,7 +84,11 @@ type assembler struct {
 }
 
 func newAssembler(maxLate time.Duration, clockRate uint32) *assembler {
-	return &assembler{maxLateTicks: int32(maxLate.Seconds() * float64(clockRate))}
+	return &assembler{
+		maxLateTicks:   int32(maxLate.Seconds() * float64(clockRate)),
+		maxLate:        maxLate,
+		plausibleTicks: int32(min(maxClockJumpMS*int64(clockRate)/1000, math.MaxInt32)),
+	}
 }
 
 func (a *assembler) slot(seq uint16) *asmSlot { return &a.slots[seq%assemblerWindow] }
@@ -91,6 +116,28 @@ func (a *assembler) skip(to uint16) {
 	a.lossPending = true
 }
 
+// skipHole gives up on the missing packets at next, up to the next packet
+// present. Giving up on them one at a time would make each wait anew.
+func (a *assembler) skipHole() {
+	for int16(a.highest-a.next) > 0 && a.get(a.next) == nil {
+		a.next++
+	}
+	a.lossPending = true
+}
+
+// skipFrame gives up on the frame of timestamp ts at next: its packets and
+// the holes among them, up to the first packet of another frame.
+func (a *assembler) skipFrame(ts uint32) {
+	for int16(a.highest-a.next) >= 0 {
+		if s := a.get(a.next); s != nil && s.p.Timestamp != ts {
+			break
+		}
+		a.release(a.next)
+		a.next++
+	}
+	a.lossPending = true
+}
+
 // late reports whether seq was already emitted or given up on.
 func (a *assembler) late(seq uint16) bool {
 	return a.started && int16(seq-a.next) < 0
@@ -100,6 +147,9 @@ func (a *assembler) late(seq uint16) bool {
 // screens out packets far outside the window (see receiver.assemble).
 func (a *assembler) push(p *rtp.Packet, arrival time.Time) []assembledFrame {
 	seq := p.SequenceNumber
+	if arrival.After(a.lastArrival) {
+		a.lastArrival = arrival
+	}
 	if !a.started {
 		a.started = true
 		a.next, a.highest, a.highestTS, a.firstTS = seq, seq, p.Timestamp, p.Timestamp
@@ -107,25 +157,58 @@ func (a *assembler) push(p *rtp.Packet, arrival time.Time) []assembledFrame {
 	if int16(seq-a.next) < 0 {
 		return nil // late: the caller counts it
 	}
+	ahead := int16(seq - a.highest)
+	tentative := false
 	if d := int(uint16(seq - a.next)); d >= assemblerWindow {
-		// Too far ahead for the window: what is missing before it will not
-		// be waited for any longer.
+		// Too far ahead for the window (the receiver let it through after
+		// probation): what is missing before it will not be waited for any
+		// longer.
 		a.skip(seq - assemblerWindow + 1)
+	} else if ahead > nearAhead {
+		// A gap ahead of the newest packet: the stream after a burst of
+		// loss, or one stray packet. It moves the newest packet on (and
+		// with it what the assembler may give up on) only once probation
+		// packets in a row confirm it; a stray packet would otherwise make
+		// the stream's own packets before it late.
+		if a.probing && seq == a.probeSeq+1 {
+			a.probeCount++
+		} else {
+			a.probing, a.probeCount = true, 1
+		}
+		a.probeSeq = seq
+		tentative = a.probeCount < probation
 	}
-	if a.get(seq) != nil {
+	if s := a.get(seq); s != nil && !(s.tentative && int16(seq-a.highest) > 0) {
 		return nil // duplicate (a retransmission that arrived twice)
 	}
-	*a.slot(seq) = asmSlot{p: p, arrival: arrival}
-	if int16(seq-a.highest) > 0 {
+	// (A packet still ahead of the stream and unconfirmed is replaced:
+	// the stream has caught up with a stray packet's sequence number.)
+	*a.slot(seq) = asmSlot{p: p, arrival: arrival, tentative: tentative}
+	if ahead > 0 && !tentative {
 		a.highest, a.highestTS = seq, p.Timestamp
 	}
 	return a.emit()
 }
 
 // giveUp reports whether a hole in a frame of timestamp ts is hopeless:
-// the packets after it are maxLateTime newer, or the window is full.
+// the newest packet is maxLateTime newer in RTP time, the frame has waited
+// maxLateTime since it got stuck, or the window is full.
+//
+// RTP time is the sender's word, and one garbage packet ahead in sequence
+// becomes the newest with a timestamp from anywhere: one from the far
+// future would give up on every frame at once (and the assembler would
+// then drop the stream's own packets as late until it caught up with the
+// garbage), one from the past would stop giving up until then. So the
+// newest packet's lead counts only within a plausible range, and the wait
+// itself, on the receiver's clock, counts too.
 func (a *assembler) giveUp(ts uint32) bool {
-	return int(uint16(a.highest-a.next)) >= assemblerWindow-1 || int32(a.highestTS-ts) > a.maxLateTicks
+	if a.blockedAt != a.next || a.blockedSince.IsZero() {
+		a.blockedAt, a.blockedSince = a.next, a.lastArrival
+	}
+	lead := int32(a.highestTS - ts)
+	return int(uint16(a.highest-a.next)) >= assemblerWindow-1 ||
+		(lead > a.maxLateTicks && lead <= a.plausibleTicks) ||
+		a.lastArrival.Sub(a.blockedSince) > a.maxLate
 }
 
 // emit takes every complete frame from the front of the window.
@@ -143,7 +226,7 @@ func (a *assembler) emit() []assembledFrame {
 			if !a.giveUp(ref) {
 				return out
 			}
-			a.skip(a.next + 1)
+			a.skipHole()
 			continue
 		}
 		if len(head.p.Payload) == 0 { // padding
@@ -156,12 +239,12 @@ func (a *assembler) emit() []assembledFrame {
 			a.skip(a.next + 1)
 			continue
 		}
-		f, complete, n := a.collect(a.next, head.p.Timestamp)
+		f, complete := a.collect(a.next, head.p.Timestamp)
 		if !complete {
 			if !a.giveUp(head.p.Timestamp) {
 				return out
 			}
-			a.skip(a.next + uint16(max(n, 1)))
+			a.skipFrame(head.p.Timestamp)
 			continue
 		}
 		f.lossBefore = a.lossPending
@@ -178,10 +261,10 @@ func (a *assembler) emit() []assembledFrame {
 
 // collect reads the frame starting at first: complete when every packet up
 // to the marker (or up to the next frame's start, if the marker was lost)
-// is present. n is how many packets of it are present in a row. The
-// packets already found in a row are remembered, so a frame of k packets
-// costs O(k) over its pushes, and its payload is copied once.
-func (a *assembler) collect(first uint16, ts uint32) (f assembledFrame, complete bool, n int) {
+// is present. The packets already found in a row are remembered, so a
+// frame of k packets costs O(k) over its pushes, and its payload is copied
+// once.
+func (a *assembler) collect(first uint16, ts uint32) (f assembledFrame, complete bool) {
 	if a.scanFirst != first || !a.scanValid {
 		a.scanFirst, a.scanValid, a.scanned = first, true, 0
 	}
@@ -191,7 +274,7 @@ func (a *assembler) collect(first uint16, ts uint32) (f assembledFrame, complete
 		s := a.get(seq)
 		if s == nil {
 			a.scanned = i
-			return f, false, i
+			return f, false
 		}
 		if s.p.Timestamp != ts {
 			// A new frame began without this one's marker: complete if that
@@ -201,7 +284,7 @@ func (a *assembler) collect(first uint16, ts uint32) (f assembledFrame, complete
 				break
 			}
 			a.scanned = i
-			return f, false, i
+			return f, false
 		}
 		if s.p.Marker {
 			end = i
@@ -210,7 +293,7 @@ func (a *assembler) collect(first uint16, ts uint32) (f assembledFrame, complete
 	}
 	if end < 0 {
 		a.scanned = assemblerWindow
-		return f, false, assemblerWindow
+		return f, false
 	}
 	a.scanValid = false
 	f = assembledFrame{timestamp: ts, firstSeq: first, lastSeq: first + uint16(end), pictureID: -1}
@@ -226,7 +309,7 @@ func (a *assembler) collect(first uint16, ts uint32) (f assembledFrame, complete
 		}
 		payload, err := a.depack.Unmarshal(s.p.Payload)
 		if err != nil {
-			return f, false, i // a broken packet: the frame is lost
+			return f, false // a broken packet: the frame is lost
 		}
 		if i == 0 && a.depack.I == 1 {
 			f.pictureID = int(a.depack.PictureID)
@@ -236,5 +319,5 @@ func (a *assembler) collect(first uint16, ts uint32) (f assembledFrame, complete
 			f.arrival = s.arrival
 		}
 	}
-	return f, true, end + 1
+	return f, true
 }

@@ -208,3 +208,118 @@ func FuzzReceiver(f *testing.F) {
 		}
 	})
 }
+
+// TestAssemblerGivesUpAfterWaiting: a garbage packet ahead in sequence
+// with a timestamp from nowhere becomes the newest packet; a hole behind it
+// is neither given up on at once (as its timestamp, far ahead, would say)
+// nor kept until the stream catches up with it, but given up on after
+// maxLateTime of waiting, and the frames after it flow.
+func TestAssemblerGivesUpAfterWaiting(t *testing.T) {
+	a := newAssembler(maxLateTime, 90000)
+	at := time.Unix(1000, 0)
+	push := func(pkts ...*rtp.Packet) []assembledFrame {
+		var out []assembledFrame
+		for _, p := range pkts {
+			out = append(out, a.push(p, at)...)
+		}
+		return out
+	}
+	out := push(testFrame(0, 0, 2)...)
+	broken := testFrame(2, 1, 3)
+	out = append(out, push(broken[0], broken[2])...) // broken[1] is lost
+	junk := vp8Packet(400, 0x80000000, false, false, 0, 0xff)
+	out = append(out, push(junk)...)
+	seq := uint16(5)
+	for n := 2; n <= 4; n++ { // 100 ms of frames: the hole is still young
+		at = at.Add(50 * time.Millisecond)
+		out = append(out, push(testFrame(seq, n, 2)...)...)
+		seq += 2
+	}
+	if len(out) != 1 {
+		t.Fatalf("%d frames out while the hole is young, want 1", len(out))
+	}
+	at = at.Add(maxLateTime)
+	out = append(out, push(testFrame(seq, 5, 2)...)...)
+	if len(out) != 5 || !out[1].lossBefore || out[1].pictureID != 2 || out[2].lossBefore || out[4].pictureID != 5 {
+		t.Fatalf("after waiting %v: %d frames out, want the 4 after the hole flagged as after a loss: %+v", maxLateTime, len(out), out)
+	}
+}
+
+// TestReceiverIgnoresStrayPackets: stray packets ahead of a real VP8
+// stream, inside the assembler's window and beyond it, with timestamps
+// from nowhere, do not make the stream's own packets late, even when a
+// lost packet makes the assembler give up on a frame while they sit there;
+// the stream's packet with a stray's sequence number takes its place.
+func TestReceiverIgnoresStrayPackets(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg, 1, func() float64 { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := newMatPool(2)
+	defer pool.close()
+	pub := newPublisher(t, "cand-1")
+	r, err := newReceiver(m, pool, 90000, func(string) { pub.wantKey.Store(true) }, 0, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	pic := picture(t, "messi5.jpg")
+	at := time.Unix(1000, 0)
+	const frames = 60
+	decoded := make([]bool, frames)
+	var strays []uint16
+	var lastSeq uint16
+	for i := 0; i < frames; i++ {
+		pkts := pub.encode(pic)
+		last := pkts[len(pkts)-1]
+		lastSeq = last.SequenceNumber
+		switch i {
+		case 5:
+			for _, ahead := range []uint16{nearAhead + 8, 300, assemblerWindow + 100, 2*assemblerWindow - 10} {
+				stray := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: last.SequenceNumber + ahead,
+					Timestamp: last.Timestamp + 0x7fff0000, Marker: true, PayloadType: 96}, Payload: []byte{0x10, 0x00, 0x9d, 0x01}}
+				pkts = append(pkts, stray)
+				strays = append(strays, stray.SequenceNumber)
+			}
+		case 8:
+			pkts = pkts[1:] // lost: the assembler gives up on this frame while the strays wait ahead
+		}
+		for _, p := range pkts {
+			for _, f := range r.assemble(p, at) {
+				if d, ok := r.decode(&f, at); ok {
+					if k := int(d.ts / rtpPerFrame); k < frames {
+						decoded[k] = true
+					}
+					pool.put(d.i420)
+				}
+			}
+		}
+		at = at.Add(time.Second / testFPS)
+	}
+	late := metricValue(t, reg, "invigil_pipeline_packets_dropped_total", "reason", dropLate)
+	far := metricValue(t, reg, "invigil_pipeline_packets_dropped_total", "reason", dropOutOfSequence)
+	n, missing := 0, []int{}
+	for k, ok := range decoded {
+		if ok {
+			n++
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	t.Logf("%d of %d frames decoded (missing %v); packets dropped: %v late, %v out of sequence; last sequence number %d, strays at %v",
+		n, frames, missing, late, far, lastSeq, strays)
+	if int16(lastSeq-strays[0]) <= 0 {
+		t.Fatalf("the stream never reached the nearest stray's sequence number %d (last %d): make it longer", strays[0], lastSeq)
+	}
+	if late != 0 || far != 2 {
+		t.Errorf("%v packets late, %v out of sequence: want none late and the 2 strays beyond the window out of sequence", late, far)
+	}
+	for k := 0; k < frames; k++ {
+		// The lost frame and those after it until a keyframe answers the
+		// request are gone; everything else decodes.
+		if !decoded[k] && (k < 8 || k > 16) {
+			t.Errorf("frame %d not decoded", k)
+		}
+	}
+}

@@ -31,7 +31,9 @@ func TestNoMatLeaks(t *testing.T) {
 			defer close(done)
 			b.play(context.Background(), wb, []scene{{face, 3 * testFPS}}, playOptions{noClose: true})
 		}()
-		a.play(context.Background(), wa, []scene{{face, testFPS}, {empty, 3 * testFPS}}, playOptions{})
+		// The room stays empty well past face_off_screen's 2 s, so that it
+		// opens before the track ends even on a busy machine.
+		a.play(context.Background(), wa, []scene{{face, testFPS}, {empty, 5 * testFPS}}, playOptions{})
 		sink.wait(t, 10*time.Second, rules.Opened, "cand-a", rules.FaceOffScreen)
 		<-done
 		p.Close()

@@ -45,6 +45,7 @@ const (
 	stageInference   = "inference"
 	stageRules       = "rules"
 	stageEvidence    = "evidence"
+	stageThumbnail   = "thumbnail" // the adaptive rate's change detection, per decoded frame
 )
 
 type metrics struct {
@@ -55,6 +56,7 @@ type metrics struct {
 	clockResets      prometheus.Counter
 	keyframeRequests *prometheus.CounterVec
 	framesAnalysed   prometheus.Counter
+	analyses         *prometheus.CounterVec
 	framesDropped    *prometheus.CounterVec
 	latency          prometheus.Histogram
 	stageSeconds     *prometheus.CounterVec
@@ -98,6 +100,10 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 			Name: "invigil_pipeline_frames_analysed_total",
 			Help: "Frames that went through the detectors and rules.",
 		}),
+		analyses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invigil_pipeline_analyses_total",
+			Help: "Frames handed to a worker, by what made the candidate due (full_rate: adaptation off; refresh: a new track, settings or a retry; change: the picture changed; deadline: a rule opens or closes at this frame; calm: the periodic look at a still picture).",
+		}, []string{"trigger"}),
 		framesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_pipeline_frames_dropped_total",
 			Help: "Frames assembled or decoded but not analysed, by reason (superseded: a newer frame replaced it).",
@@ -109,7 +115,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		}),
 		stageSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_pipeline_stage_seconds_total",
-			Help: "Time spent per stage (depacketize, decode, convert, inference, rules, evidence): the per-frame cost split.",
+			Help: "Time spent per stage (depacketize, decode, thumbnail, convert, inference, rules, evidence): the per-frame cost split.",
 		}, []string{"stage"}),
 		workers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "invigil_pipeline_workers",
@@ -143,16 +149,19 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 	for _, r := range []string{dropSuperseded, dropAwaitingKeyframe, dropDecodeError, dropIncomplete, dropTrackEnded, dropStale, dropAnalysisError} {
 		m.framesDropped.WithLabelValues(r)
 	}
+	for _, r := range []string{triggerFullRate, triggerRefresh, triggerChange, triggerDeadline, triggerCalm} {
+		m.analyses.WithLabelValues(r)
+	}
 	for _, r := range []string{keyStart, keyLoss, keyDecodeError, keyGap} {
 		m.keyframeRequests.WithLabelValues(r)
 	}
-	for _, s := range []string{stageDepacketize, stageDecode, stageConvert, stageInference, stageRules, stageEvidence} {
+	for _, s := range []string{stageDepacketize, stageDecode, stageThumbnail, stageConvert, stageInference, stageRules, stageEvidence} {
 		m.stageSeconds.WithLabelValues(s)
 	}
 	m.workers.Set(float64(workers))
 	collectors := []prometheus.Collector{
 		m.packets, m.packetsDropped, m.framesDecoded, m.decodeErrors, m.clockResets, m.keyframeRequests,
-		m.framesAnalysed, m.framesDropped, m.latency, m.stageSeconds, m.workers, m.workersBusy,
+		m.framesAnalysed, m.analyses, m.framesDropped, m.latency, m.stageSeconds, m.workers, m.workersBusy,
 		m.candidatesActive, m.tracksActive, m.violations, m.sinkErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "invigil_pipeline_worker_utilisation",

@@ -11,6 +11,11 @@
 // every candidate falls behind its rate by the same share; nothing queues
 // without bound, and nothing in here can slow the SFU's forwarding.
 //
+// The rate adapts: a candidate whose picture is still is analysed once per
+// Config.CalmInterval, one whose picture changes at the policy's rate, and
+// the rules' timings hold either way (see scheduler). Pipeline.Latest
+// gives the newest analysed observation of a candidate, for live feedback.
+//
 // Stream time: each candidate's analysis runs on one clock, milliseconds
 // since its first track of the current activation started (media.Track's
 // Started), advanced by the RTP timestamps, so violations map back to wall
@@ -24,10 +29,11 @@
 //	invigil_pipeline_decode_errors_total
 //	invigil_pipeline_keyframe_requests_total{reason} start, loss, decode_error, gap
 //	invigil_pipeline_frames_analysed_total
+//	invigil_pipeline_analyses_total{trigger}         full_rate, refresh, change, deadline, calm
 //	invigil_pipeline_frames_dropped_total{reason}    superseded, awaiting_keyframe, decode_error,
 //	                                                 incomplete, track_ended, stale, analysis_error
 //	invigil_pipeline_analysis_latency_seconds        last packet of a frame → its observation done
-//	invigil_pipeline_stage_seconds_total{stage}      depacketize, decode, convert, inference, rules, evidence
+//	invigil_pipeline_stage_seconds_total{stage}      depacketize, decode, thumbnail, convert, inference, rules, evidence
 //	invigil_pipeline_workers, _workers_busy, _worker_utilisation (last 10 s), _worker_busy_seconds_total
 //	invigil_pipeline_candidates_active, _tracks_active
 //	invigil_pipeline_violations_total{type,event}, _sink_errors_total, _sink_queue
@@ -130,6 +136,10 @@ type Config struct {
 	// CloseTimeout bounds how long Close waits for the sink to take the
 	// last events (default 10 s).
 	CloseTimeout time.Duration
+	// CalmInterval is how often a candidate whose picture does not change
+	// is analysed (default 1 s; never more often than its policy rate). A
+	// negative value analyses every candidate at its policy rate.
+	CalmInterval time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -176,6 +186,9 @@ func (c *Config) setDefaults() error {
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = 10 * time.Second
 	}
+	if c.CalmInterval == 0 {
+		c.CalmInterval = time.Second
+	}
 	return nil
 }
 
@@ -214,7 +227,7 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	p.m = m
 	p.sink.m = m
-	p.sched = newScheduler(m)
+	p.sched = newScheduler(m, cfg.CalmInterval)
 	for i := 0; i < cfg.Workers; i++ {
 		a, err := detectors.NewAnalyzer(detectors.AnalyzerOptions{ModelsDir: cfg.ModelsDir, FullHands: cfg.FullHands})
 		if err != nil {
@@ -275,9 +288,11 @@ func (p *Pipeline) TrackStarted(t media.Track) media.PacketWriter {
 		packets: make(chan queuedPacket, p.cfg.PacketQueue),
 		done:    make(chan struct{}),
 		pool:    newMatPool(3),
+		thumbs:  newThumbnailer(),
 	}
 	rcv, err := newReceiver(p.m, tr.pool, t.ClockRate, tr.requestKeyframe, p.cfg.KeyframeInterval, p.cfg.GapKeyframe)
 	if err != nil {
+		tr.thumbs.close()
 		p.log.Error("cannot analyse candidate track", "identity", t.Identity, "track", t.TrackID, "err", err)
 		return nil
 	}
@@ -288,13 +303,14 @@ func (p *Pipeline) TrackStarted(t media.Track) media.PacketWriter {
 	if s.closed {
 		s.mu.Unlock()
 		rcv.close()
+		tr.thumbs.close()
 		return nil
 	}
 	c := s.candidateLocked(t.Identity, p.cfg.DefaultPolicy)
 	if c.tracks == 0 {
 		c.gen++
 		c.epoch = t.Started
-		c.nextDue = time.Time{}
+		c.resetScheduleLocked()
 		p.m.candidatesActive.Inc()
 	}
 	c.tracks++
@@ -348,10 +364,13 @@ func (p *Pipeline) SetPolicy(identity string, pol rules.Policy) error {
 	}
 	c.policy = clonePolicy(pol)
 	c.policyVersion++
-	// A faster rate takes effect now rather than after the old interval.
+	// A faster rate takes effect now rather than after the old interval,
+	// and the new rules look at the picture without waiting for it to
+	// change.
 	if limit := time.Now().Add(interval(pol)); c.nextDue.After(limit) {
 		c.nextDue = limit
 	}
+	c.refresh = true
 	s.wakeLocked()
 	return nil
 }
@@ -372,18 +391,23 @@ func (p *Pipeline) Calibrate(identity string, until time.Time) error {
 	c.explicit = true
 	c.calibrate = until
 	c.calibVersion++
+	// Calibration samples the picture at the full rate until then.
+	c.refresh = true
+	s.wakeLocked()
 	return nil
 }
 
 // Forget drops what SetPolicy and Calibrate keep for a candidate between
-// tracks (call it when the candidate leaves). A candidate still publishing
-// keeps its settings until its tracks end.
+// tracks, and its Latest snapshot (call it when the candidate leaves). A
+// candidate still publishing keeps its settings until its tracks end, and
+// its next analysis makes a new snapshot.
 func (p *Pipeline) Forget(identity string) {
 	s := p.sched
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c := s.candidates[identity]; c != nil {
 		c.explicit = false
+		c.snapshot.Store(nil)
 		if c.tracks == 0 {
 			delete(s.candidates, identity)
 		}

@@ -15,9 +15,8 @@ const (
 	maxLateTime = 300 * time.Millisecond
 	// maxPayload is larger than any WebRTC packet (they fit a 1500-byte MTU).
 	maxPayload = 16 << 10
-	// seqJump is the sequence number jump past which a packet is taken as
-	// a new sequence space (a restarted sender, or garbage) rather than a
-	// packet of the frames being assembled.
+	// seqJump is the largest believable gap in VP8 picture IDs; a larger
+	// one is a sender that reset its numbering.
 	seqJump = 2 * assemblerWindow
 	// probation is how many consecutive packets confirm a new sequence space.
 	probation = 3
@@ -108,10 +107,14 @@ func (r *receiver) assemble(p *rtp.Packet, arrival time.Time) []assembledFrame {
 	}
 	seq := p.SequenceNumber
 	if r.asm.started {
-		if d := int16(seq - r.asm.highest); d > seqJump || d < -seqJump {
+		if d := int16(seq - r.asm.next); d >= assemblerWindow || d < -assemblerWindow {
 			// Far from the frames being assembled: garbage, or a sender that
-			// restarted its numbering. Like RTP's source validation, believe
-			// a new sequence space only after a few packets in order.
+			// restarted its numbering or comes back from a long loss. Like
+			// RTP's source validation, believe a new sequence space only
+			// after a few packets in order: one stray packet a window ahead
+			// would otherwise make the assembler give up on everything
+			// before it, and every real packet after it would arrive "late"
+			// until the stream caught up (for good, at a low bitrate).
 			if r.probing && seq == r.probeSeq+1 {
 				r.probeCount++
 			} else {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -22,6 +23,10 @@ type frame struct {
 	// arrival is when its last packet arrived.
 	arrival time.Time
 	track   *media.Track
+	// thumb is the frame's luma thumbnail, when hasThumb: what the
+	// scheduler compares to tell a still picture from a changing one.
+	thumb    thumbnail
+	hasThumb bool
 }
 
 func (f *frame) release() { f.pool.put(f.i420) }
@@ -45,6 +50,19 @@ type candidate struct {
 	explicit      bool // SetPolicy or Calibrate was called: keep while inactive
 	calibrate     time.Time
 	calibVersion  int
+
+	// The adaptive rate (see scheduler), guarded by scheduler.mu.
+	ref         thumbnail // of the frame last handed to a worker
+	haveRef     bool
+	hold        int       // analyses still due at the full rate after the picture changed
+	refresh     bool      // the next analysis comes at the full rate: a new activation, new settings, a failed analysis
+	calmDue     time.Time // when a still picture is looked at again
+	deadline    int64     // stream time at which a rule opens or closes if nothing changes
+	hasDeadline bool
+
+	// snapshot is the newest analysed observation (Pipeline.Latest):
+	// written by the worker analysing the candidate, read by anyone.
+	snapshot atomic.Pointer[Snapshot]
 
 	analysisMu sync.Mutex
 	// Guarded by analysisMu.
@@ -81,16 +99,69 @@ type job struct {
 // workers, or its policy rate if that is less (max-min fairness). Nothing
 // queues: a candidate has at most one frame waiting, and is analysed by at
 // most one worker at a time.
+//
+// The rate adapts to the picture. Analysing a still picture again tells
+// nothing new, and most of the time candidates sit still, so a candidate
+// is analysed at the policy's rate only while its picture changes (each
+// decoded frame's thumbnail against the one last analysed) and for a few
+// analyses after, enough for the detectors that run on every Nth analysis
+// (faces, hands) to see the new picture. Otherwise it is looked at once
+// per calm interval, and once more when its first frame at or past the
+// rules' next deadline arrives (a pending condition opening after its
+// minimum duration, an open one closing): the rules work on stream time,
+// so a violation opens at the same frame time as at the full rate.
+// Under saturation the calm candidates, wanting little, get their rate
+// first and the changing ones share the rest.
 type scheduler struct {
 	mu         sync.Mutex
 	candidates map[string]*candidate
 	changed    chan struct{} // closed and replaced on every change
 	closed     bool
 	m          *metrics
+	// calm is the least interval between analyses of a still picture; 0
+	// analyses every candidate at its policy rate.
+	calm time.Duration
 }
 
-func newScheduler(m *metrics) *scheduler {
-	return &scheduler{candidates: map[string]*candidate{}, changed: make(chan struct{}), m: m}
+func newScheduler(m *metrics, calm time.Duration) *scheduler {
+	return &scheduler{candidates: map[string]*candidate{}, changed: make(chan struct{}), m: m, calm: max(calm, 0)}
+}
+
+// Why a candidate's frame was handed out, the trigger label of
+// invigil_pipeline_analyses_total.
+const (
+	triggerFullRate = "full_rate" // the adaptive rate is off
+	triggerRefresh  = "refresh"   // a new activation, new settings, calibration, or the last analysis failed
+	triggerChange   = "change"    // the picture changed (or just did)
+	triggerDeadline = "deadline"  // a rule opens or closes at this frame's time if nothing changed
+	triggerCalm     = "calm"      // a still picture, looked at once per calm interval
+)
+
+// holdAnalyses is how many analyses follow a change at the full rate:
+// enough for the detectors that run every Nth analysis to see it.
+func holdAnalyses(p rules.Policy) int { return max(p.FaceEvery, p.HandsEvery, 2) }
+
+// readyLocked says when the candidate's waiting frame may be analysed, and
+// why (c.frame set).
+func (s *scheduler) readyLocked(c *candidate, now time.Time) (time.Time, string) {
+	switch {
+	case s.calm <= 0:
+		return c.nextDue, triggerFullRate
+	case c.refresh || now.Before(c.calibrate):
+		return c.nextDue, triggerRefresh
+	case c.hold > 0:
+		return c.nextDue, triggerChange
+	case c.hasDeadline && c.frame.tMS >= c.deadline:
+		return c.nextDue, triggerDeadline
+	}
+	return maxTime(c.nextDue, c.calmDue), triggerCalm
+}
+
+// resetScheduleLocked starts a new activation's schedule (scheduler.mu held).
+func (c *candidate) resetScheduleLocked() {
+	c.nextDue, c.calmDue = time.Time{}, time.Time{}
+	c.haveRef, c.hold, c.hasDeadline = false, 0, false
+	c.refresh = true
 }
 
 // wakeLocked tells waiting workers that something changed.
@@ -115,8 +186,13 @@ func (s *scheduler) publish(c *candidate, f *frame) {
 	}
 	old := c.frame
 	c.frame = f
-	if !c.busy && !c.nextDue.After(time.Now()) {
-		s.wakeLocked()
+	if !f.hasThumb || !c.haveRef || pictureChanged(&c.ref, &f.thumb) {
+		c.hold = holdAnalyses(c.policy)
+	}
+	if now := time.Now(); !c.busy {
+		if at, _ := s.readyLocked(c, now); !at.After(now) {
+			s.wakeLocked()
+		}
 	}
 	s.mu.Unlock()
 	if old != nil {
@@ -142,19 +218,21 @@ func (s *scheduler) next(ctx context.Context) (job, bool) {
 		}
 		now := time.Now()
 		var best *candidate
+		var bestTrigger string
 		var wakeAt time.Time
 		for _, c := range s.candidates {
 			if c.frame == nil || c.busy {
 				continue
 			}
-			if c.nextDue.After(now) {
-				if wakeAt.IsZero() || c.nextDue.Before(wakeAt) {
-					wakeAt = c.nextDue
+			at, trigger := s.readyLocked(c, now)
+			if at.After(now) {
+				if wakeAt.IsZero() || at.Before(wakeAt) {
+					wakeAt = at
 				}
 				continue
 			}
 			if best == nil || c.lastServed.Before(best.lastServed) {
-				best = c
+				best, bestTrigger = c, trigger
 			}
 		}
 		if best != nil {
@@ -164,14 +242,20 @@ func (s *scheduler) next(ctx context.Context) (job, bool) {
 			best.busy = true
 			// On schedule, the next analysis is one interval later (late
 			// frames do not make the rate drift); behind schedule (the
-			// workers are saturated, or the frames paused) it is due at
-			// once, without a burst to catch up on analyses that no longer
-			// matter.
+			// workers are saturated, the frames paused, or the picture
+			// was still) it is due at once, without a burst to catch up on
+			// analyses that no longer matter.
 			if best.nextDue.IsZero() { // first analysis of this activation
 				best.nextDue = now
 			}
 			best.nextDue = maxTime(best.nextDue.Add(interval(best.policy)), now)
+			best.calmDue = now.Add(s.calm)
 			best.lastServed = now
+			// Later frames are compared with this one.
+			best.ref, best.haveRef = j.f.thumb, j.f.hasThumb
+			best.hold = max(best.hold-1, 0)
+			best.refresh = false
+			s.m.analyses.WithLabelValues(bestTrigger).Inc()
 			s.mu.Unlock()
 			return j, true
 		}
@@ -196,10 +280,24 @@ func (s *scheduler) next(ctx context.Context) (job, bool) {
 	}
 }
 
+// analysisResult is what the schedule needs to know of one analysis.
+type analysisResult struct {
+	// analysed is false when the frame was dropped instead.
+	analysed bool
+	// The rules' next deadline in stream time (rules.Engine.NextDeadline).
+	deadline    int64
+	hasDeadline bool
+}
+
 // done returns a candidate to the schedule after its analysis.
-func (s *scheduler) done(c *candidate) {
+func (s *scheduler) done(c *candidate, r analysisResult) {
 	s.mu.Lock()
 	c.busy = false
+	if r.analysed {
+		c.deadline, c.hasDeadline = r.deadline, r.hasDeadline
+	} else {
+		c.refresh = true // look again at the next frame rather than in a calm interval
+	}
 	if c.frame != nil {
 		s.wakeLocked()
 	}

@@ -22,7 +22,7 @@ func schedulerRun(t *testing.T, policies []rules.Policy, work, d time.Duration) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newScheduler(m)
+	s := newScheduler(m, 0)
 	pool := newMatPool(64)
 	defer pool.close()
 	cands := make([]*candidate, len(policies))
@@ -71,7 +71,7 @@ func schedulerRun(t *testing.T, policies []rules.Policy, work, d time.Duration) 
 		counts[index[j.c]]++
 		time.Sleep(work)
 		j.f.release()
-		s.done(j.c)
+		s.done(j.c, analysisResult{analysed: true})
 	}
 	wg.Wait()
 	for _, f := range s.close() {
@@ -117,5 +117,200 @@ func TestSchedulerRate(t *testing.T) {
 	t.Logf("analyses in 2 s at 5 and 2 fps: %v", counts)
 	if counts[0] < 8 || counts[0] > 11 || counts[1] < 3 || counts[1] > 5 {
 		t.Errorf("analyses %v, want about 10 and 4", counts)
+	}
+}
+
+// stillThumb and movedThumb are two pictures of which the second differs
+// in a block of cells, as when a person leaves.
+func stillThumb() thumbnail {
+	var th thumbnail
+	for i := range th {
+		th[i] = uint8(60 + i%97)
+	}
+	return th
+}
+
+func movedThumb() thumbnail {
+	th := stillThumb()
+	for y := 8; y < 16; y++ {
+		for x := 12; x < 20; x++ {
+			th[y*thumbW+x] += 40
+		}
+	}
+	return th
+}
+
+// TestSchedulerAdaptiveDecisions walks one candidate through the adaptive
+// rate's decisions: the first look at a new activation, the full rate
+// while the picture changes and for the hold after, the calm interval for
+// a still picture, a change bringing the full rate back, a rule deadline
+// reached by the frame's stream time, and a failed analysis.
+func TestSchedulerAdaptiveDecisions(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg, 1, func() float64 { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calm = time.Second
+	s := newScheduler(m, calm)
+	pool := newMatPool(4)
+	defer pool.close()
+	policy := mustPolicy(t, rules.PolicyRestRoom)
+	c := s.candidateLocked("c", policy)
+	c.tracks, c.gen = 1, 1
+	c.resetScheduleLocked()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var tMS int64
+	publish := func(th thumbnail) {
+		tMS += 1000 / testFPS
+		s.publish(c, &frame{i420: pool.get(), pool: pool, gen: 1, tMS: tMS, thumb: th, hasThumb: true})
+	}
+	ready := func() (time.Duration, string) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		now := time.Now()
+		at, trigger := s.readyLocked(c, now)
+		return at.Sub(now), trigger
+	}
+	// analyse hands the waiting frame to a "worker" without waiting for the
+	// policy or calm interval (the decisions are tested, not the clock).
+	analyse := func(r analysisResult) {
+		t.Helper()
+		s.mu.Lock()
+		c.nextDue, c.calmDue = time.Time{}.Add(1), time.Time{}.Add(1) // long past
+		s.mu.Unlock()
+		j, ok := s.next(ctx)
+		if !ok || j.c != c {
+			t.Fatal("no job")
+		}
+		j.f.release()
+		s.done(c, r)
+	}
+	analysed := analysisResult{analysed: true}
+
+	publish(stillThumb())
+	if _, trigger := ready(); trigger != triggerRefresh {
+		t.Errorf("a new activation's first frame: %s, want %s", trigger, triggerRefresh)
+	}
+	analyse(analysed)
+	hold := holdAnalyses(policy)
+	for i := 1; i < hold; i++ {
+		publish(stillThumb())
+		if wait, trigger := ready(); trigger != triggerChange || wait > interval(policy) {
+			t.Errorf("analysis %d of the hold: %s in %v, want %s within the policy interval", i, trigger, wait, triggerChange)
+		}
+		analyse(analysed)
+	}
+	publish(stillThumb())
+	if wait, trigger := ready(); trigger != triggerCalm || wait < calm/2 {
+		t.Errorf("a still picture after the hold: %s in %v, want %s in about %v", trigger, wait, triggerCalm, calm)
+	}
+	publish(movedThumb())
+	if _, trigger := ready(); trigger != triggerChange {
+		t.Errorf("a changed picture: %s, want %s", trigger, triggerChange)
+	}
+	for i := 0; i < hold; i++ {
+		analyse(analysed)
+		publish(movedThumb())
+	}
+	// A rule is pending: it opens at stream time tMS+500 if nothing changes.
+	deadline := tMS + 500
+	analyse(analysisResult{analysed: true, deadline: deadline, hasDeadline: true})
+	for tMS+1000/testFPS < deadline {
+		publish(movedThumb())
+		if _, trigger := ready(); trigger != triggerCalm {
+			t.Fatalf("frame at %d ms before the deadline at %d: %s, want %s", tMS, deadline, trigger, triggerCalm)
+		}
+	}
+	publish(movedThumb())
+	if _, trigger := ready(); trigger != triggerDeadline {
+		t.Errorf("frame at %d ms, deadline %d: %s, want %s", tMS, deadline, trigger, triggerDeadline)
+	}
+	analyse(analysisResult{analysed: false}) // dropped, say as stale
+	publish(movedThumb())
+	if _, trigger := ready(); trigger != triggerRefresh {
+		t.Errorf("after a failed analysis: %s, want %s", trigger, triggerRefresh)
+	}
+	analyse(analysed)
+	for _, f := range s.close() {
+		f.release()
+	}
+	for _, trig := range []string{triggerRefresh, triggerChange, triggerDeadline} {
+		if n := metricValue(t, reg, "invigil_pipeline_analyses_total", "trigger", trig); n == 0 {
+			t.Errorf("no analyses counted for %s", trig)
+		}
+	}
+}
+
+// TestSchedulerCalmAnalysedLess: of two candidates with the same policy
+// and a fresh frame every 10 ms, the one whose picture stays still is
+// analysed far less often than the one whose picture keeps changing.
+func TestSchedulerCalmAnalysedLess(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg, 1, func() float64 { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calm = 500 * time.Millisecond
+	s := newScheduler(m, calm)
+	pool := newMatPool(16)
+	defer pool.close()
+	policy := mustPolicy(t, rules.PolicyRestRoom)
+	still, moving := s.candidateLocked("still", policy), s.candidateLocked("moving", policy)
+	for _, c := range []*candidate{still, moving} {
+		c.tracks, c.gen = 1, 1
+		c.resetScheduleLocked()
+	}
+	const run = 3 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), run)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the decoders
+		defer wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			s.publish(still, &frame{i420: pool.get(), pool: pool, gen: 1, tMS: int64(i * 10), thumb: stillThumb(), hasThumb: true})
+			th := stillThumb()
+			if i%2 == 1 {
+				th = movedThumb()
+			}
+			s.publish(moving, &frame{i420: pool.get(), pool: pool, gen: 1, tMS: int64(i * 10), thumb: th, hasThumb: true})
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	counts := map[*candidate]int{}
+	for {
+		j, ok := s.next(ctx)
+		if !ok {
+			break
+		}
+		counts[j.c]++
+		j.f.release()
+		s.done(j.c, analysisResult{analysed: true})
+	}
+	wg.Wait()
+	for _, f := range s.close() {
+		f.release()
+	}
+	full := int(run.Seconds() * policy.AnalysisFPS)
+	t.Logf("in %v at %g fps: still picture analysed %d times, changing picture %d", run, policy.AnalysisFPS, counts[still], counts[moving])
+	// The still one: its hold after the first look, then one look per calm
+	// interval.
+	if limit := holdAnalyses(policy) + int(run/calm) + 1; counts[still] > limit {
+		t.Errorf("still picture analysed %d times, want at most %d", counts[still], limit)
+	}
+	if counts[moving] < full*2/3 || counts[moving] > full+1 {
+		t.Errorf("changing picture analysed %d times, want about %d (the policy rate)", counts[moving], full)
+	}
+	if n := metricValue(t, reg, "invigil_pipeline_analyses_total", "trigger", triggerCalm); n == 0 {
+		t.Error("no calm analyses counted")
 	}
 }

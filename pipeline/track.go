@@ -34,7 +34,8 @@ type track struct {
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 	pool      *matPool
-	rcv       *receiver // owned by run
+	rcv       *receiver    // owned by run
+	thumbs    *thumbnailer // owned by run
 }
 
 // WriteRTP implements media.PacketWriter. It copies the packet and queues
@@ -86,6 +87,7 @@ func (t *track) run() {
 	defer t.p.wg.Done()
 	defer t.pool.close()
 	defer t.rcv.close()
+	defer t.thumbs.close()
 	for {
 		select {
 		case <-t.p.ctx.Done():
@@ -141,10 +143,20 @@ func (t *track) decode(frames []assembledFrame, now time.Time) {
 			}
 		}
 		t.haveLast, t.lastTMS, t.lastArrival = true, tMS, d.arrival
-		t.p.sched.publish(t.c, &frame{
+		f := &frame{
 			i420: d.i420, pool: t.pool, gen: t.gen, epoch: t.epoch, tMS: tMS,
 			arrival: d.arrival, track: &t.info,
-		})
+		}
+		// Here rather than in a worker: the scheduler needs to know whether
+		// the picture changed before it decides when to analyse it.
+		start := time.Now()
+		if err := t.thumbs.make(d.i420, &f.thumb); err != nil {
+			t.p.log.Debug("no thumbnail", "identity", t.info.Identity, "err", err) // analysed as changing
+		} else {
+			f.hasThumb = true
+		}
+		t.p.m.stage(stageThumbnail, time.Since(start))
+		t.p.sched.publish(t.c, f)
 	}
 }
 

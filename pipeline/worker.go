@@ -34,21 +34,23 @@ func (w *worker) run(ctx context.Context) {
 		}
 		m.util.start(w.id, time.Now())
 		m.workersBusy.Inc()
-		w.process(ctx, j)
+		r := w.process(ctx, j)
 		m.workersBusy.Dec()
 		m.util.stop(w.id, time.Now())
-		w.p.sched.done(j.c)
+		w.p.sched.done(j.c, r)
 	}
 }
 
-func (w *worker) process(ctx context.Context, j job) {
+// process analyses one frame; the result tells the scheduler when the
+// rules next need a look.
+func (w *worker) process(ctx context.Context, j job) (r analysisResult) {
 	p, m, c, f := w.p, w.p.m, j.c, j.f
 	defer f.release()
 	c.analysisMu.Lock()
 	defer c.analysisMu.Unlock()
 	if f.gen <= c.finishedGen {
 		m.framesDropped.WithLabelValues(dropTrackEnded).Inc()
-		return
+		return r
 	}
 	if c.engine != nil && c.engineGen != f.gen {
 		p.finishEngineLocked(ctx, c) // a previous activation nobody finished
@@ -57,21 +59,21 @@ func (w *worker) process(ctx context.Context, j job) {
 		if err := p.startEngineLocked(c, j); err != nil {
 			p.log.Error("cannot start rules", "identity", c.identity, "err", err)
 			m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
-			return
+			return r
 		}
 	} else {
 		p.applySettingsLocked(ctx, c, j)
 	}
 	if c.analysedAny && f.tMS <= c.lastTMS {
 		m.framesDropped.WithLabelValues(dropStale).Inc()
-		return
+		return r
 	}
 
 	start := time.Now()
 	if err := vpx.I420ToBGR(f.i420, &w.bgr); err != nil {
 		p.log.Warn("cannot convert frame", "identity", c.identity, "err", err)
 		m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
-		return
+		return r
 	}
 	converted := time.Now()
 	m.stage(stageConvert, converted.Sub(start))
@@ -81,9 +83,12 @@ func (w *worker) process(ctx context.Context, j job) {
 	if err != nil {
 		p.log.Warn("cannot analyse frame", "identity", c.identity, "t_ms", f.tMS, "err", err)
 		m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
-		return
+		return r
 	}
 	events := c.engine.Observe(&obs)
+	r.analysed = true
+	r.deadline, r.hasDeadline = c.engine.NextDeadline()
+	c.snapshot.Store(newSnapshot(c, f, &obs))
 	done := time.Now()
 	m.stage(stageRules, done.Sub(observed))
 	c.lastTMS, c.analysedAny, c.lastTrack = f.tMS, true, f.track
@@ -102,4 +107,5 @@ func (w *worker) process(ctx context.Context, j job) {
 		}
 		p.emit(ctx, c, ev, evidence)
 	}
+	return r
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
 	"invigil/media"
+	"invigil/vpx"
 )
 
 const (
@@ -540,15 +541,24 @@ func (c *connRecorder) handleSample(t *trackState, s *pmedia.Sample) {
 	keyframe := true
 	if t.kind == media.Video {
 		lost := c.noteSequence(t, s)
-		kf, w, h, ok := vp8Frame(s.Data)
+		// The same header check as the pipeline's decoder makes: a frame
+		// that fails it would make players stop or smear at this point of
+		// the file, and one claiming to be a keyframe would also set the
+		// picture size the segment's header takes.
+		hdr, err := vpx.ParseHeader(s.Data)
 		switch {
-		case !ok:
-			c.dropFrame(t, dropInvalid)
+		case err != nil:
+			reason := dropInvalid
+			if s.Data[0]&1 == 0 { // the frame tag claims a keyframe
+				reason = dropBadKeyframe
+			}
+			c.dropFrame(t, reason)
+			// What follows refers to the frame that was lost.
 			t.needKeyframe = true
 			c.askKeyframe(t, time.Now())
 			return
-		case kf:
-			t.width, t.height = w, h
+		case hdr.Keyframe:
+			t.width, t.height = hdr.Width, hdr.Height
 			t.needKeyframe = false
 		case lost || t.needKeyframe:
 			// A frame after a loss decodes to smeared garbage until the
@@ -558,7 +568,7 @@ func (c *connRecorder) handleSample(t *trackState, s *pmedia.Sample) {
 			c.askKeyframe(t, time.Now())
 			return
 		}
-		keyframe = kf
+		keyframe = hdr.Keyframe
 	}
 	c.route(t, wall, s.Data, keyframe)
 }

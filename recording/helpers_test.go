@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -25,6 +26,7 @@ import (
 
 	"invigil/internal/testassets"
 	"invigil/media"
+	"invigil/vpx"
 )
 
 const (
@@ -112,12 +114,12 @@ func makeClip(photo string) (*clip, error) {
 		if err != nil {
 			return nil, err
 		}
-		kf, _, _, ok := vp8Frame(frame)
-		if !ok {
-			return nil, errors.New("ffmpeg wrote a frame that does not parse as VP8")
+		hdr, err := vpx.ParseHeader(frame)
+		if err != nil {
+			return nil, fmt.Errorf("ffmpeg wrote a frame that does not parse as VP8: %w", err)
 		}
 		c.video = append(c.video, frame)
-		c.keyframe = append(c.keyframe, kf)
+		c.keyframe = append(c.keyframe, hdr.Keyframe)
 	}
 	g, err := os.Open(ogg)
 	if err != nil {

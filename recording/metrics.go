@@ -15,6 +15,7 @@ const (
 	dropQueueFull      = "queue_full"      // the writer goroutine fell behind; forwarding was not slowed
 	dropBeforeKeyframe = "before_keyframe" // video cannot start (or resume after loss) without a keyframe
 	dropInvalid        = "invalid"         // a packet or frame that cannot belong to the stream (sequence, timestamp, VP8 header)
+	dropBadKeyframe    = "bad_keyframe"    // a frame tagged as a VP8 keyframe whose header is broken (vpx.ParseHeader)
 	dropLate           = "late"            // older than what the file already holds
 	dropPendingFull    = "pending_full"    // too much buffered while waiting for the segment to open
 )

@@ -313,3 +313,85 @@ type discard struct{}
 
 func (discard) WriteRTP(*rtp.Packet, time.Time) {}
 func (discard) Close()                          {}
+
+// Keyframes whose VP8 header is broken never reach the file, nor do the
+// frames that depend on them: the recording freezes from the bad keyframe
+// to the next good one, each dropped frame is counted, a keyframe is
+// asked for, and ffmpeg decodes the file without an error.
+func TestCorruptKeyframesDropped(t *testing.T) {
+	good := testClip(t)
+	var keyframes []int
+	for i, kf := range good.keyframe {
+		if kf {
+			keyframes = append(keyframes, i)
+		}
+	}
+	if len(good.video) != 75 || len(keyframes) != 3 || keyframes[1] != 30 || keyframes[2] != 60 {
+		t.Fatalf("test clip: %d frames, keyframes at %v; want 75 with keyframes at 0, 30, 60", len(good.video), keyframes)
+	}
+	// The first keyframe loses its start code; the third claims a first
+	// partition longer than the frame.
+	c := &clip{video: append([][]byte(nil), good.video...), keyframe: good.keyframe, audio: good.audio}
+	noStartCode := append([]byte(nil), good.video[0]...)
+	noStartCode[3], noStartCode[4], noStartCode[5] = 0, 0, 0
+	c.video[0] = noStartCode
+	overlong := append([]byte(nil), good.video[60]...)
+	overlong[1] |= 0xe0
+	overlong[2] = 0xff
+	c.video[60] = overlong
+	for _, f := range [][]byte{noStartCode, overlong} {
+		if f[0]&1 != 0 {
+			t.Fatal("the corrupt frames must still be tagged as keyframes")
+		}
+	}
+
+	dir := t.TempDir()
+	r, reg, _ := newTestRecorder(t, dir, nil)
+	p := newPublisher(t, c, t0)
+	p.deaf = true // keyframe requests go unanswered: the clip's own keyframes come when they come
+	p.start(r, "sess-1", "cand-42", "candidate", 1)
+	p.feed(clipSeconds * time.Second)
+	p.stop()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	segs, err := Segments(dir, "exam-1", "cand-42", "sess-1")
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segments %v %v", segs, err)
+	}
+	seg := segs[0]
+	if !seg.Complete || len(seg.Tracks) != 2 || seg.Tracks[0].Width != 640 || seg.Tracks[0].Height != 480 {
+		t.Fatalf("segment %+v", seg)
+	}
+	if e := decodeErrors(t, seg.Path); e != "" {
+		t.Errorf("ffmpeg decode errors: %s", e)
+	}
+	// Only the good keyframe at 30 and the frames after it up to the bad
+	// one at 60 are in the file, at their own times.
+	vts := packetTimes(t, seg.Path, "v:0")
+	if len(vts) != 30 {
+		t.Fatalf("%d video frames in the file, want 30 (frames 30 to 59)", len(vts))
+	}
+	if first, last := vts[0], vts[len(vts)-1]; !near(first, 2*time.Second, 2*time.Millisecond) || !near(last, 59*time.Second/clipFPS, 2*time.Millisecond) {
+		t.Errorf("video from %v to %v, want 2s to %v", first, last, 59*time.Second/clipFPS)
+	}
+	drop := func(reason string) float64 {
+		return metricValue(t, reg, "invigil_recording_dropped_frames_total", map[string]string{"kind": "video", "reason": reason})
+	}
+	if n := drop(dropBadKeyframe); n != 2 {
+		t.Errorf("%v bad keyframes counted, want 2", n)
+	}
+	if n := drop(dropBeforeKeyframe); n != 29+14 {
+		t.Errorf("%v frames dropped waiting for a keyframe, want %d (1–29 and 61–74)", n, 29+14)
+	}
+	if n := drop(dropInvalid); n != 0 {
+		t.Errorf("%v frames counted invalid", n)
+	}
+	if n := metricValue(t, reg, "invigil_recording_frames_written_total", map[string]string{"kind": "video"}); n != 30 {
+		t.Errorf("%v video frames written", n)
+	}
+	if p.keyframeAsks.Load() == 0 {
+		t.Error("no keyframe asked for after a bad keyframe")
+	}
+}

@@ -4,36 +4,30 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+
+	"invigil/sfu/client"
 )
 
-// newAPI is sfu/client.NewAPI plus an interceptor that tells the candidate
-// when the SFU asks for a keyframe: client.Publish reads (and discards) the
-// senders' RTCP itself, so the requests can only be seen on their way.
+// newAPI is sfu/client.NewAPI with an interceptor that tells the candidate
+// when the SFU asks for a keyframe (client.Publish reads and discards the
+// senders' RTCP itself, so the requests can only be seen on their way),
+// and pion's logs at the levels a simulated candidate deserves.
 func newAPI(loopbackOnly bool, log *slog.Logger, onKeyframeRequest func()) (*webrtc.API, error) {
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, fmt.Errorf("register codecs: %w", err)
+	api, err := client.NewAPI(client.APIOptions{
+		LoopbackOnly:  loopbackOnly,
+		Logger:        log,
+		Interceptors:  []interceptor.Factory{keyframeWatchFactory{on: onKeyframeRequest}},
+		LoggerFactory: pionLogs{log: log.With("component", "pion")},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
 	}
-	ir := &interceptor.Registry{}
-	ir.Add(keyframeWatchFactory{on: onKeyframeRequest})
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, fmt.Errorf("register interceptors: %w", err)
-	}
-	se := webrtc.SettingEngine{LoggerFactory: pionLogs{log: log.With("component", "pion")}}
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	if loopbackOnly {
-		se.SetIncludeLoopbackCandidate(true)
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() && ip.To4() != nil })
-	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	return api, nil
 }
 
 type keyframeWatchFactory struct{ on func() }

@@ -52,13 +52,39 @@ func ParseServer(server string) (Endpoints, error) {
 // Login is the control plane's answer to a candidate's invitation code.
 type Login struct {
 	Token       string `json:"token"`
-	CandidateID string `json:"candidate_id"`
+	CandidateID int64  `json:"candidate_id"`
 	Stage       string `json:"stage"`
 }
 
 // ErrNoCandidateLogin means the server has no candidate login endpoint
 // (a server without the control plane).
 var ErrNoCandidateLogin = errors.New("the server has no candidate login (POST /api/v1/candidate/login answered 404): it runs without the control plane; join with --token, or --token-key with the server's sfu_token_key")
+
+// ErrWrongCode matches (errors.Is) the control plane's answer to an
+// invitation code it does not know.
+var ErrWrongCode = errors.New("wrong invitation code")
+
+// APIError is an error answer of the control plane: docs/API.md's
+// {"error": {"code", "message"}}, or the older {"error": "message"}, which
+// has no code.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("%s (%d)", e.Message, e.Status)
+	}
+	return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
+}
+
+// Is makes a 404 unknown_code match ErrWrongCode; so does a 404 with a
+// message but no code, which older servers sent only for unknown codes.
+func (e *APIError) Is(target error) bool {
+	return target == ErrWrongCode && e.Status == http.StatusNotFound && (e.Code == "unknown_code" || e.Code == "")
+}
 
 // LoginWithCode exchanges an invitation code for a token, as the candidate
 // page does: POST /api/v1/candidate/login {"code"} → {"token",…}.
@@ -81,20 +107,20 @@ func LoginWithCode(ctx context.Context, apiBase, code string) (Login, error) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	switch {
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
-		// A 404 whose body names the code (an unknown code) is the control
-		// plane's answer, not a missing endpoint.
-		if msg := apiError(b); msg != "" && resp.StatusCode == http.StatusNotFound {
-			return Login{}, fmt.Errorf("candidate login: %s", msg)
+	if resp.StatusCode != http.StatusOK {
+		ae, ok := apiError(resp.StatusCode, b)
+		switch {
+		case ok && errors.Is(ae, ErrWrongCode):
+			// The control plane's answer to the code, not a missing endpoint.
+			return Login{}, fmt.Errorf("candidate login: %w", ae)
+		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
+			// No such route (no_such_route, or a server's plain 404): a
+			// server without the control plane.
+			return Login{}, ErrNoCandidateLogin
+		case ok:
+			return Login{}, fmt.Errorf("candidate login: %w", ae)
 		}
-		return Login{}, ErrNoCandidateLogin
-	case resp.StatusCode != http.StatusOK:
-		msg := apiError(b)
-		if msg == "" {
-			msg = strings.TrimSpace(string(b))
-		}
-		return Login{}, fmt.Errorf("candidate login: %s: %s", resp.Status, msg)
+		return Login{}, fmt.Errorf("candidate login: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	var l Login
 	if err := json.Unmarshal(b, &l); err != nil {
@@ -106,13 +132,28 @@ func LoginWithCode(ctx context.Context, apiBase, code string) (Login, error) {
 	return l, nil
 }
 
-// apiError is the "error" field of a JSON error body, if there is one.
-func apiError(b []byte) string {
+// apiError reads a JSON error body in either shape; ok is false when the
+// body is neither.
+func apiError(status int, b []byte) (*APIError, bool) {
+	var body struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(b, &body) != nil || len(body.Error) == 0 {
+		return nil, false
+	}
 	var e struct {
-		Error string `json:"error"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
 	}
-	if json.Unmarshal(b, &e) != nil {
-		return ""
+	if err := json.Unmarshal(body.Error, &e); err == nil && (e.Code != "" || e.Message != "") {
+		if e.Message == "" {
+			e.Message = e.Code
+		}
+		return &APIError{Status: status, Code: e.Code, Message: e.Message}, true
 	}
-	return e.Error
+	var msg string
+	if err := json.Unmarshal(body.Error, &msg); err == nil && msg != "" {
+		return &APIError{Status: status, Message: msg}, true
+	}
+	return nil, false
 }

@@ -318,39 +318,78 @@ func TestParseServer(t *testing.T) {
 	}
 }
 
+// TestLoginWithCode: a login, and each error answer of the control plane
+// in both shapes it has used (docs/API.md's {"error":{"code","message"}}
+// and the older {"error":"…"}), told apart from a server that has no
+// candidate login at all.
 func TestLoginWithCode(t *testing.T) {
+	answer := func(w http.ResponseWriter, status int, body string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/candidate/login", func(w http.ResponseWriter, r *http.Request) {
 		var req struct{ Code string }
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		switch req.Code {
 		case "123456":
-			_ = json.NewEncoder(w).Encode(Login{Token: "tok", CandidateID: "c-1", Stage: "rest_room"})
+			_ = json.NewEncoder(w).Encode(Login{Token: "tok", CandidateID: 1, Stage: "rest_room"})
 		case "000000":
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = w.Write([]byte(`{"error":"unknown invitation code"}`))
+			answer(w, http.StatusNotFound, `{"error":{"code":"unknown_code","message":"Wrong invitation code. Please check it and try again.","message_zh":"邀请码错误，请核对后重新输入。","message_en":"Wrong invitation code. Please check it and try again."}}`)
+		case "000001":
+			answer(w, http.StatusNotFound, `{"error":"unknown invitation code"}`)
+		case "111111":
+			answer(w, http.StatusTooManyRequests, `{"error":{"code":"too_many_attempts","message":"Too many wrong codes. Please wait and try again."}}`)
+		case "222222":
+			answer(w, http.StatusForbidden, `{"error":"the exam has not started"}`)
 		default:
-			w.WriteHeader(http.StatusForbidden)
-			_, _ = w.Write([]byte(`{"error":"the exam has not started"}`))
+			answer(w, http.StatusInternalServerError, `upstream broke`)
 		}
 	})
 	withAPI := httptest.NewServer(mux)
 	defer withAPI.Close()
-	without := httptest.NewServer(http.NotFoundHandler())
-	defer without.Close()
+	// The control plane without the candidate route: its JSON 404.
+	noRoute := http.NewServeMux()
+	noRoute.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, http.StatusNotFound, `{"error":{"code":"no_such_route","message":"no API route POST /api/v1/candidate/login"}}`)
+	})
+	withoutLogin := httptest.NewServer(noRoute)
+	defer withoutLogin.Close()
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
 
 	l, err := LoginWithCode(context.Background(), withAPI.URL, " 123456 ")
-	if err != nil || l.Token != "tok" || l.CandidateID != "c-1" || l.Stage != "rest_room" {
+	if err != nil || l.Token != "tok" || l.CandidateID != 1 || l.Stage != "rest_room" {
 		t.Errorf("login %+v, %v", l, err)
 	}
-	if _, err := LoginWithCode(context.Background(), withAPI.URL, "000000"); err == nil || !strings.Contains(err.Error(), "unknown invitation code") {
-		t.Errorf("unknown code: %v", err)
-	}
-	if _, err := LoginWithCode(context.Background(), withAPI.URL, "999999"); err == nil || !strings.Contains(err.Error(), "has not started") {
-		t.Errorf("refused code: %v", err)
-	}
-	if _, err := LoginWithCode(context.Background(), without.URL, "123456"); !errors.Is(err, ErrNoCandidateLogin) {
-		t.Errorf("server without the control plane: %v", err)
+	for _, c := range []struct {
+		server, code string
+		wrongCode    bool
+		noLogin      bool
+		says         string
+	}{
+		{withAPI.URL, "000000", true, false, "Wrong invitation code. Please check it and try again. (404 unknown_code)"},
+		{withAPI.URL, "000001", true, false, "unknown invitation code"},
+		{withAPI.URL, "111111", false, false, "Too many wrong codes. Please wait and try again. (429 too_many_attempts)"},
+		{withAPI.URL, "222222", false, false, "the exam has not started (403)"},
+		{withAPI.URL, "333333", false, false, "500 Internal Server Error: upstream broke"},
+		{withoutLogin.URL, "123456", false, true, ""},
+		{plain.URL, "123456", false, true, ""},
+	} {
+		_, err := LoginWithCode(context.Background(), c.server, c.code)
+		t.Logf("code %s: %v", c.code, err)
+		if err == nil {
+			t.Errorf("code %s accepted", c.code)
+			continue
+		}
+		if errors.Is(err, ErrWrongCode) != c.wrongCode || errors.Is(err, ErrNoCandidateLogin) != c.noLogin {
+			t.Errorf("code %s: %v: wrong code %v (want %v), no candidate login %v (want %v)", c.code, err,
+				errors.Is(err, ErrWrongCode), c.wrongCode, errors.Is(err, ErrNoCandidateLogin), c.noLogin)
+		}
+		if !strings.Contains(err.Error(), c.says) {
+			t.Errorf("code %s: %q does not say %q", c.code, err, c.says)
+		}
 	}
 	if _, err := LoginWithCode(context.Background(), withAPI.URL, ""); err == nil {
 		t.Error("empty code accepted")

@@ -126,6 +126,30 @@ func (e *Engine) Finish(tMS int64) []Event {
 	return events
 }
 
+// NextDeadline is the earliest stream time at which a rule changes state
+// if every condition stays as last observed: a pending condition opening
+// after its minimum duration, or a clearing one closing after its clear
+// duration. ok is false when no rule is pending or clearing. The pipeline
+// analyses a still picture at a low rate and looks again at this time, so
+// the rules' timings hold without analysing every frame in between.
+func (e *Engine) NextDeadline() (tMS int64, ok bool) {
+	for _, r := range e.rules {
+		var at int64
+		switch {
+		case r.open == nil && r.pendingSince >= 0:
+			at = r.pendingSince + r.timing.MinMS
+		case r.open != nil && r.clearSince >= 0:
+			at = r.clearSince + r.timing.ClearMS
+		default:
+			continue
+		}
+		if !ok || at < tMS {
+			tMS, ok = at, true
+		}
+	}
+	return tMS, ok
+}
+
 // OpenViolations lists the currently open violations.
 func (e *Engine) OpenViolations() []Violation {
 	var out []Violation
@@ -179,10 +203,7 @@ func (e *Engine) close(r *rule, end int64) Event {
 	return Event{Kind: Closed, Violation: v}
 }
 
-func (e *Engine) blocked(o *Observation) bool {
-	return o.Brightness < e.policy.DarkBrightness || o.Contrast < e.policy.UniformContrast ||
-		(len(o.Faces) == 0 && o.Sharpness < e.policy.BlurSharpness)
-}
+func (e *Engine) blocked(o *Observation) bool { return e.policy.Blocked(o) }
 
 func clamp01(x float64) float64 { return math.Max(0, math.Min(1, x)) }
 
@@ -226,13 +247,7 @@ func (e *Engine) evaluate(t Type, o *Observation, blocked bool) verdict {
 		return verdict{}
 
 	case ExtraPerson:
-		extra, peak := 0, 0.0
-		for _, f := range o.Faces[min(1, len(o.Faces)):] {
-			if f.Score >= p.ExtraFaceScore {
-				extra++
-				peak = math.Max(peak, f.Score)
-			}
-		}
+		extra, peak := p.ExtraFaces(o)
 		if extra == 0 {
 			return verdict{}
 		}
@@ -265,12 +280,7 @@ func (e *Engine) evaluate(t Type, o *Observation, blocked bool) verdict {
 		if !o.HandsChecked || !hasFace || blocked || p.RequiredHands == 0 {
 			return verdict{}
 		}
-		visible := 0
-		for _, h := range o.Hands {
-			if h.Score >= p.HandScore {
-				visible++
-			}
-		}
+		visible := p.VisibleHands(o)
 		if visible >= p.RequiredHands {
 			return verdict{}
 		}

@@ -317,3 +317,70 @@ func TestFlickeringProfileIsOneTurn(t *testing.T) {
 		}
 	}
 }
+
+// TestNextDeadline: a pending condition's deadline is its start plus the
+// rule's minimum, a clearing one's its clear time plus the clear duration;
+// observing only at the deadlines opens and closes the violation at the
+// same stream times as observing every frame does.
+func TestNextDeadline(t *testing.T) {
+	p, err := DefaultPolicy(PolicyWaiting) // face_off_screen 3000/1500, nothing pending for a normal scene
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := scene{faces: 0}
+	sceneAt := func(ms int64) scene {
+		if ms >= 1000 && ms < 6000 {
+			return empty
+		}
+		return normal
+	}
+	dense, err := NewEngine(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []Event
+	for ms := int64(0); ms <= 9000; ms += 100 {
+		want = append(want, dense.Observe(sceneAt(ms).observe(ms))...)
+	}
+
+	sparse, err := NewEngine(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sparse.NextDeadline(); ok {
+		t.Error("deadline before any observation")
+	}
+	var got []Event
+	observe := func(ms int64) {
+		got = append(got, sparse.Observe(sceneAt(ms).observe(ms))...)
+	}
+	observe(0)
+	if d, ok := sparse.NextDeadline(); ok {
+		t.Errorf("deadline %d with nothing pending", d)
+	}
+	observe(1000) // the face leaves: pending
+	if d, ok := sparse.NextDeadline(); !ok || d != 1000+p.Rules[FaceOffScreen].MinMS {
+		t.Errorf("pending deadline %d %v, want %d", d, ok, 1000+p.Rules[FaceOffScreen].MinMS)
+	}
+	observe(2500) // a calm look in between changes nothing
+	d, _ := sparse.NextDeadline()
+	observe(d)
+	if _, ok := sparse.NextDeadline(); ok {
+		t.Error("deadline left after the violation opened")
+	}
+	observe(6000) // back: clearing
+	d, ok := sparse.NextDeadline()
+	if !ok || d != 6000+p.Rules[FaceOffScreen].ClearMS {
+		t.Errorf("clearing deadline %d %v", d, ok)
+	}
+	observe(d)
+	if len(got) != 2 || len(want) != 2 {
+		t.Fatalf("events: sparse %+v, dense %+v", got, want)
+	}
+	for i := range want {
+		g, w := got[i].Violation, want[i].Violation
+		if got[i].Kind != want[i].Kind || g.StartMS != w.StartMS || g.OpenedMS != w.OpenedMS || g.EndMS != w.EndMS {
+			t.Errorf("event %d: sparse %s %+v, dense %s %+v", i, got[i].Kind, g, want[i].Kind, w)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 )
 
@@ -235,4 +236,52 @@ func (p *Policy) EnabledTypes() []Type {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// The policy's judgements of a single observation, shared by the rules
+// (which add durations before a violation opens) and by live feedback such
+// as the device check, so the two never disagree.
+
+// Blocked reports the camera_blocked condition: a dark or uniform picture,
+// or one without texture and without a face (a finger over the lens).
+func (p *Policy) Blocked(o *Observation) bool {
+	return o.Brightness < p.DarkBrightness || o.Contrast < p.UniformContrast ||
+		(len(o.Faces) == 0 && o.Sharpness < p.BlurSharpness)
+}
+
+// ExtraFaces counts the faces beside the candidate's that score at least
+// ExtraFaceScore, and the best of their scores.
+func (p *Policy) ExtraFaces(o *Observation) (n int, peak float64) {
+	for _, f := range o.Faces[min(1, len(o.Faces)):] {
+		if f.Score >= p.ExtraFaceScore {
+			n++
+			peak = max(peak, f.Score)
+		}
+	}
+	return n, peak
+}
+
+// VisibleHands counts the hands scoring at least HandScore.
+func (p *Policy) VisibleHands(o *Observation) int {
+	n := 0
+	for _, h := range o.Hands {
+		if h.Score >= p.HandScore {
+			n++
+		}
+	}
+	return n
+}
+
+// FaceInView reports whether the candidate's face is there and enough of
+// it is inside the frame (the opposite of the face_off_screen condition,
+// blocked cameras aside).
+func (p *Policy) FaceInView(o *Observation) bool {
+	f, ok := o.MainFace()
+	return ok && o.VisibleFraction(f) >= p.MinVisibleFraction
+}
+
+// DistanceOK reports whether a face's distance is known and within
+// DistanceCM ± DistanceToleranceCM.
+func (p *Policy) DistanceOK(f Face) bool {
+	return f.DistanceCM > 0 && math.Abs(f.DistanceCM-p.DistanceCM) <= p.DistanceToleranceCM
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 
 	"invigil/sfu/internal/pionslog"
@@ -53,23 +54,37 @@ type APIOptions struct {
 	// webrtc.NetworkTypeTCP4 to act as a client behind a UDP-blocking
 	// firewall).
 	NetworkTypes []webrtc.NetworkType
+	// Interceptors are registered ahead of pion's defaults (NACK, RTCP
+	// reports, TWCC), so they see each packet the way the transport
+	// delivers it: a load generator watching for the SFU's keyframe
+	// requests, say, which Publish otherwise reads and discards.
+	Interceptors []interceptor.Factory
+	// LoggerFactory, if set, receives pion's logs instead of Logger (a
+	// simulated candidate logs its pion warnings at debug level).
+	LoggerFactory logging.LoggerFactory
 }
 
 // NewAPI returns a pion API with the default codecs and interceptors.
 func NewAPI(opts APIOptions) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("register codecs: %w", err)
 	}
 	ir := &interceptor.Registry{}
+	for _, f := range opts.Interceptors {
+		ir.Add(f)
+	}
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("register interceptors: %w", err)
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	se := webrtc.SettingEngine{LoggerFactory: pionslog.New(log.With("component", "sfu-client"))}
+	se := webrtc.SettingEngine{LoggerFactory: opts.LoggerFactory}
+	if se.LoggerFactory == nil {
+		se.LoggerFactory = pionslog.New(log.With("component", "sfu-client"))
+	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if opts.LoopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)
