@@ -68,6 +68,10 @@ type Config struct {
 	// RiskWeights are the points one violation of each type adds to a
 	// candidate's risk score ("type=points,…").
 	RiskWeights string `json:"risk_weights"`
+	// CalmInterval is how often a candidate whose picture does not change
+	// is analysed; a changing picture is analysed at the policy's rate. A
+	// negative value analyses everyone at the policy's rate.
+	CalmInterval Duration `json:"calm_interval"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -127,6 +131,7 @@ func Defaults(home string) Config {
 		CodeAlertAddresses: 20,
 		StaffSession:       Duration(12 * time.Hour),
 		RiskWeights:        DefaultRiskWeights,
+		CalmInterval:       Duration(time.Second),
 	}
 }
 
@@ -153,6 +158,7 @@ var settings = []setting{
 	{"code-attempts", "INVIGIL_CODE_ATTEMPTS", "wrong invitation codes one address may send before it must wait (`N`)", func(c *Config) flag.Value { return (*int64Value)(&c.CodeAttempts) }},
 	{"code-alert-addresses", "INVIGIL_CODE_ALERT_ADDRESSES", "`N` addresses with wrong codes in 10 minutes raise the guessing alert", func(c *Config) flag.Value { return (*int64Value)(&c.CodeAlertAddresses) }},
 	{"staff-session", "INVIGIL_STAFF_SESSION", "how long a staff login lasts (`DURATION`)", func(c *Config) flag.Value { return &c.StaffSession }},
+	{"calm-interval", "INVIGIL_CALM_INTERVAL", "analyse a still picture this often (`DURATION`; negative: always at the policy's rate)", func(c *Config) flag.Value { return &c.CalmInterval }},
 	{"risk-weights", "INVIGIL_RISK_WEIGHTS", "risk points per violation `TYPE=POINTS,…`", func(c *Config) flag.Value { return (*stringValue)(&c.RiskWeights) }},
 	{"ice-loopback", "INVIGIL_ICE_LOOPBACK", "also offer 127.0.0.1 for media (clients on this machine)", func(c *Config) flag.Value { return (*boolValue)(&c.ICELoopback) }},
 }

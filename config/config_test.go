@@ -53,6 +53,7 @@ func TestDefaults(t *testing.T) {
 		CodeAlertAddresses: 20,
 		StaffSession:       Duration(12 * time.Hour),
 		RiskWeights:        "extra_person=40,camera_blocked=30,face_off_screen=25,head_turn=10,hands_out_of_view=10,distance=5",
+		CalmInterval:       Duration(time.Second),
 	}
 	if cfg != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", cfg, want)
