@@ -25,7 +25,7 @@ BENCHTIME ?= 1s
 FUZZTIME  ?= 20s
 DOCKER_IMAGE ?= invigil:$(VERSION)
 
-.PHONY: build deps test-deps models testdata run test bench fuzz docker clean help eval
+.PHONY: build deps test-deps web-deps models testdata run test bench fuzz docker clean help eval
 
 help:
 	@echo "make run     install what is missing, build, fetch models, serve on $(ADDR)"
@@ -55,7 +55,16 @@ testdata: test-deps
 run: build models
 	$(BIN) serve --addr $(ADDR) --data $(DATA)
 
-test: test-deps build models testdata
+# The browser tests' npm packages (playwright-core, pinned by the committed
+# lockfile; it drives Debian's Chromium and downloads no browser). npm ci
+# runs again only when the lockfile is newer than the installed tree.
+WEB_DEPS := web/e2e/node_modules/.package-lock.json
+web-deps: $(WEB_DEPS)
+$(WEB_DEPS): web/e2e/package.json web/e2e/package-lock.json | test-deps
+	cd web/e2e && npm ci --no-audit --no-fund
+	touch $@
+
+test: test-deps build models testdata web-deps
 	# matprofile makes gocv count live Mats, so the leak tests run too.
 	# -p 1: one package at a time, so the end-to-end media tests (which
 	# measure onset delays in stream time) do not compete with the evaluation

@@ -328,27 +328,6 @@ func (c *control) candidateHelp(w http.ResponseWriter, r *http.Request, p *princ
 	return nil
 }
 
-type analysisChecks struct {
-	Face     bool `json:"face"`
-	Distance bool `json:"distance"`
-	Light    bool `json:"light"`
-	Alone    bool `json:"alone"`
-}
-
-type analysisAnswer struct {
-	AnalysisSnapshot
-	Checks analysisChecks `json:"checks"`
-}
-
-// The guide's rule is 50 cm ± 5 cm; brightness is the mean grey level
-// (0–255), where below ~50 faces lose detail and above ~220 they wash out.
-const (
-	targetDistanceCM = 50
-	distanceSlackCM  = 5
-	minBrightness    = 50
-	maxBrightness    = 220
-)
-
 func (c *control) candidateAnalysis(w http.ResponseWriter, r *http.Request, p *principal) error {
 	if c.opts.Analysis == nil {
 		return errorf(http.StatusServiceUnavailable, "no_analysis", "this server runs without live analysis")
@@ -357,11 +336,6 @@ func (c *control) candidateAnalysis(w http.ResponseWriter, r *http.Request, p *p
 	if !ok {
 		return errorf(http.StatusNotFound, "no_video", "no analysed video from your camera yet")
 	}
-	writeJSON(w, http.StatusOK, analysisAnswer{AnalysisSnapshot: snap, Checks: analysisChecks{
-		Face:     snap.Faces >= 1,
-		Distance: snap.Faces >= 1 && math.Abs(snap.DistanceCM-targetDistanceCM) <= distanceSlackCM,
-		Light:    snap.Brightness >= minBrightness && snap.Brightness <= maxBrightness,
-		Alone:    snap.Faces <= 1,
-	}})
+	writeJSON(w, http.StatusOK, snap)
 	return nil
 }

@@ -52,6 +52,21 @@ type AnalysisSnapshot struct {
 	Hands      int       `json:"hands"`
 	Brightness float64   `json:"brightness"`
 	Sharpness  float64   `json:"sharpness"`
+	// TargetDistanceCM is the distance the rules want (the guide's 50 cm);
+	// Calibrating is true while the device-check calibration collects.
+	TargetDistanceCM float64 `json:"target_distance_cm"`
+	Calibrating      bool    `json:"calibrating"`
+	// Checks are the pipeline's own judgements under the candidate's policy,
+	// so the device check and the violations never disagree.
+	Checks AnalysisChecks `json:"checks"`
+}
+
+// AnalysisChecks is what the device check shows as passed or not.
+type AnalysisChecks struct {
+	Face     bool `json:"face"`
+	Distance bool `json:"distance"`
+	Light    bool `json:"light"`
+	Alone    bool `json:"alone"`
 }
 
 // ControlOptions configures the control plane.

@@ -68,6 +68,11 @@ func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, examID in
 	if err != nil {
 		return err
 	}
+	if since < 0 { // ?since=now: only what happens from here on
+		if since, err = c.st.LastSeq(r.Context(), examID); err != nil {
+			return err
+		}
+	}
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -130,7 +135,8 @@ func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, examID in
 }
 
 // sinceParam is where a stream starts: Last-Event-ID (the browser's own
-// reconnect), else ?since=, else 0 (the whole history).
+// reconnect), else ?since= (a number, or "now": -1), else 0 (the whole
+// history).
 func sinceParam(r *http.Request) (int64, error) {
 	v := r.Header.Get("Last-Event-ID")
 	if v == "" {
@@ -138,6 +144,9 @@ func sinceParam(r *http.Request) (int64, error) {
 	}
 	if v == "" {
 		return 0, nil
+	}
+	if v == "now" {
+		return -1, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {

@@ -50,7 +50,7 @@ func (c *control) routes() []route {
 		{"GET", "/api/v1/candidate/me", cand, "The candidate's stage, message, current call, score and rest-room code.", nil, candidateMe{}, "", nil, c.candidateMe},
 		{"POST", "/api/v1/candidate/leave", cand, "The candidate leaves for good.", nil, candidateMe{}, "", nil, c.candidateLeave},
 		{"POST", "/api/v1/candidate/help", cand, "Ask the staff for help.", helpRequest{}, nil, "", nil, c.candidateHelp},
-		{"GET", "/api/v1/candidate/analysis", cand, "The server's live analysis of the candidate's camera (device check feedback).", nil, analysisAnswer{}, "", nil, c.candidateAnalysis},
+		{"GET", "/api/v1/candidate/analysis", cand, "The server's live analysis of the candidate's camera (device check feedback).", nil, AnalysisSnapshot{}, "", nil, c.candidateAnalysis},
 		{"GET", "/api/v1/candidate/events", cand, "Server-Sent Events for this candidate (calls, stages, score).", nil, nil, "text/event-stream", []string{"since"}, c.candidateEvents},
 		{"POST", "/api/v1/calls/{call}/accept", cand, "Accept an incoming call.", nil, callView{}, "", nil, c.acceptCall},
 		{"POST", "/api/v1/calls/{call}/decline", cand, "Decline an incoming call.", nil, callView{}, "", nil, c.declineCall},

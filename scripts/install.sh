@@ -64,6 +64,9 @@ group_test=(
   chromium-driver
   # Chromium only recommends a font; without one pages render without text.
   fonts-liberation
+  # The pages are Chinese by default: without a CJK font the screenshots
+  # the browser tests save show boxes.
+  fonts-wqy-microhei
   tzdata
 )
 

@@ -20,6 +20,7 @@ var version = "dev"
 // env is what a subcommand may touch of the process, so tests run commands
 // in-process with their own output buffers and environment.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
 }
@@ -41,12 +42,12 @@ func init() {
 		"help":        {"show help for a command", runHelp},
 		"analyze":     {"analyse a video or image file and print violations as JSON Lines", runAnalyze},
 		"simulate":    {"join as synthetic candidates and publish a video, image or scenario as the camera", runSimulate},
-		"admin":       {"manage exams, candidates and staff (planned)", notYet("admin")},
+		"admin":       {"manage staff accounts: users list | add | disable | enable | passwd", runAdmin},
 	}
 }
 
 func main() {
-	e := env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	e := env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
 	os.Exit(run(context.Background(), e, os.Args[1:]))
 }
 
@@ -157,13 +158,4 @@ func runHelp(ctx context.Context, e env, args []string) error {
 	// Each command prints its own flags on -h, to stdout since it was asked for.
 	e.stderr = e.stdout
 	return commands[args[0]].run(ctx, e, []string{"-h"})
-}
-
-// notYet stands in for commands that later issues build, so the command line
-// already shows where they will be.
-func notYet(name string) func(context.Context, env, []string) error {
-	return func(_ context.Context, e env, _ []string) error {
-		fmt.Fprintf(e.stderr, "invigil: %s is not yet implemented\n", name)
-		return exitError{code: 2}
-	}
 }

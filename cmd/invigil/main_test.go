@@ -67,7 +67,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"models", "dance"}, 2, "", `unknown action "dance"`},
 		{[]string{"version"}, 0, "invigil dev", ""},
 		{[]string{"simulate"}, 2, "", "--server is required"},
-		{[]string{"admin"}, 2, "", "admin is not yet implemented"},
+		{[]string{"admin"}, 2, "", "want: invigil admin users"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -130,8 +130,8 @@ func TestServe(t *testing.T) {
 		t.Fatalf("%v (make test provisions them)", err)
 	}
 	data := filepath.Join(t.TempDir(), "data")
-	stderr := &syncBuffer{}
-	e := env{stdout: io.Discard, stderr: stderr, getenv: func(string) string { return "" }}
+	stderr, stdout := &syncBuffer{}, &syncBuffer{}
+	e := env{stdout: stdout, stderr: stderr, getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	exit := make(chan int, 1)
@@ -203,8 +203,34 @@ func TestServe(t *testing.T) {
 	if !strings.Contains(stderr.String(), "invigil stopped") {
 		t.Errorf("no clean-stop log line:\n%s", stderr)
 	}
-	if !strings.Contains(stderr.String(), "valid only for this process") {
-		t.Errorf("no warning that SFU tokens die with a random key:\n%s", stderr)
+	// Without INVIGIL_ADMIN_PASSWORD the first start makes an admin with a
+	// random password, printed once, and shows where each page is.
+	pw := regexp.MustCompile(`Created user admin with password ([0-9a-f]{24})`).FindStringSubmatch(stdout.String())
+	if pw == nil {
+		t.Fatalf("no first admin password printed:\n%s", stdout)
+	}
+	for _, page := range []string{base + "/staff", base + "/proctor", base + "/admin", base + "/api/v1/openapi.json"} {
+		if !strings.Contains(stdout.String(), page) {
+			t.Errorf("stdout does not show %s:\n%s", page, stdout)
+		}
+	}
+	// A second start on the same data keeps that admin and prints nothing of it.
+	stdout2 := &syncBuffer{}
+	e.stdout, e.stderr = stdout2, &syncBuffer{}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go func() {
+		exit <- run(ctx2, e, []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--models", modelsDir})
+	}()
+	for !strings.Contains(stdout2.String(), "admin console") {
+		select {
+		case code := <-exit:
+			t.Fatalf("second start exited with %d", code)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel2()
+	if code := <-exit; code != 0 || strings.Contains(stdout2.String(), "Created user admin") {
+		t.Errorf("second start: exit %d\n%s", code, stdout2)
 	}
 }
 

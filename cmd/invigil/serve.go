@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -24,6 +23,8 @@ import (
 	"invigil/recording"
 	"invigil/sfu"
 	"invigil/simulate"
+	"invigil/store"
+	"invigil/web"
 )
 
 func runServe(ctx context.Context, e env, args []string) error {
@@ -50,27 +51,63 @@ func runServe(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("create data directory: %w", err)
 	}
 
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, databaseFile))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := bootstrapAdmin(ctx, st, e.getenv("INVIGIL_ADMIN_PASSWORD"), e.stdout, log); err != nil {
+		return err
+	}
+	weights, err := cfg.ParseRiskWeights()
+	if err != nil {
+		return err
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "invigil"}),
 	)
+	// The API and the media plane need each other (tokens and violations
+	// one way, calls and policies the other); the adapters are filled in
+	// once the media plane runs, before anything is served.
+	media, analysis := &sfuControl{}, &pipelineControl{}
 	srv, err := api.New(api.Options{
 		Registry:     reg,
 		Logger:       log,
 		Version:      version,
 		MaxBodyBytes: cfg.MaxBodyBytes,
-		Ready:        func() error { return models.CheckPresent(cfg.ModelsDir) },
+		Ready: func() error {
+			if err := models.CheckPresent(cfg.ModelsDir); err != nil {
+				return err
+			}
+			return st.Ping(context.Background())
+		},
+		Control: &api.ControlOptions{
+			Store:              st,
+			DataDir:            cfg.DataDir,
+			Media:              media,
+			Analysis:           analysis,
+			MediaKey:           mediaKey(cfg),
+			EarlyLogin:         time.Duration(cfg.EarlyLoginMinutes) * time.Minute,
+			CodeAttempts:       int(cfg.CodeAttempts),
+			CodeAlertAddresses: int(cfg.CodeAlertAddresses),
+			StaffSession:       time.Duration(cfg.StaffSession),
+			RiskWeights:        weights,
+		},
 	})
 	if err != nil {
 		return err
 	}
-	mp, err := startMediaPlane(cfg, reg, log)
+	mp, err := startMediaPlane(cfg, reg, log, srv)
 	if err != nil {
 		return err
 	}
 	defer mp.Close()
+	media.sfu, analysis.p = mp.sfu, mp.pipeline
 	srv.Handle("GET "+sfuPath, mp.sfu)
+	srv.Handle("/", web.Handler())
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -88,6 +125,8 @@ func runServe(ctx context.Context, e env, args []string) error {
 		"data", cfg.DataDir,
 		"models", cfg.ModelsDir,
 		"version", version)
+	fmt.Fprintf(e.stdout, "Invigil is running:\n  candidate page    %s/\n  staff room        %s/staff\n  proctor dashboard %s/proctor\n  admin console     %s/admin\n  API               %s/api/v1/openapi.json\n  metrics           %s/metrics\nStaff log in with their username and password (first start: user admin, see above); candidates with their 6-digit invitation code.\n",
+		base, base, base, base, base, base)
 	err = srv.Serve(ctx, ln, time.Duration(cfg.ShutdownTimeout))
 	// Media stops after HTTP: the signalling sockets are hijacked
 	// connections that http.Server.Shutdown does not wait for; closing the
@@ -107,25 +146,21 @@ func runServe(ctx context.Context, e env, args []string) error {
 const sfuPath = simulate.SignallingPath
 
 // mediaPlane is the SFU with its taps: the recorder under the data
-// directory and the live analysis, whose violations go to the violation
-// log until the control plane stores them.
+// directory and the live analysis, whose violations the control plane
+// stores.
 type mediaPlane struct {
-	sfu        *sfu.Server
-	pipeline   *pipeline.Pipeline
-	recorder   *recording.Recorder
-	violations *violationLog
-	closed     bool
+	sfu      *sfu.Server
+	pipeline *pipeline.Pipeline
+	recorder *recording.Recorder
+	closed   bool
 }
 
-func startMediaPlane(cfg config.Config, reg *prometheus.Registry, log *slog.Logger) (mp *mediaPlane, err error) {
-	key := []byte(cfg.SFUTokenKey)
-	if len(key) == 0 {
-		b := make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
-			return nil, fmt.Errorf("make a token key: %w", err)
-		}
-		key = []byte(hex.EncodeToString(b))
-		log.Warn("no sfu_token_key configured: SFU join tokens are signed with a random key and are valid only for this process; set INVIGIL_SFU_TOKEN_KEY (or --sfu-token-key) to keep them valid across restarts")
+func startMediaPlane(cfg config.Config, reg *prometheus.Registry, log *slog.Logger, ctl *api.Server) (mp *mediaPlane, err error) {
+	tokens := &controlTokens{api: ctl}
+	if cfg.SFUTokenKey != "" {
+		// Load tests (simulate --token-key) mint their own tokens with the
+		// shared key; everyone else gets theirs from the control plane.
+		tokens.hmac = &sfu.HMACTokens{Key: []byte(cfg.SFUTokenKey)}
 	}
 	ips, err := cfg.PublicIPs()
 	if err != nil {
@@ -137,17 +172,16 @@ func startMediaPlane(cfg config.Config, reg *prometheus.Registry, log *slog.Logg
 			mp.Close()
 		}
 	}()
-	if mp.violations, err = openViolationLog(cfg.DataDir, log); err != nil {
-		return nil, err
-	}
 	if mp.recorder, err = recording.New(recording.Config{DataDir: cfg.DataDir, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
-	if mp.pipeline, err = pipeline.New(pipeline.Config{ModelsDir: cfg.ModelsDir, Sink: mp.violations, Registry: reg, Logger: log}); err != nil {
+	if mp.pipeline, err = pipeline.New(pipeline.Config{ModelsDir: cfg.ModelsDir, Sink: &storeSink{api: ctl, dataDir: cfg.DataDir, log: log},
+		Registry: reg, Logger: log, CalmInterval: time.Duration(cfg.CalmInterval)}); err != nil {
 		return nil, err
 	}
 	mp.sfu, err = sfu.New(sfu.Config{
-		Tokens:   sfu.HMACTokens{Key: key},
+		Tokens:   tokens,
+		OnEvent:  presenceEvents(ctl),
 		Taps:     []media.Tap{mp.recorder, mp.pipeline},
 		Registry: reg,
 		Logger:   log,
@@ -166,7 +200,7 @@ func startMediaPlane(cfg config.Config, reg *prometheus.Registry, log *slog.Logg
 
 // Close stops the media plane in dependency order: the SFU ends every
 // track (taps see Close), the pipeline closes the violations still open and
-// hands them to the log, the recorder finalises its files. Safe to call
+// hands them to the store, the recorder finalises its files. Safe to call
 // twice.
 func (mp *mediaPlane) Close() error {
 	if mp.closed {
@@ -182,9 +216,6 @@ func (mp *mediaPlane) Close() error {
 	}
 	if mp.recorder != nil {
 		errs = append(errs, mp.recorder.Close())
-	}
-	if mp.violations != nil {
-		errs = append(errs, mp.violations.Close())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stop media: %w", err)

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"invigil/api"
+	"invigil/config"
+	"invigil/detectors/rules"
+	"invigil/pipeline"
+	"invigil/sfu"
+	"invigil/store"
+)
+
+// databaseFile is the SQLite file under the data directory.
+const databaseFile = "invigil.db"
+
+// sfuControl adapts the SFU to the control plane's MediaControl.
+type sfuControl struct{ sfu *sfu.Server }
+
+func (c *sfuControl) Subscribe(subscriber, publisher string) error {
+	return c.sfu.Subscribe(subscriber, publisher)
+}
+
+func (c *sfuControl) Unsubscribe(subscriber, publisher string) error {
+	return c.sfu.Unsubscribe(subscriber, publisher)
+}
+
+func (c *sfuControl) Kick(identity string) error { return c.sfu.Kick(identity) }
+
+// pipelineControl adapts the vision pipeline to the control plane's
+// Analysis.
+type pipelineControl struct{ p *pipeline.Pipeline }
+
+func (c *pipelineControl) SetPolicy(identity string, pol rules.Policy) error {
+	return c.p.SetPolicy(identity, pol)
+}
+
+func (c *pipelineControl) Calibrate(identity string, until time.Time) error {
+	return c.p.Calibrate(identity, until)
+}
+
+func (c *pipelineControl) Forget(identity string) { c.p.Forget(identity) }
+
+func (c *pipelineControl) Latest(identity string) (api.AnalysisSnapshot, bool) {
+	s, ok := c.p.Latest(identity)
+	if !ok {
+		return api.AnalysisSnapshot{}, false
+	}
+	return api.AnalysisSnapshot{At: s.At, Width: s.Width, Height: s.Height, Faces: s.Faces, DistanceCM: s.DistanceCM,
+		YawDeg: s.YawDeg, PitchDeg: s.PitchDeg, Hands: s.Hands, Brightness: s.Brightness, Sharpness: s.Sharpness,
+		TargetDistanceCM: s.TargetDistanceCM, Calibrating: s.Calibrating,
+		Checks: api.AnalysisChecks{Face: s.FaceInView, Distance: s.DistanceOK, Light: !s.TooDark && !s.Blocked, Alone: s.Alone}}, true
+}
+
+// controlTokens is the SFU's token verifier: the control plane decides
+// every grant; tokens signed with the configured sfu_token_key (load tests)
+// are accepted too when a key is set.
+type controlTokens struct {
+	api  *api.Server
+	hmac *sfu.HMACTokens
+}
+
+func (t *controlTokens) Verify(token string) (sfu.Grants, error) {
+	g, err := t.api.VerifyMediaToken(token)
+	if err == nil {
+		return sfu.Grants{Identity: g.Identity, Name: g.Name, Role: g.Role, Room: g.Room, CanPublish: g.CanPublish,
+			CanSubscribe: g.CanSubscribe, Hidden: g.Hidden, Subscribe: g.Subscribe, ExpiresAt: g.ExpiresAt}, nil
+	}
+	if t.hmac != nil && !strings.HasPrefix(token, "m1.") {
+		if hg, herr := t.hmac.Verify(token); herr == nil {
+			return hg, nil
+		}
+	}
+	return sfu.Grants{}, fmt.Errorf("%w: %v", sfu.ErrBadToken, err)
+}
+
+// presenceEvents tells the control plane who is connected to media.
+func presenceEvents(ctl *api.Server) func(sfu.Event) {
+	return func(ev sfu.Event) {
+		switch ev.Kind {
+		case sfu.EventJoined, sfu.EventResumed, sfu.EventDisconnected, sfu.EventLeft:
+			ctl.MediaEvent(context.Background(), ev.Identity, string(ev.Kind))
+		}
+	}
+}
+
+// mediaKey signs the control plane's SFU join tokens: the configured key,
+// so tokens survive a restart, or a random one.
+func mediaKey(cfg config.Config) []byte {
+	if cfg.SFUTokenKey != "" {
+		return []byte("media:" + cfg.SFUTokenKey)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil // api draws its own
+	}
+	return []byte(hex.EncodeToString(b))
+}
+
+// bootstrapAdmin creates the first admin when there are no users: with
+// INVIGIL_ADMIN_PASSWORD if set, otherwise a random password printed once.
+func bootstrapAdmin(ctx context.Context, st *store.Store, password string, stdout io.Writer, log *slog.Logger) error {
+	n, err := st.CountUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	generated := password == ""
+	if generated {
+		secret := make([]byte, 12)
+		if _, err := rand.Read(secret); err != nil {
+			return fmt.Errorf("make the first admin password: %w", err)
+		}
+		password = hex.EncodeToString(secret)
+	}
+	hash, err := api.HashPassword(password)
+	if err != nil {
+		return fmt.Errorf("INVIGIL_ADMIN_PASSWORD: %w", err)
+	}
+	if _, err := st.CreateUser(ctx, "admin", hash, store.RoleAdmin); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil
+		}
+		return fmt.Errorf("create the first admin: %w", err)
+	}
+	if generated {
+		fmt.Fprintf(stdout, "Created user admin with password %s (shown once; change it in the admin console or with `invigil admin users passwd admin`).\n", password)
+	} else {
+		log.Info("created user admin with the password from INVIGIL_ADMIN_PASSWORD")
+	}
+	return nil
+}

@@ -1,0 +1,280 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"invigil/internal/testassets"
+	"invigil/sfu"
+	"invigil/web"
+)
+
+// TestBrowser runs the pages in Debian's Chromium against a real `invigil
+// serve` (SQLite, SFU, recording, live analysis) with fake cameras playing
+// clips made from real photos: the node scripts in e2e/ drive the browsers.
+// Missing node, Chromium, ffmpeg or e2e packages fail it, never skip it:
+// `make test` installs them.
+func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs five browsers through a whole interview day (about two minutes)")
+	}
+	root := testassets.RepoRoot(t)
+	chromium := browserTools(t, root)
+	tmp := t.TempDir()
+	face, empty := makeClips(t, tmp)
+	bin := buildServer(t, root, tmp)
+	base := startServer(t, bin, tmp)
+
+	for _, script := range []string{"flow.mjs", "errors.mjs"} {
+		t.Run(strings.TrimSuffix(script, ".mjs"), func(t *testing.T) {
+			runNode(t, root, script,
+				"INVIGIL_URL="+base,
+				"INVIGIL_ADMIN_PASSWORD="+adminPassword,
+				"INVIGIL_FACE_Y4M="+face,
+				"INVIGIL_EMPTY_Y4M="+empty,
+				"INVIGIL_CHROMIUM="+chromium,
+			)
+		})
+	}
+}
+
+// TestBrowserSFU checks sfu.js, the browser side of the SFU's protocol,
+// against the real SFU alone: publish, subscribe, an ICE restart and a
+// resume after the socket dropped, with video flowing to a watcher after
+// each (e2e/sfu.mjs).
+func TestBrowserSFU(t *testing.T) {
+	root := testassets.RepoRoot(t)
+	chromium := browserTools(t, root)
+	face, _ := makeClips(t, t.TempDir())
+
+	key := []byte("browser-test-sfu-token-key-0123456789")
+	srv, err := sfu.New(sfu.Config{Tokens: sfu.HMACTokens{Key: key}, ICE: sfu.ICEConfig{IncludeLoopback: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /sfu/ws", srv)
+	mux.Handle("/", web.Handler())
+	hs := httptest.NewServer(mux)
+	// The SFU first: its sockets are hijacked connections that the HTTP
+	// server's Close would wait for.
+	defer hs.Close()
+	defer srv.Close()
+	token := func(g sfu.Grants) string {
+		g.Room = "exam-1"
+		g.ExpiresAt = time.Now().Add(time.Hour)
+		s, err := sfu.HMACTokens{Key: key}.Issue(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	runNode(t, root, "sfu.mjs",
+		"INVIGIL_URL="+hs.URL,
+		"INVIGIL_FACE_Y4M="+face,
+		"INVIGIL_CHROMIUM="+chromium,
+		"INVIGIL_PUB_TOKEN="+token(sfu.Grants{Identity: "candidate-1", Role: "candidate", CanPublish: true}),
+		"INVIGIL_SUB_TOKEN="+token(sfu.Grants{Identity: "staff-1", Role: "proctor", CanSubscribe: true, Hidden: true, Subscribe: []string{"*"}}),
+	)
+}
+
+// browserTools checks what the browser tests need and returns Chromium's
+// path. Nothing missing is skipped over: `make test` installs it all.
+func browserTools(t *testing.T, root string) string {
+	t.Helper()
+	tool(t, "node", "nodejs")
+	tool(t, "ffmpeg", "ffmpeg")
+	chromium := os.Getenv("INVIGIL_CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("Chromium not found at %s (%v): run scripts/install.sh test, or set INVIGIL_CHROMIUM", chromium, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "web", "e2e", "node_modules", "playwright-core", "package.json")); err != nil {
+		t.Fatalf("playwright-core is not installed in web/e2e: run `make web-deps` (npm ci there)")
+	}
+	return chromium
+}
+
+// runNode runs one e2e script with env added and fails the test unless it
+// exits 0. Screenshots go to .cache/screenshots.
+func runNode(t *testing.T, root, script string, env ...string) {
+	t.Helper()
+	shots := filepath.Join(root, ".cache", "screenshots")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Dir = filepath.Join(root, "web", "e2e")
+	cmd.Env = append(append(os.Environ(), "INVIGIL_SCREENSHOTS="+shots), env...)
+	// The scripts own their browsers; a kill takes the whole group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out := &lineLog{t: t}
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	out.flush()
+	if err != nil {
+		t.Fatalf("node %s: %v (screenshots in %s)", script, err, shots)
+	}
+}
+
+const adminPassword = "e2e-admin-password"
+
+func tool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found on PATH: install Debian's %s (scripts/install.sh test does)", name, pkg)
+	}
+	return p
+}
+
+// makeClips writes the fake cameras' Y4M clips (looping): a face pasted on
+// a street scene at about the guide's 50 cm, and the same scene with nobody
+// in it. They are made from the test photos each run, never committed.
+func makeClips(t *testing.T, dir string) (face, empty string) {
+	t.Helper()
+	scene := testassets.Photo(t, "building.jpg")
+	person := testassets.Photo(t, "sample3.jpg") // the blonde woman in the middle faces the camera
+	face = filepath.Join(dir, "face.y4m")
+	empty = filepath.Join(dir, "empty.y4m")
+	ffmpeg(t, "-loop", "1", "-i", scene, "-loop", "1", "-i", person, "-filter_complex",
+		"[0]scale=640:480,setsar=1[bg];[1]crop=420:500:955:140,scale=290:-1[p];[bg][p]overlay=175:130,format=yuv420p",
+		"-r", "15", "-t", "3", face)
+	ffmpeg(t, "-loop", "1", "-i", scene, "-vf", "scale=640:480,setsar=1,format=yuv420p", "-r", "15", "-t", "3", empty)
+	return face, empty
+}
+
+func ffmpeg(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command("ffmpeg", append([]string{"-v", "error", "-y"}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// buildServer compiles the binary under test from this tree, so the pages
+// and the server tested together are the ones in the working copy.
+func buildServer(t *testing.T, root, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "invigil")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/invigil")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/invigil: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startServer(t *testing.T, bin, dir string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	logPath := filepath.Join(dir, "server.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", filepath.Join(dir, "data"))
+	cmd.Env = append(os.Environ(), "INVIGIL_ADMIN_PASSWORD="+adminPassword, "INVIGIL_MODELS="+testassets.ModelsDir(t))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logFile.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			if len(b) > 20000 {
+				b = b[len(b)-20000:]
+			}
+			t.Logf("server log (tail):\n%s", b)
+		}
+	})
+	base := "http://" + addr
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("invigil serve exited before it was ready: %v\n%s", err, b)
+		default:
+		}
+		res, err := http.Get(base + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("invigil serve at %s not healthy after 90 s", base)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// lineLog passes the scripts' output to t.Log line by line, dropping the
+// Chromium wrapper's known noise.
+type lineLog struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	for {
+		line, err := l.buf.ReadString('\n')
+		if err == io.EOF {
+			l.buf.WriteString(line)
+			break
+		}
+		l.emit(strings.TrimRight(line, "\n"))
+	}
+	return len(p), nil
+}
+
+func (l *lineLog) emit(line string) {
+	if strings.Contains(line, "unexpected operator") {
+		return
+	}
+	l.t.Log(line)
+}
+
+func (l *lineLog) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if rest := l.buf.String(); rest != "" {
+		l.emit(rest)
+	}
+	l.buf.Reset()
+}
