@@ -121,11 +121,7 @@ func (c *control) placeCall(w http.ResponseWriter, r *http.Request, p *principal
 }
 
 func (c *control) callFromPath(r *http.Request) (store.Call, error) {
-	id, err := pathID(r, "call")
-	if err != nil {
-		return store.Call{}, err
-	}
-	return c.st.Call(r.Context(), id)
+	return byPathID(r, "call", c.st.Call)
 }
 
 func (c *control) acceptCall(w http.ResponseWriter, r *http.Request, p *principal) error {

@@ -113,11 +113,7 @@ func (c *control) listExams(w http.ResponseWriter, r *http.Request, _ *principal
 }
 
 func (c *control) examFromPath(r *http.Request) (store.Exam, error) {
-	id, err := pathID(r, "exam")
-	if err != nil {
-		return store.Exam{}, err
-	}
-	return c.st.Exam(r.Context(), id)
+	return byPathID(r, "exam", c.st.Exam)
 }
 
 func (c *control) getExam(w http.ResponseWriter, r *http.Request, _ *principal) error {
@@ -387,11 +383,7 @@ type candidateDetail struct {
 }
 
 func (c *control) candidateFromPath(r *http.Request) (store.Candidate, error) {
-	id, err := pathID(r, "candidate")
-	if err != nil {
-		return store.Candidate{}, err
-	}
-	return c.st.Candidate(r.Context(), id)
+	return byPathID(r, "candidate", c.st.Candidate)
 }
 
 func (c *control) getCandidate(w http.ResponseWriter, r *http.Request, _ *principal) error {

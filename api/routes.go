@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strconv"
@@ -138,6 +139,16 @@ func (c *control) guard(s *Server, rt route) http.Handler {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// byPathID loads the row whose ID is the path parameter name.
+func byPathID[T any](r *http.Request, name string, load func(context.Context, int64) (T, error)) (T, error) {
+	id, err := pathID(r, name)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return load(r.Context(), id)
 }
 
 // pathID parses a numeric path parameter.

@@ -283,11 +283,7 @@ func (c *control) listViolations(w http.ResponseWriter, r *http.Request, _ *prin
 }
 
 func (c *control) violationFromPath(r *http.Request) (store.Violation, error) {
-	id, err := pathID(r, "violation")
-	if err != nil {
-		return store.Violation{}, err
-	}
-	return c.st.Violation(r.Context(), id)
+	return byPathID(r, "violation", c.st.Violation)
 }
 
 func (c *control) getViolation(w http.ResponseWriter, r *http.Request, _ *principal) error {
