@@ -124,16 +124,25 @@ func (c *control) callFromPath(r *http.Request) (store.Call, error) {
 	return byPathID(r, "call", c.st.Call)
 }
 
-func (c *control) acceptCall(w http.ResponseWriter, r *http.Request, p *principal) error {
+// ringingCallFor is the call in the path if it rings for the candidate.
+func (c *control) ringingCallFor(r *http.Request, p *principal) (store.Call, error) {
 	call, err := c.callFromPath(r)
 	if err != nil {
-		return err
+		return call, err
 	}
 	if call.CandidateID != p.candidate.ID {
-		return errorf(http.StatusNotFound, "not_found", "call %d is not yours", call.ID)
+		return call, errorf(http.StatusNotFound, "not_found", "call %d is not yours", call.ID)
 	}
 	if call.State != store.CallRinging {
-		return errorf(http.StatusConflict, "not_ringing", "call %d is %s", call.ID, call.State)
+		return call, errorf(http.StatusConflict, "not_ringing", "call %d is %s", call.ID, call.State)
+	}
+	return call, nil
+}
+
+func (c *control) acceptCall(w http.ResponseWriter, r *http.Request, p *principal) error {
+	call, err := c.ringingCallFor(r, p)
+	if err != nil {
+		return err
 	}
 	_, inCall, _ := callStages(call.Kind)
 	cand := p.candidate
@@ -160,15 +169,9 @@ func (c *control) acceptCall(w http.ResponseWriter, r *http.Request, p *principa
 }
 
 func (c *control) declineCall(w http.ResponseWriter, r *http.Request, p *principal) error {
-	call, err := c.callFromPath(r)
+	call, err := c.ringingCallFor(r, p)
 	if err != nil {
 		return err
-	}
-	if call.CandidateID != p.candidate.ID {
-		return errorf(http.StatusNotFound, "not_found", "call %d is not yours", call.ID)
-	}
-	if call.State != store.CallRinging {
-		return errorf(http.StatusConflict, "not_ringing", "call %d is %s", call.ID, call.State)
 	}
 	err = c.update(r.Context(), func(tx *store.Tx) error {
 		call.State, call.Outcome, call.EndedAt = store.CallDeclined, "declined", c.now().UTC()

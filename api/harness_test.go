@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -72,20 +71,7 @@ func newHarness(t *testing.T, mutate ...func(*ControlOptions)) *harness {
 		t.Fatal(err)
 	}
 	h.srv = s
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln, 5*time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	h.base = "http://" + ln.Addr().String()
+	h.base = serveOnLoopback(t, s)
 	hash, err := HashPassword(adminPassword)
 	if err != nil {
 		t.Fatal(err)

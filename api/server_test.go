@@ -26,6 +26,13 @@ func startServer(t *testing.T, opts Options) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOnLoopback(t, s)
+}
+
+// serveOnLoopback serves s on a loopback port until the test ends and
+// returns its base URL.
+func serveOnLoopback(t *testing.T, s *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
