@@ -77,7 +77,7 @@ func BenchmarkCandidates(b *testing.B) {
 		st := newStack(b, stackOptions{workers: cores})
 		gen := startLoadGen(b, st.url, face, empty)
 		var rampRows []benchStep
-		for _, n := range []int{2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64} {
+		for _, n := range []int{2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 64} {
 			if time.Since(start)+settle+window+10*time.Second > benchBudget {
 				fmt.Printf("ramp stopped at %d candidates: the benchmark's time budget (%v) is spent\n", gen.total, benchBudget)
 				break
