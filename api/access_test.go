@@ -116,6 +116,12 @@ func TestCodeBruteForce(t *testing.T) {
 	if n := metrictest.Sum(t, h.reg, "invigil_code_guessing_alert"); n != 1 {
 		t.Errorf("guessing alert %v, want 1 (threshold 1 address)", n)
 	}
+	// Once the failures age out of the alert's window, the alert falls back.
+	h.clock.Add(11 * time.Minute)
+	h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": cand.Codes["interview"]})
+	if n := metrictest.Sum(t, h.reg, "invigil_code_guessing_alert"); n != 0 {
+		t.Errorf("guessing alert %v 11 minutes after the last wrong code, want 0", n)
+	}
 	// Malformed codes are answered clearly and count as tries too.
 	a = h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": "12ab"})
 	if a.status != 400 || a.errCode() != "bad_code" {

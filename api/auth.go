@@ -302,6 +302,11 @@ func (c *control) staffLogin(w http.ResponseWriter, r *http.Request, _ *principa
 		return err
 	}
 	c.m.logins.WithLabelValues("staff", "ok").Inc()
+	// Logins are rare enough to carry the clean-up of expired tokens, which
+	// spares a timer goroutine.
+	if _, err := c.st.DeleteExpiredTokens(r.Context(), c.now().UTC()); err != nil {
+		c.log.Warn("delete expired login tokens", "err", err)
+	}
 	if err := c.st.Audit(r.Context(), u.ID, "login", "user:"+u.Username, nil); err != nil {
 		c.log.Warn("audit a login", "err", err)
 	}

@@ -44,6 +44,9 @@ func newCodeLimiter(free, alertAt int, alert prometheus.Gauge) *codeLimiter {
 func (l *codeLimiter) wait(addr string, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// Every attempt may also let the guessing alert fall back once the
+	// failures have aged out of its window.
+	l.cleanupLocked(now)
 	if st := l.byAddr[addr]; st != nil && now.Before(st.waitUntil) {
 		return st.waitUntil.Sub(now)
 	}
