@@ -153,6 +153,22 @@ func TestLoginWindow(t *testing.T) {
 	if l := h.codeLogin(cand.Codes["interview"]); l.Stage != "device_check_waiting" {
 		t.Fatalf("resume after the window: %+v", l)
 	}
+
+	// An exam whose first logins close 15 minutes after the start: a
+	// latecomer is refused, one who came in time moves on as usual.
+	start = h.clock.Now().Add(-10 * time.Minute)
+	h.must(201, "POST", "/api/v1/exams", h.admin, map[string]any{"name": "Strict", "starts_at": start,
+		"ends_at": start.Add(3 * time.Hour), "late_login_minutes": 15}).decode(t, &id)
+	onTime, latecomer := h.candidate(id.ID, "on time"), h.candidate(id.ID, "latecomer")
+	h.codeLogin(onTime.Codes["interview"])
+	h.clock.Add(6 * time.Minute)
+	a = h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": latecomer.Codes["interview"]})
+	if a.status != 403 || a.errCode() != "too_late" {
+		t.Fatalf("16 minutes after the start: %d %s", a.status, a.body)
+	}
+	if l := h.codeLogin(onTime.Codes["rest_room"]); l.Stage != "rest_room" {
+		t.Fatalf("the on-time candidate may still move on: %+v", l)
+	}
 }
 
 // Bad input gets a 4xx with a clear error, never a 500.

@@ -125,8 +125,12 @@ func (c *control) candidateLogin(w http.ResponseWriter, r *http.Request, _ *prin
 		c.m.logins.WithLabelValues("candidate", "refused").Inc()
 		return refusal
 	}
-	if !now.Before(exam.EndsAt) && to != cand.Stage {
-		// After the window a code only resumes where the candidate is.
+	firstEntry := cand.Stage == stage.Invited || cand.Stage == stage.Mock
+	lateFirst := exam.LateLoginMinutes > 0 && firstEntry && to != cand.Stage &&
+		!now.Before(exam.StartsAt.Add(time.Duration(exam.LateLoginMinutes)*time.Minute))
+	if lateFirst || (!now.Before(exam.EndsAt) && to != cand.Stage) {
+		// Arriving after the start window, or moving on after the exam's
+		// end, is refused; a code still resumes where the candidate is.
 		c.m.logins.WithLabelValues("candidate", "late").Inc()
 		return candidateError(http.StatusForbidden, "too_late", textTooLate)
 	}

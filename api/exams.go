@@ -25,6 +25,9 @@ type examRequest struct {
 	StartsAt          time.Time `json:"starts_at"`
 	EndsAt            time.Time `json:"ends_at"`
 	EarlyLoginMinutes *int      `json:"early_login_minutes,omitempty"`
+	// LateLoginMinutes closes first logins this long after the start
+	// (0 or absent: open until the end).
+	LateLoginMinutes *int `json:"late_login_minutes,omitempty"`
 }
 
 type idAnswer struct {
@@ -37,6 +40,7 @@ type examView struct {
 	StartsAt          time.Time               `json:"starts_at"`
 	EndsAt            time.Time               `json:"ends_at"`
 	EarlyLoginMinutes int                     `json:"early_login_minutes"`
+	LateLoginMinutes  int                     `json:"late_login_minutes"`
 	Policies          map[string]rules.Policy `json:"policies"`
 	// Overridden lists the rooms whose policy the admin changed.
 	Overridden []string  `json:"overridden"`
@@ -47,7 +51,8 @@ var policyRooms = []string{"waiting", "interview", "rest_room"}
 
 func (c *control) viewExam(e store.Exam) examView {
 	v := examView{ID: e.ID, Name: e.Name, StartsAt: e.StartsAt, EndsAt: e.EndsAt, EarlyLoginMinutes: e.EarlyLoginMinutes,
-		Policies: map[string]rules.Policy{}, Overridden: []string{}, CreatedAt: e.CreatedAt}
+		LateLoginMinutes: e.LateLoginMinutes,
+		Policies:         map[string]rules.Policy{}, Overridden: []string{}, CreatedAt: e.CreatedAt}
 	if v.EarlyLoginMinutes == 0 {
 		v.EarlyLoginMinutes = int(c.opts.EarlyLogin / time.Minute)
 	}
@@ -80,10 +85,15 @@ func (c *control) createExam(w http.ResponseWriter, r *http.Request, p *principa
 		return errorf(http.StatusBadRequest, "bad_time", "ends_at must be after starts_at")
 	case req.EarlyLoginMinutes != nil && (*req.EarlyLoginMinutes < 0 || *req.EarlyLoginMinutes > 1440):
 		return errorf(http.StatusBadRequest, "bad_early_login", "early_login_minutes must be 0 to 1440")
+	case req.LateLoginMinutes != nil && (*req.LateLoginMinutes < 0 || *req.LateLoginMinutes > 1440):
+		return errorf(http.StatusBadRequest, "bad_late_login", "late_login_minutes must be 0 to 1440")
 	}
 	e := store.Exam{Name: req.Name, StartsAt: req.StartsAt.UTC(), EndsAt: req.EndsAt.UTC(), CreatedAt: c.now().UTC()}
 	if req.EarlyLoginMinutes != nil {
 		e.EarlyLoginMinutes = *req.EarlyLoginMinutes
+	}
+	if req.LateLoginMinutes != nil {
+		e.LateLoginMinutes = *req.LateLoginMinutes
 	}
 	err := c.update(r.Context(), func(tx *store.Tx) error {
 		var err error

@@ -20,13 +20,13 @@ var policyRooms = []string{"waiting", "interview", "rest_room"}
 // one; reaching it means the code space is nearly used up.
 const maxCodeDraws = 20
 
-const examColumns = "id, name, starts_at, ends_at, early_login_minutes, policies, created_at"
+const examColumns = "id, name, starts_at, ends_at, early_login_minutes, late_login_minutes, policies, created_at"
 
 func scanExam(row scanner) (Exam, error) {
 	var e Exam
 	var policies string
 	if err := row.Scan(&e.ID, &e.Name, timeCol{&e.StartsAt}, timeCol{&e.EndsAt}, &e.EarlyLoginMinutes,
-		&policies, timeCol{&e.CreatedAt}); err != nil {
+		&e.LateLoginMinutes, &policies, timeCol{&e.CreatedAt}); err != nil {
 		return Exam{}, err
 	}
 	e.Policies = map[string]json.RawMessage{}
@@ -91,8 +91,8 @@ func (q queries) CreateExam(ctx context.Context, e Exam) (Exam, error) {
 		return Exam{}, fmt.Errorf("create exam %q: ends at %s, not after its start %s",
 			e.Name, e.EndsAt.UTC().Format(time.RFC3339), e.StartsAt.UTC().Format(time.RFC3339))
 	}
-	if e.EarlyLoginMinutes < 0 {
-		return Exam{}, fmt.Errorf("create exam %q: negative early login minutes", e.Name)
+	if e.EarlyLoginMinutes < 0 || e.LateLoginMinutes < 0 {
+		return Exam{}, fmt.Errorf("create exam %q: negative early or late login minutes", e.Name)
 	}
 	if e.Policies == nil {
 		e.Policies = map[string]json.RawMessage{}
@@ -110,9 +110,9 @@ func (q queries) CreateExam(ctx context.Context, e Exam) (Exam, error) {
 		e.CreatedAt = time.Now()
 	}
 	created, err := scanExam(q.db.QueryRowContext(ctx, `INSERT INTO exams
-		(name, starts_at, ends_at, early_login_minutes, policies, created_at)
-		VALUES (?, ?, ?, ?, ?, ?) RETURNING `+examColumns,
-		e.Name, dbTime(e.StartsAt), dbTime(e.EndsAt), e.EarlyLoginMinutes, string(policies), dbTime(e.CreatedAt)))
+		(name, starts_at, ends_at, early_login_minutes, late_login_minutes, policies, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING `+examColumns,
+		e.Name, dbTime(e.StartsAt), dbTime(e.EndsAt), e.EarlyLoginMinutes, e.LateLoginMinutes, string(policies), dbTime(e.CreatedAt)))
 	if err != nil {
 		return Exam{}, fmt.Errorf("create exam %q: %w", e.Name, err)
 	}

@@ -69,6 +69,9 @@ type Exam struct {
 	StartsAt          time.Time `json:"starts_at"`
 	EndsAt            time.Time `json:"ends_at"`
 	EarlyLoginMinutes int       `json:"early_login_minutes"`
+	// LateLoginMinutes closes first logins this long after StartsAt; 0
+	// keeps them open until EndsAt.
+	LateLoginMinutes int `json:"late_login_minutes"`
 	// Policies holds the per-room policy overrides the admin set, by room
 	// ("waiting", "interview", "rest_room"); absent rooms use the defaults.
 	Policies  map[string]json.RawMessage `json:"policies"`
