@@ -185,6 +185,27 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 	return o, nil
 }
 
+// Carry repeats prev, this stream's last observation, at tMS for a frame
+// whose picture has not changed since (the pipeline's change detector
+// says so): the detectors would find the same, so only time moves on (the
+// rules' durations advance) and the candidate's face counts as seen now.
+// It refuses (false) while calibrating, which needs real measurements, and
+// before anything was detected. The detector cadence is not advanced.
+func (s *Stream) Carry(prev rules.Observation, tMS int64) (rules.Observation, bool) {
+	if !s.facesChecked || (s.CalibrateUntilMS > 0 && tMS < s.CalibrateUntilMS) {
+		return rules.Observation{}, false
+	}
+	o := prev
+	o.TMS = tMS
+	o.Faces = append([]rules.Face(nil), prev.Faces...)
+	o.Hands = append([]rules.Hand(nil), prev.Hands...)
+	o.HandsFresh = false
+	if len(o.Faces) > 0 && s.hasMain {
+		s.mainSeenMS = tMS
+	}
+	return o, true
+}
+
 // light measures, on a thumbnail, the mean luma, its spread and the
 // spread of its Laplacian (texture): cheap, and enough to tell a covered
 // lens (dark, or lit through a finger: flat and without edges) or a dead
@@ -305,8 +326,8 @@ type calibFace struct {
 // poseFace carries the head scale next to the observation for calibration.
 type poseFace struct {
 	rules.Face
-	pose    Pose
-	rawYaw  float64 // before the neutral direction is taken off
+	pose   Pose
+	rawYaw float64 // before the neutral direction is taken off
 }
 
 // calibrate collects the main face's scale during the device check and,

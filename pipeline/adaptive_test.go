@@ -148,11 +148,12 @@ func TestAdaptiveRateFaceLeaves(t *testing.T) {
 	face, empty := picture(t, "messi5.jpg"), picture(t, "building.jpg")
 	const stillFrames, emptyFrames = 8 * testFPS, 5 * testFPS
 	w := pub.start(p)
-	var analysedStill float64
+	var analysedStill, carriedStill float64
 	pub.play(context.Background(), w, []scene{{face, stillFrames}, {empty, emptyFrames}}, playOptions{
 		alter: func(i int, pkts []*rtp.Packet) []*rtp.Packet {
 			if i == stillFrames {
 				analysedStill = metricValue(t, reg, "invigil_pipeline_frames_analysed_total")
+				carriedStill = metricValue(t, reg, "invigil_pipeline_analyses_carried_total")
 			}
 			return pkts
 		}})
@@ -166,7 +167,20 @@ func TestAdaptiveRateFaceLeaves(t *testing.T) {
 		t.Errorf("face_off_screen from %d ms, opened %d ms after the change at %d ms: want within the minimum %d ms + 1 s",
 			v.StartMS, delay, changeMS, policy.Rules[rules.FaceOffScreen].MinMS)
 	}
+	if len(v.Evidence) < 1000 {
+		t.Errorf("evidence of %d bytes", len(v.Evidence))
+	}
 	waitFor(t, "the track to end", func() bool { return metricValue(t, reg, "invigil_pipeline_tracks_active") == 0 })
+
+	// Most looks at the still picture repeat the detectors' last
+	// observation; the detectors run for the first look and its hold, and
+	// at least once per carryLimit.
+	detectorRuns := analysedStill - carriedStill
+	t.Logf("still: %v analyses, %v of them carried, %v detector runs", analysedStill, carriedStill, detectorRuns)
+	if limit := float64(holdAnalyses(policy)) + float64(stillFrames)/testFPS/carryLimit.Seconds() + 2; carriedStill < 3 || detectorRuns > limit {
+		t.Errorf("still for %d s: %v carried, %v detector runs; want at least 3 carried and at most %v runs",
+			stillFrames/testFPS, carriedStill, detectorRuns, limit)
+	}
 
 	full := float64(stillFrames) / testFPS * policy.AnalysisFPS
 	trig := func(name string) float64 {

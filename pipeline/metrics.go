@@ -56,6 +56,7 @@ type metrics struct {
 	clockResets      prometheus.Counter
 	keyframeRequests *prometheus.CounterVec
 	framesAnalysed   prometheus.Counter
+	carried          prometheus.Counter
 	analyses         *prometheus.CounterVec
 	framesDropped    *prometheus.CounterVec
 	latency          prometheus.Histogram
@@ -99,6 +100,10 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		framesAnalysed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_pipeline_frames_analysed_total",
 			Help: "Frames that went through the detectors and rules.",
+		}),
+		carried: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "invigil_pipeline_analyses_carried_total",
+			Help: "Analyses of a picture unchanged since the detectors last ran: their observation was repeated and only the rules ran (included in frames_analysed).",
 		}),
 		analyses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_pipeline_analyses_total",
@@ -161,7 +166,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 	m.workers.Set(float64(workers))
 	collectors := []prometheus.Collector{
 		m.packets, m.packetsDropped, m.framesDecoded, m.decodeErrors, m.clockResets, m.keyframeRequests,
-		m.framesAnalysed, m.analyses, m.framesDropped, m.latency, m.stageSeconds, m.workers, m.workersBusy,
+		m.framesAnalysed, m.carried, m.analyses, m.framesDropped, m.latency, m.stageSeconds, m.workers, m.workersBusy,
 		m.candidatesActive, m.tracksActive, m.violations, m.sinkErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "invigil_pipeline_worker_utilisation",

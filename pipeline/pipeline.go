@@ -517,6 +517,7 @@ func (p *Pipeline) newStreamLocked(c *candidate, j job) {
 		cam = p.cfg.Camera
 	}
 	c.stream = detectors.NewStream(j.policy, cam)
+	c.hasLastObs = false
 	if !j.calibrate.IsZero() {
 		if until := j.calibrate.Sub(c.engineEpoch).Milliseconds(); until > c.lastTMS {
 			c.stream.Camera = p.cfg.Camera // a new calibration starts from scratch
@@ -541,6 +542,7 @@ func (p *Pipeline) applySettingsLocked(ctx context.Context, c *candidate, j job)
 		}
 		c.stream.Policy = j.policy
 		c.appliedPolicy = j.policyVersion
+		c.hasLastObs = false // the detectors look again under the new policy
 	}
 	if j.calibVersion != c.appliedCalib {
 		p.newStreamLocked(c, j)

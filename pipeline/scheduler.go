@@ -59,6 +59,7 @@ type candidate struct {
 	calmDue     time.Time // when a still picture is looked at again
 	deadline    int64     // stream time at which a rule opens or closes if nothing changes
 	hasDeadline bool
+	fullAt      time.Time // when the detectors last ran (a job that was not carried)
 
 	// snapshot is the newest analysed observation (Pipeline.Latest):
 	// written by the worker analysing the candidate, read by anyone.
@@ -76,8 +77,13 @@ type candidate struct {
 	appliedCalib  int
 	lastTMS       int64
 	analysedAny   bool
-	lastTrack     *media.Track
-	finishedGen   int // activations whose engine was finished: their late frames are dropped
+	// lastObs is the last observation the detectors made, repeated for
+	// carried analyses; hasLastObs is false until there is one for the
+	// current stream and policy.
+	lastObs     rules.Observation
+	hasLastObs  bool
+	lastTrack   *media.Track
+	finishedGen int // activations whose engine was finished: their late frames are dropped
 }
 
 // job is one analysis handed to a worker, with the settings that were
@@ -89,7 +95,15 @@ type job struct {
 	policyVersion int
 	calibrate     time.Time
 	calibVersion  int
+	// carry: the picture is unchanged since the detectors last ran, so the
+	// worker may repeat their last observation (see carryLimit).
+	carry bool
 }
+
+// carryLimit bounds how long a still picture is carried: the detectors
+// look again at least this often, a safety net for changes too slow or too
+// small for the change detector.
+const carryLimit = 5 * time.Second
 
 // scheduler holds the candidates and hands the newest frame of each due
 // candidate to the workers. A candidate is due once its policy interval has
@@ -159,7 +173,7 @@ func (s *scheduler) readyLocked(c *candidate, now time.Time) (time.Time, string)
 
 // resetScheduleLocked starts a new activation's schedule (scheduler.mu held).
 func (c *candidate) resetScheduleLocked() {
-	c.nextDue, c.calmDue = time.Time{}, time.Time{}
+	c.nextDue, c.calmDue, c.fullAt = time.Time{}, time.Time{}, time.Time{}
 	c.haveRef, c.hold, c.hasDeadline = false, 0, false
 	c.refresh = true
 }
@@ -238,6 +252,10 @@ func (s *scheduler) next(ctx context.Context) (job, bool) {
 		if best != nil {
 			j := job{c: best, f: best.frame, policy: best.policy, policyVersion: best.policyVersion,
 				calibrate: best.calibrate, calibVersion: best.calibVersion}
+			// A calm or deadline analysis sees the picture the detectors saw
+			// last (no change since): it only needs the rules to move on.
+			j.carry = (bestTrigger == triggerCalm || bestTrigger == triggerDeadline) &&
+				!best.fullAt.IsZero() && now.Sub(best.fullAt) < carryLimit
 			best.frame = nil
 			best.busy = true
 			// On schedule, the next analysis is one interval later (late
@@ -251,8 +269,12 @@ func (s *scheduler) next(ctx context.Context) (job, bool) {
 			best.nextDue = maxTime(best.nextDue.Add(interval(best.policy)), now)
 			best.calmDue = now.Add(s.calm)
 			best.lastServed = now
-			// Later frames are compared with this one.
-			best.ref, best.haveRef = j.f.thumb, j.f.hasThumb
+			// Later frames are compared with the last one the detectors
+			// saw, so slow drifts add up to a change.
+			if !j.carry {
+				best.ref, best.haveRef = j.f.thumb, j.f.hasThumb
+				best.fullAt = now
+			}
 			best.hold = max(best.hold-1, 0)
 			best.refresh = false
 			s.m.analyses.WithLabelValues(bestTrigger).Inc()

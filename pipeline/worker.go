@@ -70,21 +70,35 @@ func (w *worker) process(ctx context.Context, j job) (r analysisResult) {
 	}
 
 	start := time.Now()
-	if err := vpx.I420ToBGR(f.i420, &w.bgr); err != nil {
-		p.log.Warn("cannot convert frame", "identity", c.identity, "err", err)
-		m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
-		return r
+	var obs rules.Observation
+	carried := false
+	if j.carry && c.hasLastObs {
+		obs, carried = c.stream.Carry(c.lastObs, f.tMS)
 	}
-	converted := time.Now()
-	m.stage(stageConvert, converted.Sub(start))
-	obs, err := w.a.Observe(w.bgr, f.tMS, c.stream)
+	converted := false
+	if !carried {
+		if err := vpx.I420ToBGR(f.i420, &w.bgr); err != nil {
+			p.log.Warn("cannot convert frame", "identity", c.identity, "err", err)
+			m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
+			return r
+		}
+		converted = true
+		t := time.Now()
+		m.stage(stageConvert, t.Sub(start))
+		start = t
+		var err error
+		obs, err = w.a.Observe(w.bgr, f.tMS, c.stream)
+		m.stage(stageInference, time.Since(start))
+		if err != nil {
+			p.log.Warn("cannot analyse frame", "identity", c.identity, "t_ms", f.tMS, "err", err)
+			m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
+			return r
+		}
+		c.lastObs, c.hasLastObs = obs, true
+	} else {
+		m.carried.Inc()
+	}
 	observed := time.Now()
-	m.stage(stageInference, observed.Sub(converted))
-	if err != nil {
-		p.log.Warn("cannot analyse frame", "identity", c.identity, "t_ms", f.tMS, "err", err)
-		m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
-		return r
-	}
 	events := c.engine.Observe(&obs)
 	r.analysed = true
 	r.deadline, r.hasDeadline = c.engine.NextDeadline()
@@ -99,6 +113,13 @@ func (w *worker) process(ctx context.Context, j job) (r analysisResult) {
 		var evidence []byte
 		if ev.Kind == rules.Opened {
 			t := time.Now()
+			if !converted { // a carried analysis: the picture is needed now
+				if err := vpx.I420ToBGR(f.i420, &w.bgr); err != nil {
+					p.log.Warn("cannot convert frame for evidence", "identity", c.identity, "err", err)
+				}
+				converted = true
+			}
+			var err error
 			evidence, err = detectors.Evidence(w.bgr, &obs, ev.Violation)
 			if err != nil {
 				p.log.Warn("no evidence picture", "identity", c.identity, "err", err)
