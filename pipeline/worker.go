@@ -26,6 +26,9 @@ func (w *worker) close() {
 
 func (w *worker) run(ctx context.Context) {
 	defer w.p.wg.Done()
+	if err := lowerWorkerPriority(); err != nil {
+		w.p.log.Warn("cannot lower the analysis worker's priority; media and analysis compete as equals", "err", err)
+	}
 	m := w.p.m
 	for {
 		j, ok := w.p.sched.next(ctx)
