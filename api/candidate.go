@@ -104,10 +104,6 @@ func (c *control) candidateLogin(w http.ResponseWriter, r *http.Request, _ *prin
 	if err != nil {
 		return err
 	}
-	cand, err := c.st.Candidate(r.Context(), match.CandidateID)
-	if err != nil {
-		return err
-	}
 	early := c.opts.EarlyLogin
 	if exam.EarlyLoginMinutes > 0 {
 		early = time.Duration(exam.EarlyLoginMinutes) * time.Minute
@@ -120,25 +116,45 @@ func (c *control) candidateLogin(w http.ResponseWriter, r *http.Request, _ *prin
 		}
 		return candidateError(http.StatusForbidden, "too_early", t)
 	}
-	to, refusal := codeTarget(match.Kind, cand)
-	if refusal != nil {
-		c.m.logins.WithLabelValues("candidate", "refused").Inc()
-		return refusal
-	}
-	firstEntry := cand.Stage == stage.Invited || cand.Stage == stage.Mock
-	lateFirst := exam.LateLoginMinutes > 0 && firstEntry && to != cand.Stage &&
-		!now.Before(exam.StartsAt.Add(time.Duration(exam.LateLoginMinutes)*time.Minute))
-	if lateFirst || (!now.Before(exam.EndsAt) && to != cand.Stage) {
-		// Arriving after the start window, or moving on after the exam's
-		// end, is refused; a code still resumes where the candidate is.
-		c.m.logins.WithLabelValues("candidate", "late").Inc()
-		return candidateError(http.StatusForbidden, "too_late", textTooLate)
-	}
-	c.limit.success(addr)
-	if to != cand.Stage {
-		if cand, err = c.moveStage(r.Context(), cand, to, 0, "code:"+match.Kind); err != nil {
+	// The stage is decided and moved in one write transaction, so two
+	// logins with the same code at once (a double click, two tabs) move
+	// the candidate once and the second resumes.
+	moved := false
+	err = c.update(r.Context(), func(tx *store.Tx) error {
+		cur, err := tx.Candidate(r.Context(), match.CandidateID)
+		if err != nil {
 			return err
 		}
+		to, refusal := codeTarget(match.Kind, cur)
+		if refusal != nil {
+			c.m.logins.WithLabelValues("candidate", "refused").Inc()
+			return refusal
+		}
+		firstEntry := cur.Stage == stage.Invited || cur.Stage == stage.Mock
+		lateFirst := exam.LateLoginMinutes > 0 && firstEntry && to != cur.Stage &&
+			!now.Before(exam.StartsAt.Add(time.Duration(exam.LateLoginMinutes)*time.Minute))
+		if lateFirst || (!now.Before(exam.EndsAt) && to != cur.Stage) {
+			// Arriving after the start window, or moving on after the exam's
+			// end, is refused; a code still resumes where the candidate is.
+			c.m.logins.WithLabelValues("candidate", "late").Inc()
+			return candidateError(http.StatusForbidden, "too_late", textTooLate)
+		}
+		if to == cur.Stage {
+			return nil
+		}
+		moved = true
+		return moveInTx(r.Context(), tx, cur, to, 0, "code:"+match.Kind, now)
+	})
+	if err != nil {
+		return err
+	}
+	c.limit.success(addr)
+	cand, err := c.st.Candidate(r.Context(), match.CandidateID)
+	if err != nil {
+		return err
+	}
+	if moved {
+		c.applyStage(r.Context(), cand)
 	}
 	secret, tok, err := c.issueToken(r.Context(), store.TokenCandidate, 0, cand.ID, exam.EndsAt.Add(24*time.Hour).Sub(now))
 	if err != nil {

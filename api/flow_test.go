@@ -218,3 +218,26 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// Two logins with the same code at once (a double click, two tabs) both
+// succeed: the candidate moves once, the other login resumes.
+func TestConcurrentCodeLogins(t *testing.T) {
+	h := newHarness(t)
+	cand := h.candidate(h.exam(), "double click")
+	const n = 6
+	statuses := make(chan answer, n)
+	for range n {
+		go func() {
+			statuses <- h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": cand.Codes["rest_room"]})
+		}()
+	}
+	for range n {
+		if a := <-statuses; a.status != 200 {
+			t.Errorf("concurrent login: %d %s", a.status, a.body)
+		}
+	}
+	hist, err := h.st.StageHistory(context.Background(), cand.ID)
+	if err != nil || len(hist) != 1 || hist[0].To != stage.RestRoom {
+		t.Errorf("stage history %+v (%v), want one move to rest_room", hist, err)
+	}
+}

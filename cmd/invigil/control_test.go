@@ -51,22 +51,28 @@ func serveProcess(t *testing.T, data string, extraEnv ...string) (*exec.Cmd, str
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
 	urls := make(chan string, 1)
-	var log bytes.Buffer
+	log := &syncBuffer{}
+	logged := make(chan struct{})
 	go func() {
+		defer close(logged)
 		pattern := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := pattern.FindStringSubmatch(sc.Text()); m != nil {
 				urls <- m[1]
 			}
-			log.WriteString(sc.Text() + "\n")
+			log.Write([]byte(sc.Text() + "\n"))
 		}
 	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-logged
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("server log:\n%s", log)
+		}
+	})
 	select {
 	case u := <-urls:
 		return cmd, u
@@ -189,19 +195,26 @@ func TestServeWithSimulatedCandidate(t *testing.T) {
 		Faces, Width int
 		Checks       struct{ Face, Alone bool }
 	}
+	var res result
+	simulated := false
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		if candidate.call("GET", "/api/v1/candidate/analysis", nil, &snap) == 200 {
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no live analysis of the simulated camera")
+		select {
+		case res = <-simDone:
+			simulated = true
+		default:
+		}
+		if simulated || time.Now().After(deadline) {
+			t.Fatalf("no live analysis of the simulated camera (simulate finished: %v, exit %d)\n%s", simulated, res.code, res.errOut)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	if snap.Faces != 0 || snap.Checks.Face || !snap.Checks.Alone || snap.Width == 0 {
 		t.Errorf("live analysis of an empty room: %+v", snap)
 	}
-	res := <-simDone
+	res = <-simDone
 	code, out, errOut := res.code, res.out, res.errOut
 	if code != 0 {
 		t.Fatalf("simulate: exit %d\n%s", code, errOut)
