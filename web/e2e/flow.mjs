@@ -20,6 +20,8 @@ run('flow', async () => {
   await staffLogin(admin, '/admin', 'admin', env.adminPassword);
   const examName = 'E2E 面试 ' + new Date().toISOString().slice(0, 16);
   await admin.fill('#exam-name', examName);
+  // First logins close ten hours after the start: far enough for this day.
+  await admin.fill('#exam-late', '600');
   await admin.click('#exam-form button[type=submit]');
   await waitText(admin, '#exam-table tbody', examName);
   await shot(admin, 'admin-exams');
@@ -170,6 +172,7 @@ run('flow', async () => {
 
   // ---- the camera switches to the empty scene ----------------------------------------------
   const exam = await admin.evaluate(async (id) => (await fetch(`/api/v1/exams/${id}`)).json(), examId);
+  check(exam.late_login_minutes === 600, `the console stored late_login_minutes (got ${exam.late_login_minutes})`);
   const rule = exam.policies.rest_room.rules.face_off_screen;
   check(rule && rule.enabled, 'face_off_screen is on in the rest room');
   // The timed part shares two cores with the server's analysis: pages that

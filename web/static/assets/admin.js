@@ -88,8 +88,15 @@ $('#exam-form').addEventListener('submit', async (ev) => {
   const ends = new Date($('#exam-ends').value);
   if (!name) { err.textContent = t('exam.need_name'); $('#exam-name').focus(); return; }
   if (Number.isNaN(starts.getTime()) || Number.isNaN(ends.getTime()) || ends <= starts) { err.textContent = t('exam.bad_times'); return; }
+  const body = { name, starts_at: starts.toISOString(), ends_at: ends.toISOString() };
+  const late = $('#exam-late').value.trim();
+  if (late !== '') {
+    const n = Number(late);
+    if (!Number.isInteger(n) || n < 0 || n > 1440) { err.textContent = t('exam.bad_late'); $('#exam-late').focus(); return; }
+    body.late_login_minutes = n;
+  }
   try {
-    const res = await post('/exams', { name, starts_at: starts.toISOString(), ends_at: ends.toISOString() });
+    const res = await post('/exams', body);
     toast(t('exam.created', { name }), 'ok');
     $('#exam-name').value = '';
     await loadExams();
