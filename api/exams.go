@@ -337,7 +337,11 @@ func (c *control) viewCandidates(ctx context.Context, examID int64, cands []stor
 	if err != nil {
 		return nil, err
 	}
-	viols, err := c.st.ListViolations(ctx, store.ViolationFilter{ExamID: examID})
+	f := store.ViolationFilter{ExamID: examID}
+	if len(cands) == 1 {
+		f.CandidateID = cands[0].ID // one candidate's page: not the whole exam's violations
+	}
+	viols, err := c.st.ListViolations(ctx, f)
 	if err != nil {
 		return nil, err
 	}
