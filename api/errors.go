@@ -59,6 +59,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("request failed", "method", r.Method, "route", r.Pattern, "err", err)
 		ae = errorf(http.StatusInternalServerError, "internal", "the server failed to do this; the error is in its log")
 	}
+	if ae.Status == http.StatusRequestTimeout {
+		// The rest of a late body may still be trickling in: end the
+		// connection rather than read it.
+		w.Header().Set("Connection", "close")
+	}
 	if ae.RetryAfter > 0 {
 		w.Header().Set("Retry-After", fmt.Sprint(ae.RetryAfter))
 	}
@@ -78,7 +83,7 @@ func decodeJSON(r *http.Request, v any) error {
 		if errors.As(err, &tooBig) {
 			return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body larger than %d bytes", tooBig.Limit)
 		}
-		return errorf(http.StatusBadRequest, "bad_body", "cannot read the request body: %v", err)
+		return bodyReadError(err)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errorf(http.StatusBadRequest, "bad_json", "the request needs a JSON body")
@@ -92,6 +97,16 @@ func decodeJSON(r *http.Request, v any) error {
 		return errorf(http.StatusBadRequest, "bad_json", "unexpected data after the JSON object")
 	}
 	return nil
+}
+
+// bodyReadError is the answer to a body that could not be read: 408 when
+// it came too slowly (the connection is closed after the answer), 400
+// otherwise.
+func bodyReadError(err error) *apiError {
+	if errors.Is(err, errBodyTimeout) {
+		return errorf(http.StatusRequestTimeout, "body_timeout", "%v; send the whole body at once", err)
+	}
+	return errorf(http.StatusBadRequest, "bad_body", "cannot read the request body: %v", err)
 }
 
 func describeDecodeError(err error) string {

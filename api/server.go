@@ -35,6 +35,14 @@ type Options struct {
 	// open); nil means always ready. /readyz returns 503 with its error.
 	Ready func() error
 
+	// BodyTimeout is how long a request body may take to arrive once its
+	// headers have (0: 10 s; negative: no limit). Requests without a body,
+	// such as event streams and WebSockets, are not affected.
+	BodyTimeout time.Duration
+	// MaxConnsPerNetwork caps the connections one client network (an IPv4
+	// address, an IPv6 /64) holds open at once; 0: no cap.
+	MaxConnsPerNetwork int
+
 	// Control is the control plane; nil serves only health and metrics.
 	Control *ControlOptions
 }
@@ -46,6 +54,8 @@ type Server struct {
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// connsRefused counts connections refused by MaxConnsPerNetwork.
+	connsRefused prometheus.Counter
 
 	// The control plane; nil without Options.Control.
 	ctl *control
@@ -70,6 +80,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
+	if opts.BodyTimeout == 0 {
+		opts.BodyTimeout = 10 * time.Second
+	}
 	s := &Server{
 		opts:    opts,
 		log:     opts.Logger,
@@ -85,12 +98,16 @@ func New(opts Options) (*Server, error) {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "code"}),
 	}
+	s.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "invigil_http_connections_refused_total",
+		Help: "Connections refused because their client network already held max_conns_per_network.",
+	})
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "invigil_build_info",
 		Help: "Always 1; the labels say which build is running.",
 	}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(opts.Version, runtime.Version()).Set(1)
-	for _, c := range []prometheus.Collector{s.requests, s.duration, buildInfo} {
+	for _, c := range []prometheus.Collector{s.requests, s.duration, s.connsRefused, buildInfo} {
 		if err := opts.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("api: register metrics: %w", err)
 		}
@@ -121,9 +138,10 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 }
 
 // Handler is the full handler chain: metrics outermost so that rejected
-// bodies are counted too, then the body limit, then the routes.
+// bodies are counted too, then the body deadline and limit, then the
+// routes.
 func (s *Server) Handler() http.Handler {
-	return s.instrument(limitBody(s.opts.MaxBodyBytes, s.mux))
+	return s.instrument(bodyDeadline(s.opts.BodyTimeout, limitBody(s.opts.MaxBodyBytes, s.mux)))
 }
 
 // Serve serves on ln until ctx is done, then stops accepting connections and
@@ -132,13 +150,15 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
 	srv := &http.Server{
 		Handler: s.Handler(),
-		// Slowloris protection; bodies are bounded by limitBody and handler
-		// deadlines, not by a global WriteTimeout that would cut long-lived
-		// event streams.
+		// Slowloris protection: headers within 10 s, bodies within
+		// BodyTimeout (bodyDeadline), idle keep-alive connections closed
+		// after a minute; no global ReadTimeout or WriteTimeout, which
+		// would cut long-lived event streams and WebSockets.
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	ln = limitConnsPerNetwork(ln, s.opts.MaxConnsPerNetwork, s.connsRefused)
 	srv.RegisterOnShutdown(s.closeStreams)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

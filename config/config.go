@@ -37,6 +37,12 @@ type Config struct {
 	MaxBodyBytes int64 `json:"max_body_bytes"`
 	// ShutdownTimeout bounds how long in-flight requests may finish on SIGTERM.
 	ShutdownTimeout Duration `json:"shutdown_timeout"`
+	// BodyTimeout is how long a request body may take to arrive after its
+	// headers, so clients trickling bodies cannot hold connections.
+	BodyTimeout Duration `json:"body_timeout"`
+	// MaxConnsPerNetwork caps the connections one client network (an IPv4
+	// address, an IPv6 /64) keeps open at once; 0 for no cap.
+	MaxConnsPerNetwork int64 `json:"max_conns_per_network"`
 	// SFUTokenKey signs and checks the SFU's join tokens (HMAC-SHA256) until
 	// the control plane issues them; at least 16 bytes. Empty: a random key
 	// per process, so tokens die with the process.
@@ -125,6 +131,10 @@ func Defaults(home string) Config {
 		LogFormat:       "text",
 		MaxBodyBytes:    1 << 20,
 		ShutdownTimeout: Duration(10 * time.Second),
+		// Behind one school's NAT many candidates share an address, each
+		// with a page, an event stream and a signalling socket.
+		BodyTimeout:        Duration(10 * time.Second),
+		MaxConnsPerNetwork: 256,
 
 		EarlyLoginMinutes:  45,
 		CodeAttempts:       5,
@@ -150,6 +160,8 @@ var settings = []setting{
 	{"log-format", "INVIGIL_LOG_FORMAT", "log `FORMAT`: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
 	{"max-body-bytes", "INVIGIL_MAX_BODY_BYTES", "largest request body in `BYTES`", func(c *Config) flag.Value { return (*int64Value)(&c.MaxBodyBytes) }},
 	{"shutdown-timeout", "INVIGIL_SHUTDOWN_TIMEOUT", "how long requests may finish on shutdown (`DURATION`)", func(c *Config) flag.Value { return &c.ShutdownTimeout }},
+	{"body-timeout", "INVIGIL_BODY_TIMEOUT", "how long a request body may take to arrive (`DURATION`)", func(c *Config) flag.Value { return &c.BodyTimeout }},
+	{"max-conns-per-network", "INVIGIL_MAX_CONNS_PER_NETWORK", "open connections one client network may hold (`N`; 0: no cap)", func(c *Config) flag.Value { return (*int64Value)(&c.MaxConnsPerNetwork) }},
 	{"sfu-token-key", "INVIGIL_SFU_TOKEN_KEY", "`KEY` that signs SFU join tokens until the control plane issues them (default: random per process)", func(c *Config) flag.Value { return (*stringValue)(&c.SFUTokenKey) }},
 	{"ice-public-ip", "INVIGIL_ICE_PUBLIC_IPS", "public `IPS` to announce for media (comma-separated; behind 1:1 NAT or Docker)", func(c *Config) flag.Value { return (*stringValue)(&c.ICEPublicIPs) }},
 	{"ice-udp-port", "INVIGIL_ICE_UDP_PORT", "one UDP `PORT` for all media (0: ephemeral ports)", func(c *Config) flag.Value { return (*int64Value)(&c.ICEUDPPort) }},
@@ -297,6 +309,12 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return fmt.Errorf("shutdown timeout %s: must not be negative", time.Duration(c.ShutdownTimeout))
+	}
+	if c.BodyTimeout < Duration(100*time.Millisecond) {
+		return fmt.Errorf("body timeout %s: want at least 100ms", time.Duration(c.BodyTimeout))
+	}
+	if c.MaxConnsPerNetwork < 0 {
+		return fmt.Errorf("max conns per network %d: want 0 (no cap) or more", c.MaxConnsPerNetwork)
 	}
 	if c.SFUTokenKey != "" && len(c.SFUTokenKey) < 16 {
 		return errors.New("sfu token key: want at least 16 characters (e.g. `openssl rand -hex 32`)")

@@ -74,10 +74,12 @@ func runServe(ctx context.Context, e env, args []string) error {
 	// once the media plane runs, before anything is served.
 	media, analysis := &sfuControl{}, &pipelineControl{}
 	srv, err := api.New(api.Options{
-		Registry:     reg,
-		Logger:       log,
-		Version:      version,
-		MaxBodyBytes: cfg.MaxBodyBytes,
+		Registry:           reg,
+		Logger:             log,
+		Version:            version,
+		MaxBodyBytes:       cfg.MaxBodyBytes,
+		BodyTimeout:        time.Duration(cfg.BodyTimeout),
+		MaxConnsPerNetwork: int(cfg.MaxConnsPerNetwork),
 		Ready: func() error {
 			if err := models.CheckPresent(cfg.ModelsDir); err != nil {
 				return err
