@@ -209,6 +209,11 @@ func (s *Stats) add(o Stats) {
 	s.ConnectionsFailed += o.ConnectionsFailed
 }
 
+// LoadIdentityPrefix starts every identity a token signed with the
+// server's sfu_token_key may carry: the server refuses such tokens for any
+// other identity, so load tests can never pose as real candidates or staff.
+const LoadIdentityPrefix = "load-"
+
 // HMACTokens issues candidate tokens locally with the server's token key
 // (sfu_token_key), for tests and load runs while no control plane issues
 // them: candidate i is identity prefix+(i+1) in room, valid for ttl.

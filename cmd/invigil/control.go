@@ -16,6 +16,7 @@ import (
 	"invigil/detectors/rules"
 	"invigil/pipeline"
 	"invigil/sfu"
+	"invigil/simulate"
 	"invigil/store"
 )
 
@@ -62,7 +63,8 @@ func (c *pipelineControl) Latest(identity string) (api.AnalysisSnapshot, bool) {
 
 // controlTokens is the SFU's token verifier: the control plane decides
 // every grant; tokens signed with the configured sfu_token_key (load tests)
-// are accepted too when a key is set.
+// are accepted too when a key is set, but only for load-test identities
+// in rooms of their own.
 type controlTokens struct {
 	api  *api.Server
 	hmac *sfu.HMACTokens
@@ -76,10 +78,28 @@ func (t *controlTokens) Verify(token string) (sfu.Grants, error) {
 	}
 	if t.hmac != nil && !strings.HasPrefix(token, "m1.") {
 		if hg, herr := t.hmac.Verify(token); herr == nil {
+			if lerr := checkLoadGrant(hg); lerr != nil {
+				return sfu.Grants{}, fmt.Errorf("%w: %v", sfu.ErrBadToken, lerr)
+			}
 			return hg, nil
 		}
 	}
 	return sfu.Grants{}, fmt.Errorf("%w: %v", sfu.ErrBadToken, err)
+}
+
+// checkLoadGrant keeps the load-test key from impersonating anyone real:
+// whoever holds sfu_token_key could otherwise join as candidate-1 (and
+// push the real candidate out, whose violations would then be stored under
+// the load test's camera) or watch an exam's room as a hidden proctor.
+func checkLoadGrant(g sfu.Grants) error {
+	rest, ok := strings.CutPrefix(g.Identity, simulate.LoadIdentityPrefix)
+	if !ok || rest == "" {
+		return fmt.Errorf("a token signed with sfu_token_key carries identity %q: load-test identities start with %q", g.Identity, simulate.LoadIdentityPrefix)
+	}
+	if strings.HasPrefix(g.Room, "exam-") {
+		return fmt.Errorf("a token signed with sfu_token_key names room %q: exam rooms are the control plane's", g.Room)
+	}
+	return nil
 }
 
 // presenceEvents tells the control plane who is connected to media.

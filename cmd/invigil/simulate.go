@@ -24,7 +24,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	token := fs.String("token", "", "join with this SFU `TOKEN`")
 	tokenKey := fs.String("token-key", "", "issue tokens locally with the server's sfu_token_key `KEY` (tests and load; env INVIGIL_SFU_TOKEN_KEY)")
 	room := fs.String("room", "sim", "`ROOM` of the tokens issued with --token-key")
-	identity := fs.String("identity", "sim-", "identity `PREFIX` of the tokens issued with --token-key (candidate i is PREFIXi)")
+	identity := fs.String("identity", simulate.LoadIdentityPrefix, "identity `PREFIX` of the tokens issued with --token-key (candidate i is PREFIXi; must start with "+simulate.LoadIdentityPrefix+")")
 	video := fs.String("video", "", "what the camera shows: an image or video `FILE`, looping")
 	scenario := fs.String("scenario", "", "a scenario `FILE`: JSON list of {\"file\": …, \"seconds\": …} the camera shows in turn, looping")
 	audio := fs.Bool("audio", false, "also publish a microphone (a 440 Hz sine in Opus, made with ffmpeg)")
@@ -98,6 +98,9 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	case key != "":
 		if len(key) < 16 {
 			return usageError{"--token-key: want the server's sfu_token_key (at least 16 characters)"}
+		}
+		if !strings.HasPrefix(*identity, simulate.LoadIdentityPrefix) {
+			return usageError{fmt.Sprintf("--identity %q: tokens signed with the key are for load tests only; their identities start with %q", *identity, simulate.LoadIdentityPrefix)}
 		}
 		tokens = simulate.HMACTokens([]byte(key), *room, *identity, 24*time.Hour)
 	case *token != "":
