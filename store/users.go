@@ -99,6 +99,12 @@ func (q queries) CreateUser(ctx context.Context, username, passwordHash, role st
 }
 
 // UpdateUser changes the fields of u that are set and returns the result.
+// A new password, a new role or a change of the disabled flag revokes
+// every login of the user in the same transaction: a stolen session must
+// not outlive the password that made it, a session must not keep the
+// powers of a role taken away, and re-enabling must not bring back the
+// sessions of before the user was disabled. Doing it here rather than in
+// the API means `invigil admin users` on the database file revokes too.
 func (q queries) UpdateUser(ctx context.Context, id int64, u UserUpdate) (User, error) {
 	if u.Role != nil {
 		if err := validRole(*u.Role); err != nil {
@@ -119,15 +125,46 @@ func (q queries) UpdateUser(ctx context.Context, id int64, u UserUpdate) (User, 
 	if u.PasswordHash != nil {
 		hash = *u.PasswordHash
 	}
-	updated, err := scanUser(q.db.QueryRowContext(ctx, `UPDATE users SET
-			disabled = COALESCE(?, disabled),
-			role = COALESCE(?, role),
-			password_hash = COALESCE(?, password_hash)
-		WHERE id = ? RETURNING `+userColumns, disabled, role, hash, id))
+	var updated User
+	err := q.atomic(ctx, func(q queries) error {
+		before, err := q.UserByID(ctx, id)
+		if err != nil {
+			return fmt.Errorf("update user %d: %w", id, err)
+		}
+		updated, err = scanUser(q.db.QueryRowContext(ctx, `UPDATE users SET
+				disabled = COALESCE(?, disabled),
+				role = COALESCE(?, role),
+				password_hash = COALESCE(?, password_hash)
+			WHERE id = ? RETURNING `+userColumns, disabled, role, hash, id))
+		if err != nil {
+			return notFound(err, "update user %d", id)
+		}
+		if u.PasswordHash != nil || updated.Role != before.Role || updated.Disabled != before.Disabled {
+			if _, err := q.RevokeUserTokens(ctx, id, time.Now()); err != nil {
+				return fmt.Errorf("update user %d: %w", id, err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return User{}, notFound(err, "user %d", id)
+		return User{}, err
 	}
 	return updated, nil
+}
+
+// RevokeUserTokens ends every login session of a staff user that is not
+// already revoked and returns how many it ended.
+func (q queries) RevokeUserTokens(ctx context.Context, userID int64, at time.Time) (int64, error) {
+	res, err := q.db.ExecContext(ctx, "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+		dbTime(at), userID)
+	if err != nil {
+		return 0, fmt.Errorf("revoke tokens of user %d: %w", userID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("revoke tokens of user %d: %w", userID, err)
+	}
+	return n, nil
 }
 
 const tokenColumns = "hash, kind, user_id, candidate_id, csrf, created_at, expires_at, revoked_at"
