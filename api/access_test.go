@@ -3,6 +3,8 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -11,6 +13,60 @@ import (
 
 	"invigil/internal/metrictest"
 )
+
+// expectedAccess is who may call each route, written out by hand and not
+// read from the route table it checks: a role added to or dropped from a
+// route in routes.go fails TestAccessMatrix until this table is changed
+// too, on purpose. "none" is a caller without a login.
+var expectedAccess = map[string][]string{
+	"GET /api/v1/openapi.json":   {"admin", "assistant", "examiner", "proctor", "candidate", "none"},
+	"POST /api/v1/auth/login":    {"admin", "assistant", "examiner", "proctor", "candidate", "none"},
+	"POST /api/v1/auth/logout":   {"admin", "assistant", "examiner", "proctor", "candidate"},
+	"GET /api/v1/auth/me":        {"admin", "assistant", "examiner", "proctor"},
+	"POST /api/v1/media/token":   {"admin", "assistant", "examiner", "proctor", "candidate"},
+	"GET /api/v1/users":          {"admin"},
+	"POST /api/v1/users":         {"admin"},
+	"PATCH /api/v1/users/{user}": {"admin"},
+
+	"POST /api/v1/candidate/login":      {"admin", "assistant", "examiner", "proctor", "candidate", "none"},
+	"GET /api/v1/candidate/me":          {"candidate"},
+	"POST /api/v1/candidate/leave":      {"candidate"},
+	"POST /api/v1/candidate/help":       {"candidate"},
+	"GET /api/v1/candidate/analysis":    {"candidate"},
+	"GET /api/v1/candidate/events":      {"candidate"},
+	"POST /api/v1/calls/{call}/accept":  {"candidate"},
+	"POST /api/v1/calls/{call}/decline": {"candidate"},
+
+	"POST /api/v1/exams":                          {"admin"},
+	"GET /api/v1/exams":                           {"admin", "assistant", "examiner", "proctor"},
+	"GET /api/v1/exams/{exam}":                    {"admin", "assistant", "examiner", "proctor"},
+	"GET /api/v1/exams/{exam}/staff":              {"admin"},
+	"PUT /api/v1/exams/{exam}/staff":              {"admin"},
+	"PUT /api/v1/exams/{exam}/policies/{room}":    {"admin"},
+	"POST /api/v1/exams/{exam}/candidates":        {"admin"},
+	"POST /api/v1/exams/{exam}/candidates/import": {"admin"},
+	"GET /api/v1/exams/{exam}/codes.csv":          {"admin"},
+	"GET /api/v1/exams/{exam}/candidates":         {"admin", "assistant", "examiner", "proctor"},
+	"GET /api/v1/exams/{exam}/calls":              {"admin", "assistant", "examiner", "proctor"},
+	"GET /api/v1/exams/{exam}/violations":         {"admin", "assistant", "examiner", "proctor"},
+	"GET /api/v1/exams/{exam}/report.csv":         {"admin", "proctor"},
+	"GET /api/v1/exams/{exam}/events":             {"admin", "assistant", "examiner", "proctor"},
+
+	"GET /api/v1/candidates/{candidate}":                {"admin", "assistant", "examiner", "proctor"},
+	"POST /api/v1/candidates/{candidate}/leave":         {"admin", "assistant", "examiner", "proctor"},
+	"POST /api/v1/candidates/{candidate}/calibrate":     {"admin", "assistant", "examiner"},
+	"POST /api/v1/candidates/{candidate}/calls":         {"admin", "assistant", "examiner"},
+	"POST /api/v1/calls/{call}/end":                     {"admin", "assistant", "examiner"},
+	"PUT /api/v1/candidates/{candidate}/score":          {"admin", "examiner"},
+	"POST /api/v1/candidates/{candidate}/score/publish": {"admin", "examiner"},
+	"GET /api/v1/candidates/{candidate}/score":          {"admin", "assistant", "examiner", "proctor"},
+	"GET /api/v1/candidates/{candidate}/timeline":       {"admin", "assistant", "examiner", "proctor"},
+
+	"GET /api/v1/violations/{violation}":           {"admin", "assistant", "examiner", "proctor"},
+	"GET /api/v1/violations/{violation}/evidence":  {"admin", "assistant", "examiner", "proctor"},
+	"GET /api/v1/violations/{violation}/recording": {"admin", "assistant", "examiner", "proctor"},
+	"POST /api/v1/violations/{violation}/review":   {"admin", "proctor"},
+}
 
 // Every route × every role, and no login at all: a refused caller gets
 // exactly 401 unauthenticated (no login) or 403 forbidden (wrong role); an
@@ -30,17 +86,27 @@ func TestAccessMatrix(t *testing.T) {
 	}
 	ids := regexp.MustCompile(`\{[a-z]+\}`)
 	routes := h.srv.ctl.routes()
-	if len(routes) < 40 {
-		t.Fatalf("only %d routes", len(routes))
+	served := map[string]bool{}
+	for _, rt := range routes {
+		key := rt.method + " " + rt.path
+		served[key] = true
+		if _, ok := expectedAccess[key]; !ok {
+			t.Errorf("route %s is not in the hand-written expectedAccess table: decide who may call it and add it", key)
+		}
+	}
+	for key := range expectedAccess {
+		if !served[key] {
+			t.Errorf("expectedAccess lists %s, which the server does not serve", key)
+		}
 	}
 	for _, rt := range routes {
+		key := rt.method + " " + rt.path
 		if rt.path == "/api/v1/auth/logout" {
 			continue // revokes the token the other rows need; checked below
 		}
 		path := ids.ReplaceAllString(rt.path, "987654")
 		for role, tok := range tokens {
-			allowed := slices.Contains(rt.allow, rolePublic) || slices.Contains(rt.allow, role) ||
-				(role == "admin" && slices.ContainsFunc(rt.allow, func(r string) bool { return slices.Contains(staffRoles, r) }))
+			allowed := slices.Contains(expectedAccess[key], role)
 			var a answer
 			if strings.HasSuffix(rt.path, "/events") && allowed {
 				continue // a stream on a real exam is tested elsewhere; here it would not end
@@ -50,11 +116,11 @@ func TestAccessMatrix(t *testing.T) {
 			refused := code == "unauthenticated" || code == "forbidden"
 			switch {
 			case allowed && refused:
-				t.Errorf("%s %s as %s: refused (%d %s), want allowed", rt.method, rt.path, role, a.status, a.body)
+				t.Errorf("%s as %s: refused (%d %s), want allowed", key, role, a.status, a.body)
 			case !allowed && role == "none" && (a.status != 401 || code != "unauthenticated"):
-				t.Errorf("%s %s without login: %d %s, want 401", rt.method, rt.path, a.status, a.body)
+				t.Errorf("%s without login: %d %s, want 401", key, a.status, a.body)
 			case !allowed && role != "none" && (a.status != 403 || code != "forbidden"):
-				t.Errorf("%s %s as %s: %d %s, want 403", rt.method, rt.path, role, a.status, a.body)
+				t.Errorf("%s as %s: %d %s, want 403", key, role, a.status, a.body)
 			}
 		}
 	}
@@ -122,7 +188,9 @@ func TestCodeBruteForce(t *testing.T) {
 	if n := metrictest.Sum(t, h.reg, "invigil_code_guessing_alert"); n != 0 {
 		t.Errorf("guessing alert %v 11 minutes after the last wrong code, want 0", n)
 	}
-	// Malformed codes are answered clearly and count as tries too.
+	// Malformed codes are answered clearly and count as tries too. (A
+	// right code forgives no wrong ones; an hour without any does.)
+	h.clock.Add(time.Hour + time.Minute)
 	a = h.do("POST", "/api/v1/candidate/login", "", map[string]string{"code": "12ab"})
 	if a.status != 400 || a.errCode() != "bad_code" {
 		t.Errorf("malformed code: %d %s", a.status, a.body)
@@ -345,5 +413,245 @@ func TestOpenAPIInStep(t *testing.T) {
 				t.Errorf("%s %s: answer lacks %q (DESIGN.md contract)", c.method, c.path, f)
 			}
 		}
+	}
+}
+
+// scopeDay is exam A in the middle of an interview: a candidate in an
+// accepted interview call with examiner ex2, a stored score, a violation
+// with evidence and a recording. as2, ex2, ex3 and pr2 are on A's staff;
+// as, ex and pr only on exam B.
+type scopeDay struct {
+	h            *harness
+	examA, examB int64
+	cand         candidateCodesAnswer
+	call         callView
+	violation    int64
+	tok          map[string]string
+}
+
+func newScopeDay(t *testing.T) *scopeDay {
+	h := newHarness(t)
+	d := &scopeDay{h: h, examA: h.exam(), examB: h.exam(), tok: map[string]string{}}
+	for name, role := range map[string]string{"as": "assistant", "ex": "examiner", "pr": "proctor",
+		"as2": "assistant", "ex2": "examiner", "ex3": "examiner", "pr2": "proctor"} {
+		d.tok[name] = h.staff(name, role)
+	}
+	h.assign(d.examB, "as", "ex", "pr")
+	h.assign(d.examA, "as2", "ex2", "ex3", "pr2")
+	d.cand = h.candidate(d.examA, "甲")
+	cpath := "/api/v1/candidates/" + itoa(d.cand.ID)
+	ctok := h.codeLogin(d.cand.Codes["interview"]).Token
+	h.must(201, "POST", cpath+"/calls", d.tok["as2"], map[string]string{"kind": "device_check"}).decode(t, &d.call)
+	h.must(200, "POST", "/api/v1/calls/"+itoa(d.call.ID)+"/accept", ctok, nil)
+	h.must(200, "POST", "/api/v1/calls/"+itoa(d.call.ID)+"/end", d.tok["as2"], nil)
+	ctok = h.codeLogin(d.cand.Codes["interview"]).Token
+	h.must(201, "POST", cpath+"/calls", d.tok["ex2"], map[string]string{"kind": "interview"}).decode(t, &d.call)
+	h.must(200, "POST", "/api/v1/calls/"+itoa(d.call.ID)+"/accept", ctok, nil)
+	if err := os.MkdirAll(filepath.Join(h.dataDir, "recordings"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.dataDir, "recordings", "a.webm"), []byte("\x1a\x45\xdf\xa3 webm"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	off := int64(0)
+	if err := h.srv.ViolationOpened(t.Context(), ViolationReport{Key: "scope-1", Identity: "candidate-" + itoa(d.cand.ID),
+		Type: "head_turn", Confidence: 0.9, StartedAt: h.clock.Now(), OpenedAt: h.clock.Now(),
+		Evidence: []byte("\xff\xd8\xff\xe0 jpeg"), RecordingPath: "recordings/a.webm", RecordingOffsetMS: &off}); err != nil {
+		t.Fatal(err)
+	}
+	var list []violationView
+	h.must(200, "GET", "/api/v1/exams/"+itoa(d.examA)+"/violations", h.admin, nil).decode(t, &list)
+	if len(list) != 1 {
+		t.Fatalf("violations of A: %s", mustJSON(list))
+	}
+	d.violation = list[0].ID
+	h.must(200, "PUT", cpath+"/score", d.tok["ex2"], map[string]any{"score": 80})
+	return d
+}
+
+// path fills a route's path parameters with exam A's rows.
+func (d *scopeDay) path(p string) string {
+	return strings.NewReplacer("{exam}", itoa(d.examA), "{candidate}", itoa(d.cand.ID), "{call}", itoa(d.call.ID),
+		"{violation}", itoa(d.violation), "{room}", "waiting").Replace(p)
+}
+
+// A valid body for each state-changing route, so that the membership check,
+// not the input check, is what answers.
+var scopeBodies = map[string]any{
+	"POST /api/v1/candidates/{candidate}/calls":  map[string]string{"kind": "spot_check"},
+	"PUT /api/v1/candidates/{candidate}/score":   map[string]any{"score": 10, "comment": "not mine"},
+	"POST /api/v1/violations/{violation}/review": map[string]string{"decision": "dismissed"},
+	"POST /api/v1/calls/{call}/end":              map[string]string{"outcome": "done"},
+}
+
+// Staff of another exam may not see or touch exam A: 403 not_exam_staff
+// for a route naming the exam, and for a candidate, call or violation of A
+// the very 404 a missing ID gets. Staff on A are let through (the control
+// that shows the refusals are about the exam, not the role), and nothing
+// of A changed.
+func TestExamStaffScope(t *testing.T) {
+	d := newScopeDay(t)
+	h := d.h
+	scoped := regexp.MustCompile(`\{(exam|candidate|call|violation)\}`)
+	checked := 0
+	for key, roles := range expectedAccess {
+		method, p, _ := strings.Cut(key, " ")
+		m := scoped.FindStringSubmatch(p)
+		if m == nil || strings.HasSuffix(p, "/events") { // the stream: below, with a timeout
+			continue
+		}
+		for _, name := range []string{"as", "ex", "pr"} {
+			role := map[string]string{"as": "assistant", "ex": "examiner", "pr": "proctor"}[name]
+			if !slices.Contains(roles, role) {
+				continue
+			}
+			body := scopeBodies[key]
+			if body == nil && method != "GET" {
+				body = "{}"
+			}
+			a := h.do(method, d.path(p), d.tok[name], body)
+			var e struct {
+				Error apiError `json:"error"`
+			}
+			_ = json.Unmarshal(a.body, &e)
+			if m[1] == "exam" {
+				if a.status != 403 || e.Error.Code != "not_exam_staff" {
+					t.Errorf("%s as %s of exam B: %d %s, want 403 not_exam_staff", key, role, a.status, a.body)
+				}
+			} else {
+				id := map[string]int64{"candidate": d.cand.ID, "call": d.call.ID, "violation": d.violation}[m[1]]
+				// Exactly what an ID that does not exist gets.
+				missing := h.do(method, strings.Replace(d.path(p), "/"+itoa(id), "/987654", 1), d.tok[name], body)
+				var me struct {
+					Error apiError `json:"error"`
+				}
+				_ = json.Unmarshal(missing.body, &me)
+				if a.status != 404 || e.Error.Code != "not_found" ||
+					e.Error.Message != strings.Replace(me.Error.Message, "987654", itoa(id), 1) || missing.status != 404 {
+					t.Errorf("%s as %s of exam B: %d %s, want the 404 of a missing id (%d %s)", key, role, a.status, a.body, missing.status, missing.body)
+				}
+			}
+			checked++
+		}
+	}
+	if checked < 40 {
+		t.Errorf("only %d route×role pairs checked", checked)
+	}
+	// The event stream refuses before it streams (the stream's own headers
+	// would come at once, so the timeout only bounds a broken check).
+	req, _ := http.NewRequest("GET", h.base+"/api/v1/exams/"+itoa(d.examA)+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+d.tok["pr"])
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 || resp.Header.Get("Content-Type") == "text/event-stream" {
+		t.Errorf("events of A for a proctor of B: %d %s, want 403", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	// Staff media tokens are for one's own exams.
+	for _, name := range []string{"as", "ex", "pr"} {
+		a := h.do("POST", "/api/v1/media/token", d.tok[name], map[string]int64{"exam_id": d.examA})
+		if a.status != 403 || a.errCode() != "not_exam_staff" {
+			t.Errorf("media token for A as %s of B: %d %s", name, a.status, a.body)
+		}
+	}
+
+	// Nothing of A changed.
+	var detail candidateDetail
+	h.must(200, "GET", "/api/v1/candidates/"+itoa(d.cand.ID), h.admin, nil).decode(t, &detail)
+	var sc scoreView
+	h.must(200, "GET", "/api/v1/candidates/"+itoa(d.cand.ID)+"/score", h.admin, nil).decode(t, &sc)
+	var v violationView
+	h.must(200, "GET", "/api/v1/violations/"+itoa(d.violation), h.admin, nil).decode(t, &v)
+	if detail.Stage != "interview_call" || detail.Call == nil || detail.Call.ID != d.call.ID || detail.Call.State != "active" ||
+		sc.Score != 80 || sc.Published || v.Status != "pending" {
+		t.Errorf("staff of exam B changed exam A: stage %s call %+v score %+v violation %s", detail.Stage, detail.Call, sc, v.Status)
+	}
+
+	// Staff on A read all of it.
+	for key, roles := range expectedAccess {
+		method, p, _ := strings.Cut(key, " ")
+		if method != "GET" || !scoped.MatchString(p) || strings.HasSuffix(p, "/events") {
+			continue
+		}
+		for _, name := range []string{"as2", "ex2", "pr2"} {
+			role := map[string]string{"as2": "assistant", "ex2": "examiner", "pr2": "proctor"}[name]
+			if slices.Contains(roles, role) {
+				if a := h.do("GET", d.path(p), d.tok[name], nil); a.status != 200 {
+					t.Errorf("%s as %s of exam A: %d %s, want 200", key, role, a.status, a.body)
+				}
+			}
+		}
+	}
+	h.must(200, "POST", "/api/v1/media/token", d.tok["pr2"], map[string]int64{"exam_id": d.examA})
+
+	// The exam list is one's own; admins see every exam.
+	examIDs := func(tok string) []int64 {
+		var list []examView
+		h.must(200, "GET", "/api/v1/exams", tok, nil).decode(t, &list)
+		out := []int64{}
+		for _, e := range list {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	if got := examIDs(d.tok["pr"]); !slices.Equal(got, []int64{d.examB}) {
+		t.Errorf("exams of a proctor of B: %v", got)
+	}
+	if got := examIDs(d.tok["ex2"]); !slices.Equal(got, []int64{d.examA}) {
+		t.Errorf("exams of an examiner of A: %v", got)
+	}
+	if got := examIDs(h.admin); !slices.Equal(got, []int64{d.examA, d.examB}) {
+		t.Errorf("exams of the admin: %v", got)
+	}
+}
+
+// Only the examiner who held the candidate's interview call (or an admin)
+// scores them; only an admin or the staff member on the current call ends
+// their day.
+func TestScoreAndLeaveBelongToTheCall(t *testing.T) {
+	d := newScopeDay(t)
+	h := d.h
+	cpath := "/api/v1/candidates/" + itoa(d.cand.ID)
+	// ex3 is on exam A and an examiner, but did not interview the candidate.
+	if a := h.do("PUT", cpath+"/score", d.tok["ex3"], map[string]any{"score": 5}); a.status != 403 || a.errCode() != "not_your_interview" {
+		t.Errorf("score by an examiner not on the call: %d %s", a.status, a.body)
+	}
+	if a := h.do("POST", cpath+"/score/publish", d.tok["ex3"], nil); a.status != 403 || a.errCode() != "not_your_interview" {
+		t.Errorf("publish by an examiner not on the call: %d %s", a.status, a.body)
+	}
+	var sc scoreView
+	h.must(200, "GET", cpath+"/score", d.tok["ex3"], nil).decode(t, &sc) // reading is fine
+	if sc.Score != 80 || sc.Published {
+		t.Fatalf("the other examiner changed the score: %+v", sc)
+	}
+	h.must(200, "POST", cpath+"/score/publish", d.tok["ex2"], nil).decode(t, &sc)
+	if !sc.Published || sc.ExaminerID == 0 {
+		t.Errorf("published by the interviewer: %+v", sc)
+	}
+	h.must(200, "PUT", cpath+"/score", h.admin, map[string]any{"score": 82, "comment": "复核"}).decode(t, &sc)
+	if sc.Score != 82 {
+		t.Errorf("an admin's correction: %+v", sc)
+	}
+
+	// Ending the day: not the assistant, proctor or other examiner of the
+	// exam; the interviewer on the call may.
+	for _, name := range []string{"as2", "pr2", "ex3"} {
+		if a := h.do("POST", cpath+"/leave", d.tok[name], nil); a.status != 403 || a.errCode() != "not_on_call" {
+			t.Errorf("leave by %s, not on the call: %d %s", name, a.status, a.body)
+		}
+	}
+	var cv candidateView
+	h.must(200, "POST", cpath+"/leave", d.tok["ex2"], nil).decode(t, &cv)
+	if cv.Stage != "left" || cv.Call != nil {
+		t.Errorf("after the interviewer ended the day: %+v", cv)
+	}
+	// An admin may end anyone's day, on a call or not.
+	other := h.candidate(d.examA, "乙")
+	h.codeLogin(other.Codes["rest_room"])
+	h.must(200, "POST", "/api/v1/candidates/"+itoa(other.ID)+"/leave", h.admin, nil).decode(t, &cv)
+	if cv.Stage != "left" {
+		t.Errorf("after an admin ended the day: %+v", cv)
 	}
 }

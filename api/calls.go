@@ -54,7 +54,7 @@ func callStages(kind string) (waiting, inCall, done stage.Stage) {
 }
 
 func (c *control) placeCall(w http.ResponseWriter, r *http.Request, p *principal) error {
-	cand, err := c.candidateFromPath(r)
+	cand, err := c.candidateFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func (c *control) declineCall(w http.ResponseWriter, r *http.Request, p *princip
 }
 
 func (c *control) endCall(w http.ResponseWriter, r *http.Request, p *principal) error {
-	call, err := c.callFromPath(r)
+	call, err := c.callFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -312,8 +312,8 @@ func (c *control) disconnect(call store.Call) {
 	}
 }
 
-func (c *control) listCalls(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	e, err := c.examFromPath(r)
+func (c *control) listCalls(w http.ResponseWriter, r *http.Request, p *principal) error {
+	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
 	}

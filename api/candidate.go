@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -332,6 +333,13 @@ func (c *control) candidateHelp(w http.ResponseWriter, r *http.Request, p *princ
 		return err
 	}
 	msg := strings.TrimSpace(req.Message)
+	if r, _, _, found := refusedRune(msg, true); found {
+		// Said to the candidate in both languages, as their page shows it.
+		return candidateError(http.StatusBadRequest, "bad_text", stage.Text{
+			ZH: fmt.Sprintf("求助内容含有不允许的字符 U+%04X，请删除后再发送。", r),
+			EN: fmt.Sprintf("help message: the character U+%04X is not allowed; please remove it and send again.", r),
+		})
+	}
 	if utf8.RuneCountInString(msg) > 500 {
 		return errorf(http.StatusBadRequest, "too_long", "a help message has at most 500 characters")
 	}

@@ -63,7 +63,10 @@ var candidateEventTypes = map[string]bool{
 
 // streamEvents writes an exam's events after `since` as Server-Sent Events
 // until the client goes, then waits for new ones. keep filters (nil: all).
-func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, examID int64, stream string, keep func(store.Event) bool) error {
+// A stream outlives the checks made when it opened, so before each batch
+// and each keep-alive it checks again that p may still watch (the login
+// not revoked, the staff member still on the exam) and ends when not.
+func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, p *principal, examID int64, stream string, keep func(store.Event) bool) error {
 	since, err := sinceParam(r)
 	if err != nil {
 		return err
@@ -91,6 +94,9 @@ func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, examID in
 	defer tick.Stop()
 	ctx := r.Context()
 	for {
+		if !c.mayStillWatch(ctx, p, examID) {
+			return nil
+		}
 		for {
 			events, err := c.st.EventsSince(ctx, examID, since, 500)
 			if err != nil {
@@ -124,6 +130,9 @@ func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, examID in
 			return nil
 		case <-wake:
 		case <-tick.C:
+			if !c.mayStillWatch(ctx, p, examID) {
+				return nil
+			}
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return nil
 			}
@@ -155,17 +164,17 @@ func sinceParam(r *http.Request) (int64, error) {
 	return n, nil
 }
 
-func (c *control) examEvents(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	e, err := c.examFromPath(r)
+func (c *control) examEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
+	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
 	}
-	return c.streamEvents(w, r, e.ID, "staff", nil)
+	return c.streamEvents(w, r, p, e.ID, "staff", nil)
 }
 
 func (c *control) candidateEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id := p.candidate.ID
-	return c.streamEvents(w, r, p.candidate.ExamID, "candidate", func(e store.Event) bool {
+	return c.streamEvents(w, r, p, p.candidate.ExamID, "candidate", func(e store.Event) bool {
 		if e.CandidateID != id || !candidateEventTypes[e.Type] {
 			return false
 		}
@@ -214,6 +223,22 @@ func (s *Server) MediaEvent(ctx context.Context, identity, kind string) {
 			c.log.Warn("log a presence event", "candidate", cid, "err", err)
 		}
 	}
+}
+
+// mayStillWatch checks again what the stream's opening checked: the login
+// session is alive and, for staff, the user may still see the exam (an
+// admin demoted, a member taken off it). A failed read ends the stream
+// too; the page reconnects and is checked afresh.
+func (c *control) mayStillWatch(ctx context.Context, p *principal, examID int64) bool {
+	now, err := c.sessionOf(ctx, p.token.Hash)
+	if err != nil {
+		return false
+	}
+	if now.isCandidate() {
+		return now.candidate.ID == p.candidate.ID
+	}
+	ok, err := c.onExamStaff(ctx, now, examID)
+	return err == nil && ok && now.user.ID == p.user.ID
 }
 
 func (c *control) isOnline(identity string) bool {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,9 @@ func (c *control) createExam(w http.ResponseWriter, r *http.Request, p *principa
 		return err
 	}
 	req.Name = strings.TrimSpace(req.Name)
+	if err := checkText("exam name", req.Name, false); err != nil {
+		return err
+	}
 	switch {
 	case req.Name == "" || utf8.RuneCountInString(req.Name) > 200:
 		return errorf(http.StatusBadRequest, "bad_name", "an exam needs a name of 1 to 200 characters")
@@ -109,14 +113,22 @@ func (c *control) createExam(w http.ResponseWriter, r *http.Request, p *principa
 	return nil
 }
 
-func (c *control) listExams(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (c *control) listExams(w http.ResponseWriter, r *http.Request, p *principal) error {
 	exams, err := c.st.ListExams(r.Context())
 	if err != nil {
 		return err
 	}
+	var mine []int64 // nil for admins: every exam
+	if !isAdmin(p) {
+		if mine, err = c.st.StaffExamIDs(r.Context(), p.user.ID); err != nil {
+			return err
+		}
+	}
 	out := make([]examView, 0, len(exams))
 	for _, e := range exams {
-		out = append(out, c.viewExam(e))
+		if mine == nil || slices.Contains(mine, e.ID) {
+			out = append(out, c.viewExam(e))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -126,8 +138,8 @@ func (c *control) examFromPath(r *http.Request) (store.Exam, error) {
 	return byPathID(r, "exam", c.st.Exam)
 }
 
-func (c *control) getExam(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	e, err := c.examFromPath(r)
+func (c *control) getExam(w http.ResponseWriter, r *http.Request, p *principal) error {
+	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -199,7 +211,15 @@ type candidateCodesAnswer struct {
 	Codes      map[string]string `json:"codes"`
 }
 
+// checkCandidateName is the rule for a candidate's name and external ID,
+// from the API and from each CSV row alike.
 func checkCandidateName(name, ext string) error {
+	if p := textProblem(name, false); p != "" {
+		return fmt.Errorf("name: %s", p)
+	}
+	if p := textProblem(ext, false); p != "" {
+		return fmt.Errorf("external_id: %s", p)
+	}
 	if name == "" || utf8.RuneCountInString(name) > 100 {
 		return errors.New("a candidate needs a name of 1 to 100 characters")
 	}
@@ -241,6 +261,12 @@ func (c *control) addCandidate(w http.ResponseWriter, r *http.Request, p *princi
 		return err
 	}
 	nc := store.NewCandidate{Name: strings.TrimSpace(req.Name), ExternalID: strings.TrimSpace(req.ExternalID)}
+	if err := checkText("candidate name", nc.Name, false); err != nil {
+		return err
+	}
+	if err := checkText("candidate external_id", nc.ExternalID, false); err != nil {
+		return err
+	}
 	if err := checkCandidateName(nc.Name, nc.ExternalID); err != nil {
 		return errorf(http.StatusBadRequest, "bad_name", "%v", err)
 	}
@@ -374,8 +400,8 @@ func (c *control) viewCandidates(ctx context.Context, examID int64, cands []stor
 	return out, nil
 }
 
-func (c *control) listCandidates(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	e, err := c.examFromPath(r)
+func (c *control) listCandidates(w http.ResponseWriter, r *http.Request, p *principal) error {
+	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -400,8 +426,8 @@ func (c *control) candidateFromPath(r *http.Request) (store.Candidate, error) {
 	return byPathID(r, "candidate", c.st.Candidate)
 }
 
-func (c *control) getCandidate(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	cand, err := c.candidateFromPath(r)
+func (c *control) getCandidate(w http.ResponseWriter, r *http.Request, p *principal) error {
+	cand, err := c.candidateFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -418,9 +444,21 @@ func (c *control) getCandidate(w http.ResponseWriter, r *http.Request, _ *princi
 }
 
 func (c *control) staffLeave(w http.ResponseWriter, r *http.Request, p *principal) error {
-	cand, err := c.candidateFromPath(r)
+	cand, err := c.candidateFor(r, p)
 	if err != nil {
 		return err
+	}
+	if !isAdmin(p) {
+		// Ending someone's day is the admin's, or that of the staff member
+		// talking to them now (who sees why); nobody else on the exam may
+		// send a candidate away unseen.
+		call, err := c.st.CurrentCall(r.Context(), cand.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err != nil || call.StaffID != p.user.ID {
+			return errorf(http.StatusForbidden, "not_on_call", "only an admin or the staff member on candidate %d's current call may end their day", cand.ID)
+		}
 	}
 	if cand.Stage != stage.Left {
 		if err := c.endCallsOf(r.Context(), cand, p.user.ID); err != nil {
@@ -446,7 +484,7 @@ func (c *control) staffLeave(w http.ResponseWriter, r *http.Request, p *principa
 const calibrationWindow = 3 * time.Second
 
 func (c *control) calibrate(w http.ResponseWriter, r *http.Request, p *principal) error {
-	cand, err := c.candidateFromPath(r)
+	cand, err := c.candidateFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -468,7 +506,7 @@ func (c *control) calibrate(w http.ResponseWriter, r *http.Request, p *principal
 // tolerated), then one candidate a row. Errors name the line.
 func parseCandidateCSV(body []byte) ([]store.NewCandidate, error) {
 	if !utf8.Valid(body) {
-		return nil, errorf(http.StatusBadRequest, "bad_csv", "the CSV is not UTF-8 text (save it as CSV UTF-8)")
+		return nil, errorf(http.StatusBadRequest, "bad_csv", "CSV line %d: the CSV is not UTF-8 text (save it as CSV UTF-8)", invalidUTF8Line(body))
 	}
 	body = []byte(strings.TrimPrefix(string(body), "\ufeff"))
 	rd := csv.NewReader(strings.NewReader(string(body)))
@@ -476,6 +514,9 @@ func parseCandidateCSV(body []byte) ([]store.NewCandidate, error) {
 	header, err := rd.Read()
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "bad_csv", "cannot read the CSV header: %v", err)
+	}
+	if err := checkCSVCells(rd, header); err != nil {
+		return nil, err
 	}
 	col := map[string]int{}
 	for i, h := range header {
@@ -497,6 +538,9 @@ func parseCandidateCSV(body []byte) ([]store.NewCandidate, error) {
 			return nil, errorf(http.StatusBadRequest, "bad_csv", "CSV: %v", err)
 		}
 		line, _ := rd.FieldPos(0) // rec has at least one field when err is nil
+		if err := checkCSVCells(rd, rec); err != nil {
+			return nil, err
+		}
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue
 		}
@@ -518,4 +562,36 @@ func parseCandidateCSV(body []byte) ([]store.NewCandidate, error) {
 		return nil, errorf(http.StatusBadRequest, "bad_csv", "the CSV has no candidate rows")
 	}
 	return list, nil
+}
+
+// checkCSVCells refuses a row any of whose cells, used or not, holds a
+// character a name may not: an import is the organiser's data, and a
+// hidden character in a column we ignore today is still a sign the file
+// is not what it looks like. The error names the line (where the cell
+// starts) and the column.
+func checkCSVCells(rd *csv.Reader, rec []string) error {
+	for i, cell := range rec {
+		if p := textProblem(cell, false); p != "" {
+			line, _ := rd.FieldPos(i)
+			return errorf(http.StatusBadRequest, "bad_csv", "CSV line %d, column %d: %s", line, i+1, p)
+		}
+	}
+	return nil
+}
+
+// invalidUTF8Line is the line number of the first byte of body that is
+// not UTF-8.
+func invalidUTF8Line(body []byte) int {
+	line := 1
+	for i := 0; i < len(body); {
+		r, n := utf8.DecodeRune(body[i:])
+		if r == utf8.RuneError && n <= 1 {
+			break
+		}
+		if r == '\n' {
+			line++
+		}
+		i += n
+	}
+	return line
 }

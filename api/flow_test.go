@@ -23,6 +23,7 @@ func TestWholeInterview(t *testing.T) {
 	examiner := h.staff("li", "examiner")
 	proctor := h.staff("wang", "proctor")
 	exam := h.exam()
+	h.assign(exam, "zhang", "li", "wang")
 	cand := h.candidate(exam, "考生甲")
 	for _, k := range store.CodeKinds {
 		if !isSixDigits(cand.Codes[k]) {

@@ -169,6 +169,27 @@ func (h *harness) staff(name, role string) string {
 	return h.login(name, "password-"+name)
 }
 
+// assign puts the named staff users on the exam's staff (replacing it),
+// through the API as an admin does.
+func (h *harness) assign(exam int64, usernames ...string) {
+	h.t.Helper()
+	var users []userView
+	h.must(200, "GET", "/api/v1/users", h.admin, nil).decode(h.t, &users)
+	ids := []int64{}
+	for _, name := range usernames {
+		found := false
+		for _, u := range users {
+			if u.Username == name {
+				ids, found = append(ids, u.ID), true
+			}
+		}
+		if !found {
+			h.t.Fatalf("assign: no user %q", name)
+		}
+	}
+	h.must(200, "PUT", "/api/v1/exams/"+itoa(exam)+"/staff", h.admin, map[string]any{"user_ids": ids})
+}
+
 // exam creates an exam running from an hour ago for three hours.
 func (h *harness) exam() int64 {
 	h.t.Helper()

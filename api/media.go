@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -34,9 +35,12 @@ type MediaGrant struct {
 // ErrMediaToken wraps every refused media token.
 var ErrMediaToken = errors.New("invalid media token")
 
-// mediaTokenTTL bounds when a media token may be used to join or resume;
-// the pages ask for a fresh one when a resume fails.
-const mediaTokenTTL = 10 * time.Minute
+// mediaTokenTTL bounds when a media token may be used to join or resume.
+// Short, because a token copied out of a page must not outlive its use:
+// the pages and sfu.js ask for a fresh one before every join and resume,
+// so a minute is plenty. A session already joined is not cut off when it
+// expires; ending the login (logout, revocation) refuses the next join.
+const mediaTokenTTL = 60 * time.Second
 
 const mediaTokenPrefix = "m1."
 
@@ -45,6 +49,10 @@ type mediaClaims struct {
 	ID   int64  `json:"id"`
 	Exam int64  `json:"exam"`
 	Exp  int64  `json:"exp"`
+	// Session is the hash of the login token the media token was minted
+	// from (what the store keeps, not the secret): the token is refused
+	// once that login ends.
+	Session string `json:"s"`
 }
 
 func (c *control) signMedia(cl mediaClaims) string {
@@ -100,22 +108,31 @@ func (s *Server) VerifyMediaToken(tok string) (MediaGrant, error) {
 			return MediaGrant{}, err
 		}
 		exp := time.Unix(cl.Exp, 0)
+		// The login it came from must still be alive, and still be the
+		// same person's: logging out ends the media tokens minted from it.
+		p, err := c.sessionOf(ctx, cl.Session)
+		if err != nil {
+			return MediaGrant{}, fmt.Errorf("%w: its login session %v", ErrMediaToken, err)
+		}
 		switch cl.Kind {
 		case store.TokenStaff:
-			u, err := c.st.UserByID(ctx, cl.ID)
-			if err != nil || u.Disabled {
-				return MediaGrant{}, fmt.Errorf("%w: no such active user", ErrMediaToken)
+			if p.isCandidate() || p.user.ID != cl.ID {
+				return MediaGrant{}, fmt.Errorf("%w: session of someone else", ErrMediaToken)
 			}
 			if _, err := c.st.Exam(ctx, cl.Exam); err != nil {
 				return MediaGrant{}, fmt.Errorf("%w: no such exam", ErrMediaToken)
 			}
-			return staffGrant(u, cl.Exam, exp), nil
-		case store.TokenCandidate:
-			cand, err := c.st.Candidate(ctx, cl.ID)
-			if err != nil {
-				return MediaGrant{}, fmt.Errorf("%w: no such candidate", ErrMediaToken)
+			// Checked again at join: one taken off the exam since cannot
+			// join with a token minted before.
+			if ok, err := c.onExamStaff(ctx, p, cl.Exam); err != nil || !ok {
+				return MediaGrant{}, fmt.Errorf("%w: user %d is not on the staff of exam %d", ErrMediaToken, cl.ID, cl.Exam)
 			}
-			return candidateGrant(cand, exp)
+			return staffGrant(p.user, cl.Exam, exp), nil
+		case store.TokenCandidate:
+			if !p.isCandidate() || p.candidate.ID != cl.ID {
+				return MediaGrant{}, fmt.Errorf("%w: session of someone else", ErrMediaToken)
+			}
+			return candidateGrant(p.candidate, exp)
 		}
 		return MediaGrant{}, fmt.Errorf("%w: unknown kind", ErrMediaToken)
 	}
@@ -177,7 +194,7 @@ func (c *control) mediaToken(w http.ResponseWriter, r *http.Request, p *principa
 		}
 	}
 	exp := c.now().Add(mediaTokenTTL)
-	cl := mediaClaims{Exp: exp.Unix()}
+	cl := mediaClaims{Exp: exp.Unix(), Session: p.token.Hash}
 	var g MediaGrant
 	if p.isCandidate() {
 		var err error
@@ -192,10 +209,61 @@ func (c *control) mediaToken(w http.ResponseWriter, r *http.Request, p *principa
 		if _, err := c.st.Exam(r.Context(), req.ExamID); err != nil {
 			return err
 		}
+		if err := c.requireExam(r.Context(), p, req.ExamID); err != nil {
+			return err
+		}
 		g = staffGrant(p.user, req.ExamID, exp)
 		cl.Kind, cl.ID, cl.Exam = store.TokenStaff, p.user.ID, req.ExamID
 	}
 	writeJSON(w, http.StatusOK, mediaTokenAnswer{Token: c.signMedia(cl), URL: SignallingPath, Identity: g.Identity,
 		Room: g.Room, ExpiresAt: exp.UTC()})
 	return nil
+}
+
+// errSessionEnded: the login session is unknown, expired or revoked, or
+// its user is disabled or its candidate gone.
+var errSessionEnded = errors.New("has ended")
+
+// sessionOf is the principal of the login session whose token hashes to
+// hash, decided now from the store, for what outlives the request that
+// checked the token (media tokens, event streams). It refuses what
+// lookupToken refuses.
+func (c *control) sessionOf(ctx context.Context, hash string) (*principal, error) {
+	if hash == "" {
+		return nil, errSessionEnded
+	}
+	tok, err := c.st.TokenByHash(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errSessionEnded
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !tok.RevokedAt.IsZero() || !c.now().Before(tok.ExpiresAt) {
+		return nil, errSessionEnded
+	}
+	p := &principal{token: tok}
+	switch tok.Kind {
+	case store.TokenStaff:
+		u, err := c.st.UserByID(ctx, tok.UserID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled) {
+			return nil, errSessionEnded
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.user = u
+	case store.TokenCandidate:
+		cand, err := c.st.Candidate(ctx, tok.CandidateID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errSessionEnded
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.candidate = cand
+	default:
+		return nil, errSessionEnded
+	}
+	return p, nil
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -42,10 +43,13 @@ func (c *control) saveScore(w http.ResponseWriter, r *http.Request, p *principal
 		return errorf(http.StatusBadRequest, "bad_score", "score must be a number from 0 to 100")
 	}
 	req.Comment = strings.TrimSpace(req.Comment)
+	if err := checkText("score comment", req.Comment, true); err != nil {
+		return err
+	}
 	if utf8.RuneCountInString(req.Comment) > 2000 {
 		return errorf(http.StatusBadRequest, "too_long", "a comment has at most 2000 characters")
 	}
-	cand, err := c.candidateFromPath(r)
+	cand, err := c.candidateFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -53,6 +57,9 @@ func (c *control) saveScore(w http.ResponseWriter, r *http.Request, p *principal
 	case stage.InterviewCall, stage.InterviewDone, stage.RestRoom, stage.Left:
 	default:
 		return errorf(http.StatusConflict, "not_interviewed", "candidate %d is %s: score after the interview has started", cand.ID, cand.Stage)
+	}
+	if err := c.requireInterviewer(r.Context(), p, cand); err != nil {
+		return err
 	}
 	var sc store.Score
 	err = c.update(r.Context(), func(tx *store.Tx) error {
@@ -77,8 +84,11 @@ func (c *control) saveScore(w http.ResponseWriter, r *http.Request, p *principal
 }
 
 func (c *control) publishScore(w http.ResponseWriter, r *http.Request, p *principal) error {
-	cand, err := c.candidateFromPath(r)
+	cand, err := c.candidateFor(r, p)
 	if err != nil {
+		return err
+	}
+	if err := c.requireInterviewer(r.Context(), p, cand); err != nil {
 		return err
 	}
 	var sc store.Score
@@ -103,8 +113,8 @@ func (c *control) publishScore(w http.ResponseWriter, r *http.Request, p *princi
 	return nil
 }
 
-func (c *control) getScore(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	cand, err := c.candidateFromPath(r)
+func (c *control) getScore(w http.ResponseWriter, r *http.Request, p *principal) error {
+	cand, err := c.candidateFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -113,5 +123,25 @@ func (c *control) getScore(w http.ResponseWriter, r *http.Request, _ *principal)
 		return err
 	}
 	writeJSON(w, http.StatusOK, viewScore(sc))
+	return nil
+}
+
+// requireInterviewer: a score is the judgement of the examiner who held
+// the candidate's (latest accepted) interview call; an admin may correct
+// it. Another examiner on the same exam may read it, not set it.
+func (c *control) requireInterviewer(ctx context.Context, p *principal, cand store.Candidate) error {
+	if isAdmin(p) {
+		return nil
+	}
+	held, err := c.st.LastInterviewer(ctx, cand.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusForbidden, "not_your_interview", "nobody has interviewed candidate %d yet: only their examiner, or an admin, scores them", cand.ID)
+	}
+	if err != nil {
+		return err
+	}
+	if held != p.user.ID {
+		return errorf(http.StatusForbidden, "not_your_interview", "another examiner interviewed candidate %d: only they, or an admin, score them", cand.ID)
+	}
 	return nil
 }

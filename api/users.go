@@ -24,6 +24,10 @@ var usernamePattern = regexp.MustCompile(`^[A-Za-z0-9_.@-]{2,64}$`)
 
 // CheckUsername is the username rule, shared with `invigil admin`.
 func CheckUsername(name string) error {
+	// The pattern refuses these too; this says which character it was.
+	if err := checkText("username", name, false); err != nil {
+		return err
+	}
 	if !usernamePattern.MatchString(name) {
 		return errorf(http.StatusBadRequest, "bad_username", "username %q: use 2 to 64 letters, digits, _ . @ -", name)
 	}

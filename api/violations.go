@@ -257,8 +257,8 @@ func parseFilter(r *http.Request, examID int64) (store.ViolationFilter, error) {
 	return f, nil
 }
 
-func (c *control) listViolations(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	e, err := c.examFromPath(r)
+func (c *control) listViolations(w http.ResponseWriter, r *http.Request, p *principal) error {
+	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -286,8 +286,8 @@ func (c *control) violationFromPath(r *http.Request) (store.Violation, error) {
 	return byPathID(r, "violation", c.st.Violation)
 }
 
-func (c *control) getViolation(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	v, err := c.violationFromPath(r)
+func (c *control) getViolation(w http.ResponseWriter, r *http.Request, p *principal) error {
+	v, err := c.violationFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -323,16 +323,16 @@ func (c *control) serveDataFile(w http.ResponseWriter, r *http.Request, rel, con
 	return nil
 }
 
-func (c *control) evidence(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	v, err := c.violationFromPath(r)
+func (c *control) evidence(w http.ResponseWriter, r *http.Request, p *principal) error {
+	v, err := c.violationFor(r, p)
 	if err != nil {
 		return err
 	}
 	return c.serveDataFile(w, r, v.EvidencePath, "image/jpeg")
 }
 
-func (c *control) recording(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	v, err := c.violationFromPath(r)
+func (c *control) recording(w http.ResponseWriter, r *http.Request, p *principal) error {
+	v, err := c.violationFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -345,7 +345,7 @@ type reviewRequest struct {
 }
 
 func (c *control) review(w http.ResponseWriter, r *http.Request, p *principal) error {
-	v, err := c.violationFromPath(r)
+	v, err := c.violationFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -357,6 +357,9 @@ func (c *control) review(w http.ResponseWriter, r *http.Request, p *principal) e
 		return errorf(http.StatusBadRequest, "bad_decision", "decision %q: want confirmed or dismissed", req.Decision)
 	}
 	req.Note = strings.TrimSpace(req.Note)
+	if err := checkText("review note", req.Note, true); err != nil {
+		return err
+	}
 	if utf8.RuneCountInString(req.Note) > 2000 {
 		return errorf(http.StatusBadRequest, "too_long", "a note has at most 2000 characters")
 	}
@@ -453,8 +456,8 @@ type timelineView struct {
 	Risk       riskView            `json:"risk"`
 }
 
-func (c *control) timeline(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	cand, err := c.candidateFromPath(r)
+func (c *control) timeline(w http.ResponseWriter, r *http.Request, p *principal) error {
+	cand, err := c.candidateFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -491,7 +494,7 @@ func (c *control) timeline(w http.ResponseWriter, r *http.Request, _ *principal)
 }
 
 func (c *control) report(w http.ResponseWriter, r *http.Request, p *principal) error {
-	e, err := c.examFromPath(r)
+	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
 	}
