@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -41,9 +42,19 @@ type ViolationReport struct {
 	RecordingOffsetMS *int64
 }
 
+// ErrViolationRejected marks a violation report that can never be stored
+// (its identity is no candidate, the candidate or violation does not
+// exist, the report is invalid): retrying it is pointless. Every other
+// error from ViolationOpened and ViolationClosed (the database is locked,
+// the disk is full) may go away, and the same report may be retried.
+var ErrViolationRejected = errors.New("violation cannot be stored")
+
 // ViolationOpened stores a violation, with its evidence image on disk
 // first, and only then announces it: whatever a proctor has seen survives
-// a crash. Reporting the same key twice stores it once.
+// a crash. Reporting the same key again stores and announces nothing more,
+// so a caller may retry until it gets nil. When the row cannot be stored,
+// the evidence file written for it is removed again (unless a row refers
+// to it), so a failure leaves no orphan behind.
 func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 	c := s.ctl
 	if c == nil {
@@ -51,10 +62,20 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 	}
 	cid, ok := ParseCandidateIdentity(v.Identity)
 	if !ok {
-		return fmt.Errorf("violation %s: identity %q is not a candidate", v.Key, v.Identity)
+		return fmt.Errorf("violation %s: identity %q is not a candidate: %w", v.Key, v.Identity, ErrViolationRejected)
+	}
+	if v.Key == "" || v.Type == "" || math.IsNaN(v.Confidence) || math.IsInf(v.Confidence, 0) {
+		return fmt.Errorf("violation %q of %s: empty key or type, or confidence %v: %w", v.Key, v.Identity, v.Confidence, ErrViolationRejected)
 	}
 	cand, err := c.st.Candidate(ctx, cid)
 	if err != nil {
+		return fmt.Errorf("violation %s: %w", v.Key, rejectMissing(err))
+	}
+	// A repeated report (a retry, or a replay after a crash) of a stored
+	// violation changes nothing, not even its evidence file.
+	if _, err := c.st.ViolationByKey(ctx, v.Key); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("violation %s: %w", v.Key, err)
 	}
 	row := store.Violation{Key: v.Key, ExamID: cand.ExamID, CandidateID: cid, Type: v.Type, Policy: v.Policy,
@@ -65,12 +86,16 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 	}
 	if len(v.Details) > 0 {
 		if row.Details, err = json.Marshal(v.Details); err != nil {
-			return fmt.Errorf("violation %s: details: %w", v.Key, err)
+			return fmt.Errorf("violation %s: details: %w: %w", v.Key, ErrViolationRejected, err)
 		}
 	}
 	if len(v.Evidence) > 0 {
-		rel := filepath.Join("evidence", safeFileName(v.Key)+".jpg")
+		rel := evidencePath(v.Key)
 		if err := writeFileDurably(filepath.Join(c.opts.DataDir, rel), v.Evidence); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return fmt.Errorf("violation %s: save evidence: the disk under %s is full (free disk space): %w",
+					v.Key, filepath.Join(c.opts.DataDir, "evidence"), err)
+			}
 			return fmt.Errorf("violation %s: save evidence: %w", v.Key, err)
 		}
 		row.EvidencePath = rel
@@ -92,7 +117,10 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("store violation %s: %w", v.Key, err)
+		if row.EvidencePath != "" {
+			c.removeUnreferencedEvidence(row.EvidencePath)
+		}
+		return fmt.Errorf("store violation %s: %w", v.Key, rejectMissing(err))
 	}
 	if inserted {
 		c.m.violations.WithLabelValues(v.Type).Inc()
@@ -100,17 +128,106 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 	return nil
 }
 
-// ViolationClosed records when a violation's condition cleared.
+// rejectMissing marks what no retry can fix: a candidate, exam or
+// violation that does not exist, a recording claimed by someone else.
+func rejectMissing(err error) error {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("%w: %w", ErrViolationRejected, err)
+	}
+	return err
+}
+
+// evidencePath is where a violation's evidence image goes, relative to the
+// data directory.
+func evidencePath(key string) string {
+	return filepath.Join("evidence", safeFileName(key)+".jpg")
+}
+
+// removeUnreferencedEvidence removes an evidence file whose row could not
+// be stored. It is kept when a row refers to it (two keys may share a file
+// name) or when that cannot be checked: the start-up sweep
+// (RemoveOrphanEvidence) gets it then.
+func (c *control) removeUnreferencedEvidence(rel string) {
+	// Not the caller's context: it may be the one that ended.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	used, err := c.st.EvidenceReferenced(ctx, rel)
+	if err != nil {
+		c.log.Warn("cannot check whether unstored evidence is referenced; kept until the next start", "file", rel, "err", err)
+		return
+	}
+	if used {
+		return
+	}
+	if err := os.Remove(filepath.Join(c.opts.DataDir, rel)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Warn("cannot remove the evidence of a violation that was not stored", "file", rel, "err", err)
+	}
+}
+
+// RemoveOrphanEvidence removes the files under the data directory's
+// evidence folder that no violation row refers to and that none of the
+// pending violation keys (still queued for ViolationOpened) will write,
+// plus temporary files of writes a crash cut short. It must run before
+// anything calls ViolationOpened (at start): a write in progress would
+// look like an orphan. Nothing is removed if the rows cannot be read.
+func (s *Server) RemoveOrphanEvidence(ctx context.Context, pendingKeys []string) (int, error) {
+	c := s.ctl
+	if c == nil {
+		return 0, errors.New("api: no control plane")
+	}
+	dir := filepath.Join(c.opts.DataDir, "evidence")
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sweep orphaned evidence: %w", err)
+	}
+	used, err := c.st.EvidencePaths(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("sweep orphaned evidence: %w", err)
+	}
+	for _, k := range pendingKeys {
+		used[evidencePath(k)] = true
+	}
+	removed := 0
+	for _, de := range des {
+		name := de.Name()
+		if !de.Type().IsRegular() {
+			continue
+		}
+		unfinished := strings.HasPrefix(name, ".tmp-")
+		if !unfinished && (!strings.HasSuffix(name, ".jpg") || used[filepath.Join("evidence", name)]) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return removed, fmt.Errorf("sweep orphaned evidence: %w", err)
+		}
+		removed++
+	}
+	if removed > 0 {
+		c.log.Info("removed evidence files that no violation refers to (left by a failed or interrupted store)", "files", removed, "dir", dir)
+	}
+	return removed, nil
+}
+
+// ViolationClosed records when a violation's condition cleared. A repeated
+// close changes and announces nothing.
 func (s *Server) ViolationClosed(ctx context.Context, v ViolationReport) error {
 	c := s.ctl
 	if c == nil {
 		return errors.New("api: no control plane")
 	}
 	err := c.update(ctx, func(tx *store.Tx) error {
-		if old, err := tx.ViolationByKey(ctx, v.Key); err != nil {
+		old, err := tx.ViolationByKey(ctx, v.Key)
+		if err != nil {
 			return err
 		} else if !old.EndedAt.IsZero() {
 			return nil // a repeated close: announced already
+		}
+		if !v.EndedAt.IsZero() && v.EndedAt.Before(old.StartedAt) {
+			return fmt.Errorf("end %s is before the start %s: %w", v.EndedAt.UTC().Format(time.RFC3339Nano),
+				old.StartedAt.Format(time.RFC3339Nano), ErrViolationRejected)
 		}
 		row, err := tx.EndViolation(ctx, v.Key, v.EndedAt.UTC())
 		if err != nil {
@@ -124,7 +241,7 @@ func (s *Server) ViolationClosed(ctx context.Context, v ViolationReport) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("close violation %s: %w", v.Key, err)
+		return fmt.Errorf("close violation %s: %w", v.Key, rejectMissing(err))
 	}
 	return nil
 }

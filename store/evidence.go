@@ -1,0 +1,39 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// EvidencePaths returns the set of evidence paths (relative to the data
+// directory) that violations reference, for the start-up sweep that
+// removes evidence files no row points to.
+func (q queries) EvidencePaths(ctx context.Context) (map[string]bool, error) {
+	rows, err := q.db.QueryContext(ctx, "SELECT DISTINCT evidence_path FROM violations WHERE evidence_path != ''")
+	if err != nil {
+		return nil, fmt.Errorf("list evidence paths: %w", err)
+	}
+	defer rows.Close()
+	paths := map[string]bool{}
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, fmt.Errorf("list evidence paths: %w", err)
+		}
+		paths[p] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list evidence paths: %w", err)
+	}
+	return paths, nil
+}
+
+// EvidenceReferenced reports whether any violation references the evidence
+// file at path (relative to the data directory).
+func (q queries) EvidenceReferenced(ctx context.Context, path string) (bool, error) {
+	var found bool
+	if err := q.db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM violations WHERE evidence_path = ?)", path).Scan(&found); err != nil {
+		return false, fmt.Errorf("is evidence %s referenced: %w", path, err)
+	}
+	return found, nil
+}
