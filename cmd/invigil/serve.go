@@ -102,7 +102,14 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	mp, err := startMediaPlane(cfg, reg, log, srv)
+	violations, err := openViolationOutbox(ctx, cfg.DataDir, srv, reg, log)
+	if err != nil {
+		return err
+	}
+	// Deferred before mp.Close, so it runs after it: the pipeline's last
+	// closes are queued, delivered, and only then the store closes.
+	defer violations.Shutdown(time.Duration(cfg.ShutdownTimeout))
+	mp, err := startMediaPlane(cfg, reg, log, srv, violations.sink)
 	if err != nil {
 		return err
 	}
@@ -157,7 +164,7 @@ type mediaPlane struct {
 	closed   bool
 }
 
-func startMediaPlane(cfg config.Config, reg *prometheus.Registry, log *slog.Logger, ctl *api.Server) (mp *mediaPlane, err error) {
+func startMediaPlane(cfg config.Config, reg *prometheus.Registry, log *slog.Logger, ctl *api.Server, sink pipeline.ViolationSink) (mp *mediaPlane, err error) {
 	tokens := &controlTokens{api: ctl}
 	if cfg.SFUTokenKey != "" {
 		// Load tests (simulate --token-key) mint their own tokens with the
@@ -177,7 +184,7 @@ func startMediaPlane(cfg config.Config, reg *prometheus.Registry, log *slog.Logg
 	if mp.recorder, err = recording.New(recording.Config{DataDir: cfg.DataDir, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
-	if mp.pipeline, err = pipeline.New(pipeline.Config{ModelsDir: cfg.ModelsDir, Sink: &storeSink{api: ctl, dataDir: cfg.DataDir, log: log},
+	if mp.pipeline, err = pipeline.New(pipeline.Config{ModelsDir: cfg.ModelsDir, Sink: sink,
 		Registry: reg, Logger: log, CalmInterval: time.Duration(cfg.CalmInterval)}); err != nil {
 		return nil, err
 	}

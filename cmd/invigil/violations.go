@@ -2,20 +2,38 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"invigil/api"
+	"invigil/outbox"
 	"invigil/pipeline"
 	"invigil/recording"
 )
 
-// storeSink hands the pipeline's violations to the control plane, which
-// stores them (evidence first) and then announces them. It adds where the
-// recording shows the onset, which only the media side can find.
+// Outbox entry kinds: a violation's open and close, delivered in order.
+const (
+	entryOpened = "violation_opened"
+	entryClosed = "violation_closed"
+)
+
+// outboxDir is the violation outbox under the data directory.
+const outboxDir = "outbox"
+
+// storeSink hands the pipeline's violations to the violation outbox: a
+// violation counts as acknowledged once it is on disk there, and the
+// outbox's drainer stores it through the control plane (outboxDelivery),
+// however long the database stays locked. It adds where the recording
+// shows the onset, which only the media side can find, at the time of the
+// event.
 type storeSink struct {
-	api     *api.Server
+	outbox  *outbox.Outbox
 	dataDir string
 	log     *slog.Logger
 }
@@ -35,6 +53,9 @@ func (s *storeSink) report(v pipeline.Violation) api.ViolationReport {
 }
 
 func (s *storeSink) ViolationOpened(ctx context.Context, v pipeline.Violation) error {
+	if !s.isCandidate(v) {
+		return nil
+	}
 	r := s.report(v)
 	seg, off, err := recording.Locate(s.dataDir, v.Room, v.Identity, v.StartedAt)
 	if err == nil {
@@ -45,28 +66,106 @@ func (s *storeSink) ViolationOpened(ctx context.Context, v pipeline.Violation) e
 	} else if !errors.Is(err, recording.ErrNotRecorded) {
 		s.log.Warn("cannot locate the recording of a violation", "key", v.Key, "err", err)
 	}
-	if err := s.api.ViolationOpened(ctx, r); err != nil {
-		return s.drop(v, err)
+	if err := s.append(entryOpened, r); err != nil {
+		return err
 	}
 	s.log.Info("violation opened", "identity", v.Identity, "type", v.Type, "reason", v.Reason, "key", v.Key)
 	return nil
 }
 
 func (s *storeSink) ViolationClosed(ctx context.Context, v pipeline.Violation) error {
-	if err := s.api.ViolationClosed(ctx, s.report(v)); err != nil {
-		return s.drop(v, err)
+	if !s.isCandidate(v) {
+		return nil
+	}
+	r := s.report(v)
+	r.Evidence = nil
+	return s.append(entryClosed, r)
+}
+
+// append queues the report; the evidence image travels as the entry's
+// attachment, so the entry alone suffices to store the violation.
+func (s *storeSink) append(kind string, r api.ViolationReport) error {
+	evidence := r.Evidence
+	r.Evidence = nil
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("queue violation %s: %w", r.Key, err)
+	}
+	if err := s.outbox.Append(outbox.Entry{Kind: kind, Key: r.Key, Data: data, Attachment: evidence}); err != nil {
+		return fmt.Errorf("queue violation %s: %w", r.Key, err)
 	}
 	return nil
 }
 
-// drop explains a violation that cannot be stored. Load-test identities
-// (simulate --token-key) are no candidates of any exam: their violations
-// are only logged.
-func (s *storeSink) drop(v pipeline.Violation, err error) error {
-	if _, isCandidate := api.ParseCandidateIdentity(v.Identity); !isCandidate {
-		s.log.Info("violation of a participant who is no candidate (a load test?) is not stored",
-			"identity", v.Identity, "room", v.Room, "type", v.Type, "key", v.Key)
-		return nil
+// isCandidate tells candidates apart from load-test identities (simulate
+// --token-key), which are no candidates of any exam: their violations are
+// only logged, never queued.
+func (s *storeSink) isCandidate(v pipeline.Violation) bool {
+	if _, ok := api.ParseCandidateIdentity(v.Identity); ok {
+		return true
+	}
+	s.log.Info("violation of a participant who is no candidate (a load test?) is not stored",
+		"identity", v.Identity, "room", v.Room, "type", v.Type, "key", v.Key)
+	return false
+}
+
+// outboxDelivery stores the outbox's entries through the control plane,
+// which is idempotent by violation key, so a replay after a crash stores
+// nothing twice.
+type outboxDelivery struct{ api *api.Server }
+
+func (d outboxDelivery) Deliver(ctx context.Context, e outbox.Entry) error {
+	var r api.ViolationReport
+	if err := json.Unmarshal(e.Data, &r); err != nil {
+		return fmt.Errorf("%w: violation %s: decode: %w", outbox.ErrRejected, e.Key, err)
+	}
+	r.Evidence = e.Attachment
+	var err error
+	switch e.Kind {
+	case entryOpened:
+		err = d.api.ViolationOpened(ctx, r)
+	case entryClosed:
+		err = d.api.ViolationClosed(ctx, r)
+	default:
+		return fmt.Errorf("%w: unknown entry kind %q", outbox.ErrRejected, e.Kind)
+	}
+	if errors.Is(err, api.ErrViolationRejected) {
+		return fmt.Errorf("%w: %w", outbox.ErrRejected, err)
 	}
 	return err
+}
+
+// violationOutbox is the durable path from the pipeline to the store.
+type violationOutbox struct {
+	box  *outbox.Outbox
+	sink *storeSink
+}
+
+// openViolationOutbox opens the outbox under the data directory, removes
+// evidence files that no violation row and no queued entry refers to
+// (before anything can write one), and starts draining into the control
+// plane. Close it after the pipeline, before the store.
+func openViolationOutbox(ctx context.Context, dataDir string, ctl *api.Server, reg prometheus.Registerer, log *slog.Logger) (*violationOutbox, error) {
+	box, err := outbox.Open(outbox.Config{Dir: filepath.Join(dataDir, outboxDir), Name: "violation", Registry: reg, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ctl.RemoveOrphanEvidence(ctx, box.PendingKeys(entryOpened)); err != nil {
+		// Orphans waste space but harm nobody: serve anyway.
+		log.Warn("cannot sweep orphaned evidence files", "err", err)
+	}
+	// Not ctx: at shutdown the drainer gets to store what the pipeline
+	// closes last; Close bounds that.
+	if err := box.Start(context.WithoutCancel(ctx), outboxDelivery{api: ctl}); err != nil {
+		return nil, err
+	}
+	return &violationOutbox{box: box, sink: &storeSink{outbox: box, dataDir: dataDir, log: log}}, nil
+}
+
+// Shutdown delivers what is queued for up to timeout and stops the drainer;
+// the rest stays on disk for the next start.
+func (v *violationOutbox) Shutdown(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_ = v.box.Close(ctx) // it only logs what it leaves queued
 }
