@@ -9,10 +9,12 @@ import (
 	"unicode/utf8"
 )
 
-// The candidate import never panics and accepts only rows with a name.
+// The candidate import never panics and accepts only rows with a name
+// free of control, bidi and zero-width characters.
 func FuzzCandidateCSV(f *testing.F) {
 	for _, seed := range []string{"name\nA\n", "\ufeffname,external_id\n张三,001\n李四,002\n", "name\n\"unterminated\n",
-		"who\nx\n", "name,name\n,\n", "a,b,c\n1,2\n3\n", ""} {
+		"who\nx\n", "name,name\n,\n", "a,b,c\n1,2\n3\n", "",
+		"name\n李\u202e娜\n", "name,x\nok,\"a\nb\"\n", "name\n\x00\n", "name\nA\u200bB\n", "name\n\"\ufeffA\"\n"} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -30,6 +32,9 @@ func FuzzCandidateCSV(f *testing.F) {
 		for _, c := range list {
 			if c.Name == "" || !utf8.ValidString(c.Name) || c.Name != strings.TrimSpace(c.Name) {
 				t.Fatalf("accepted a bad name %q", c.Name)
+			}
+			if p := textProblem(c.Name, false) + textProblem(c.ExternalID, false); p != "" {
+				t.Fatalf("accepted %q / %q: %s", c.Name, c.ExternalID, p)
 			}
 		}
 	})

@@ -190,6 +190,16 @@ func (h *harness) assign(exam int64, usernames ...string) {
 	h.must(200, "PUT", "/api/v1/exams/"+itoa(exam)+"/staff", h.admin, map[string]any{"user_ids": ids})
 }
 
+// userID is the id of the staff user with that name.
+func (h *harness) userID(name string) int64 {
+	h.t.Helper()
+	u, err := h.st.UserByUsername(context.Background(), name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return u.ID
+}
+
 // exam creates an exam running from an hour ago for three hours.
 func (h *harness) exam() int64 {
 	h.t.Helper()
