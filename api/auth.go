@@ -9,8 +9,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -87,8 +89,19 @@ func VerifyPassword(hash, password string) bool {
 }
 
 // dummyHash is verified against when a username does not exist, so that a
-// login takes as long for an unknown name as for a wrong password.
-var dummyHash, _ = HashPassword("not a real password, never matches")
+// login takes as long for an unknown name as for a wrong password. It is
+// made on first use, not at package init, so that every program importing
+// the package (the CLI's other commands, tests) does not pay an argon2id
+// hash to start.
+var dummyHash = sync.OnceValue(func() string {
+	h, err := HashPassword("not a real password, never matches")
+	if err != nil {
+		// Only a failing random source gets here; a hash that never
+		// parses still makes VerifyPassword answer false.
+		return "$argon2id$unusable"
+	}
+	return h
+})
 
 func randomSecret(n int) (string, error) {
 	b := make([]byte, n)
@@ -237,16 +250,21 @@ func checkCSRF(r *http.Request, p *principal) error {
 	return nil
 }
 
-func setLoginCookie(w http.ResponseWriter, r *http.Request, name, secret string, expires time.Time) {
+// secureCookies: Secure whenever the request came over TLS, and always with
+// the secure_cookies setting, where a proxy terminates TLS and the server
+// itself sees plain HTTP.
+func (c *control) secureCookies(r *http.Request) bool { return c.opts.SecureCookies || r.TLS != nil }
+
+func (c *control) setLoginCookie(w http.ResponseWriter, r *http.Request, name, secret string, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{
 		Name: name, Value: secret, Path: "/", Expires: expires,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: c.secureCookies(r),
 	})
 }
 
-func clearCookie(w http.ResponseWriter, r *http.Request, name string) {
+func (c *control) clearCookie(w http.ResponseWriter, r *http.Request, name string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: c.secureCookies(r)})
 }
 
 // --- staff login ---
@@ -274,29 +292,65 @@ type loginAnswer struct {
 	User      userView  `json:"user"`
 }
 
+// staffLogin checks a username and password. Wrong ones are throttled per
+// username and per client network and written to the audit log (never the
+// password); hashing waits for a turn at the hash gate, so a burst of
+// logins cannot take a GiB of memory.
 func (c *control) staffLogin(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	var req loginRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
 	bad := errorf(http.StatusUnauthorized, "bad_credentials", "wrong username or password")
-	if req.Username == "" || len(req.Password) > 256 {
+	if req.Username == "" || len(req.Username) > 256 || len(req.Password) > 256 {
 		c.m.logins.WithLabelValues("staff", "failed").Inc()
 		return bad
 	}
+	now, network := c.now(), clientKey(r)
+	att, wait := c.logins.admit(req.Username, network, now)
+	if att == nil {
+		c.m.logins.WithLabelValues("staff", "limited").Inc()
+		return loginTooMany(wait)
+	}
+	// An attempt that ends without a verdict (busy, a store error) is
+	// neither a failure nor a success.
+	defer att.abort()
 	u, err := c.st.UserByUsername(r.Context(), req.Username)
-	if errors.Is(err, store.ErrNotFound) {
-		VerifyPassword(dummyHash, req.Password)
-		c.m.logins.WithLabelValues("staff", "failed").Inc()
-		return bad
-	}
-	if err != nil {
+	found := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if !VerifyPassword(u.PasswordHash, req.Password) || u.Disabled {
+	var match bool
+	if err := c.hashes.do(r.Context(), func() {
+		hash := u.PasswordHash
+		if !found {
+			hash = dummyHash()
+		}
+		match = VerifyPassword(hash, req.Password)
+	}); err != nil {
+		c.m.logins.WithLabelValues("staff", "busy").Inc()
+		return err
+	}
+	if !found || !match || u.Disabled {
 		c.m.logins.WithLabelValues("staff", "failed").Inc()
+		wait := att.fail(now)
+		reason := "wrong_password"
+		switch {
+		case !found:
+			reason = "unknown_user"
+		case match:
+			reason = "disabled"
+		}
+		if err := c.st.Audit(r.Context(), 0, "login.failed", "user:"+req.Username,
+			map[string]any{"reason": reason, "network": network}); err != nil {
+			c.log.Warn("audit a failed login", "err", err)
+		}
+		if wait > 0 {
+			return loginTooMany(wait)
+		}
 		return bad
 	}
+	att.succeed()
 	secret, tok, err := c.issueToken(r.Context(), store.TokenStaff, u.ID, 0, c.opts.StaffSession)
 	if err != nil {
 		return err
@@ -310,9 +364,18 @@ func (c *control) staffLogin(w http.ResponseWriter, r *http.Request, _ *principa
 	if err := c.st.Audit(r.Context(), u.ID, "login", "user:"+u.Username, nil); err != nil {
 		c.log.Warn("audit a login", "err", err)
 	}
-	setLoginCookie(w, r, staffCookie, secret, tok.ExpiresAt)
+	c.setLoginCookie(w, r, staffCookie, secret, tok.ExpiresAt)
 	writeJSON(w, http.StatusOK, loginAnswer{Token: secret, CSRFToken: tok.CSRF, ExpiresAt: tok.ExpiresAt, User: viewUser(u)})
 	return nil
+}
+
+// loginTooMany is the answer while a username or network must wait.
+func loginTooMany(wait time.Duration) *apiError {
+	secs := int(math.Ceil(wait.Seconds()))
+	e := errorf(http.StatusTooManyRequests, "too_many_attempts",
+		"too many failed logins for this username or from your network: wait %d s and try again", secs)
+	e.RetryAfter = secs
+	return e
 }
 
 func (c *control) logout(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -320,9 +383,9 @@ func (c *control) logout(w http.ResponseWriter, r *http.Request, p *principal) e
 		return err
 	}
 	if p.isCandidate() {
-		clearCookie(w, r, candidateCookie)
+		c.clearCookie(w, r, candidateCookie)
 	} else {
-		clearCookie(w, r, staffCookie)
+		c.clearCookie(w, r, staffCookie)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -34,23 +33,13 @@ var (
 	textWrongCode   = stage.Text{ZH: "邀请码错误，请核对后重新输入。", EN: "Wrong invitation code. Please check it and try again."}
 	textBadCode     = stage.Text{ZH: "邀请码为 6 位数字。", EN: "The invitation code is 6 digits."}
 	textTooMany     = stage.Text{ZH: "输入错误次数过多，请稍后再试。", EN: "Too many wrong codes. Please wait and try again."}
+	textThrottled   = stage.Text{ZH: "当前登录请求过多，请稍候几秒再试。", EN: "Too many logins are being tried right now. Please wait a few seconds and try again."}
 	textTooLate     = stage.Text{ZH: "已超过本场面试的登录时间，无法进入。请联系主办方。", EN: "The login window of this exam has closed. Please contact the organisers."}
 	textLeft        = stage.Text{ZH: "您已离开本场面试，不能再次进入。", EN: "You have left this exam and cannot enter again."}
 	textInCall      = stage.Text{ZH: "您正在通话中，请先结束通话。", EN: "You are in a call; please finish it first."}
 	textMockLate    = stage.Text{ZH: "设备调试后不能再进入模拟练习。", EN: "Practice is not available after the device check."}
 	textInterviewed = stage.Text{ZH: "您的面试已结束，请使用休息室码进入休息室。", EN: "Your interview has ended; use the rest-room code to enter the rest room."}
 )
-
-// clientAddr is the address the rate limit counts: the TCP peer. Behind a
-// reverse proxy every candidate would share the proxy's address, so the
-// README says to keep the limit per proxy in mind.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
 
 func isSixDigits(s string) bool {
 	if len(s) != 6 {
@@ -70,23 +59,43 @@ func (c *control) tooMany(wait time.Duration) *apiError {
 	return e
 }
 
+// throttled is the answer to every code login while the global ceiling of
+// wrong codes is reached. The code stays too_many_attempts so the page
+// shows its countdown; the message says it is not the candidate's fault.
+func (c *control) throttled(wait time.Duration) *apiError {
+	e := candidateError(http.StatusTooManyRequests, "too_many_attempts", textThrottled)
+	e.RetryAfter = int(math.Ceil(wait.Seconds()))
+	return e
+}
+
 // candidateLogin turns an invitation code into a login and, when the code
 // opens a new stage, moves the candidate there. Codes are never logged.
 func (c *control) candidateLogin(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	addr, now := clientAddr(r), c.now()
-	if wait := c.limit.wait(addr, now); wait > 0 {
-		c.m.logins.WithLabelValues("candidate", "limited").Inc()
-		return c.tooMany(wait)
-	}
+	// The body is read before the attempt is admitted: an admitted attempt
+	// holds a token of the global ceiling until it is settled, and a client
+	// trickling its body must not hold one.
 	var req codeRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
+	network, now := clientKey(r), c.now()
+	att, wait, global := c.limit.admit(network, now)
+	if att == nil {
+		if global {
+			c.m.logins.WithLabelValues("candidate", "throttled").Inc()
+			return c.throttled(wait)
+		}
+		c.m.logins.WithLabelValues("candidate", "limited").Inc()
+		return c.tooMany(wait)
+	}
+	// Whatever ends the login without a verdict on the code (a store
+	// error) counts for nothing.
+	defer att.abort()
 	code := strings.TrimSpace(req.Code)
 	wrong := func(status int, ecode string, t stage.Text) error {
 		c.m.codeFailures.Inc()
 		c.m.logins.WithLabelValues("candidate", "failed").Inc()
-		if wait := c.limit.fail(addr, now); wait > 0 {
+		if wait := att.fail(now); wait > 0 {
 			return c.tooMany(wait)
 		}
 		return candidateError(status, ecode, t)
@@ -101,6 +110,10 @@ func (c *control) candidateLogin(w http.ResponseWriter, r *http.Request, _ *prin
 	if err != nil {
 		return err
 	}
+	// The code exists: whatever follows (too early, too late, a refusal of
+	// the stage) is not a guess, and the network's earlier wrong codes stay
+	// counted (a right code forgives nothing).
+	att.succeed()
 	exam, err := c.st.Exam(r.Context(), match.ExamID)
 	if err != nil {
 		return err
@@ -149,7 +162,6 @@ func (c *control) candidateLogin(w http.ResponseWriter, r *http.Request, _ *prin
 	if err != nil {
 		return err
 	}
-	c.limit.success(addr)
 	cand, err := c.st.Candidate(r.Context(), match.CandidateID)
 	if err != nil {
 		return err
@@ -162,7 +174,7 @@ func (c *control) candidateLogin(w http.ResponseWriter, r *http.Request, _ *prin
 		return err
 	}
 	c.m.logins.WithLabelValues("candidate", "ok").Inc()
-	setLoginCookie(w, r, candidateCookie, secret, tok.ExpiresAt)
+	c.setLoginCookie(w, r, candidateCookie, secret, tok.ExpiresAt)
 	writeJSON(w, http.StatusOK, candidateLoginAnswer{Token: secret, CSRFToken: tok.CSRF, CandidateID: cand.ID,
 		ExamID: cand.ExamID, Name: cand.Name, Stage: string(cand.Stage), Message: stage.Message(cand.Stage)})
 	return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,11 +85,32 @@ type ControlOptions struct {
 	// EarlyLogin is how long before an exam's start candidates may log in
 	// when the exam does not say (default 45 minutes).
 	EarlyLogin time.Duration
-	// CodeAttempts wrong codes from one address before it must wait
-	// (default 5); CodeAlertAddresses addresses with wrong codes in 10
-	// minutes raise the guessing alert (default 20).
+	// CodeAttempts wrong codes from one client network (an IPv4 address,
+	// an IPv6 /64) before it must wait (default 5); CodeAlertAddresses
+	// networks with wrong codes in 10 minutes raise the guessing alert
+	// (default 20).
 	CodeAttempts       int
 	CodeAlertAddresses int
+	// CodeFailuresPerMinute is the global ceiling of wrong codes a minute
+	// from all networks together (default 30); beyond it every code login
+	// waits and the guessing alert is raised.
+	CodeFailuresPerMinute int
+	// LoginAttempts wrong staff passwords for one username (default 5),
+	// LoginNetworkAttempts from one client network (default 20), before
+	// each further one owes a growing wait.
+	LoginAttempts        int
+	LoginNetworkAttempts int
+	// RateLimitKeys caps the networks or usernames each limiter tracks
+	// (default 65536); see failureLimiter for what happens at the cap.
+	RateLimitKeys int
+	// HashConcurrency is how many password hashes may run at once
+	// (default GOMAXPROCS); HashWait how long a login waits for a turn
+	// before it is answered 503 (default 5 s).
+	HashConcurrency int
+	HashWait        time.Duration
+	// SecureCookies marks login cookies Secure even on plain HTTP, for a
+	// server behind a proxy that terminates TLS.
+	SecureCookies bool
 	// StaffSession is how long a staff login lasts (default 12 h);
 	// candidates' logins last until their exam ends plus a day.
 	StaffSession time.Duration
@@ -107,6 +129,8 @@ type control struct {
 	now    func() time.Time
 	hub    *hub
 	limit  *codeLimiter
+	logins *loginLimiter
+	hashes *hashGate
 	m      controlMetrics
 	online sync.Map // SFU identity → true while connected
 	// closing is the server's: closed when shutdown begins.
@@ -119,6 +143,7 @@ type controlMetrics struct {
 	guessingAlert   prometheus.Gauge
 	eventsDelivered *prometheus.CounterVec
 	logins          *prometheus.CounterVec
+	hashesRunning   prometheus.Gauge
 }
 
 func newControl(s *Server, o ControlOptions) (*control, error) {
@@ -145,6 +170,24 @@ func newControl(s *Server, o ControlOptions) (*control, error) {
 	}
 	if o.CodeAlertAddresses <= 0 {
 		o.CodeAlertAddresses = 20
+	}
+	if o.CodeFailuresPerMinute <= 0 {
+		o.CodeFailuresPerMinute = 30
+	}
+	if o.LoginAttempts <= 0 {
+		o.LoginAttempts = 5
+	}
+	if o.LoginNetworkAttempts <= 0 {
+		o.LoginNetworkAttempts = 20
+	}
+	if o.RateLimitKeys <= 0 {
+		o.RateLimitKeys = defaultLimiterKeys
+	}
+	if o.HashConcurrency <= 0 {
+		o.HashConcurrency = runtime.GOMAXPROCS(0)
+	}
+	if o.HashWait <= 0 {
+		o.HashWait = 5 * time.Second
 	}
 	if o.StaffSession <= 0 {
 		o.StaffSession = 12 * time.Hour
@@ -173,17 +216,42 @@ func newControl(s *Server, o ControlOptions) (*control, error) {
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_logins_total", Help: "Login attempts by kind (staff, candidate) and result.",
 		}, []string{"kind", "result"}),
+		hashesRunning: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "invigil_password_hashes_running", Help: "Password hashes (argon2id, 19 MiB each) being computed now; at most hash_concurrency.",
+		}),
 	}
-	c.limit = newCodeLimiter(o.CodeAttempts, o.CodeAlertAddresses, c.m.guessingAlert)
+	c.limit = newCodeLimiter(o.CodeAttempts, o.CodeAlertAddresses, o.CodeFailuresPerMinute, o.RateLimitKeys, c.m.guessingAlert)
+	c.logins = newLoginLimiter(o.LoginAttempts, o.LoginNetworkAttempts, o.RateLimitKeys)
+	c.hashes = newHashGate(o.HashConcurrency, o.HashWait, c.m.hashesRunning)
+	limiterKeys := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "invigil_rate_limit_keys",
+		Help: "Keys a rate limiter tracks now (networks or usernames with recent failures), by limiter; each is capped at RateLimitKeys."},
+		[]string{"limiter"})
+	trackedKeys := &limiterCollector{gauge: limiterKeys, limiters: map[string]*failureLimiter{
+		"code_network": c.limit.nets, "login_username": c.logins.users, "login_network": c.logins.nets}}
 	sessions := &stageCollector{st: o.Store, desc: prometheus.NewDesc("invigil_sessions",
 		"Candidates by stage (from the store, at scrape time).", []string{"stage"}, nil), log: s.log}
 	for _, col := range []prometheus.Collector{c.m.violations, c.m.codeFailures, c.m.guessingAlert,
-		c.m.eventsDelivered, c.m.logins, sessions} {
+		c.m.eventsDelivered, c.m.logins, c.m.hashesRunning, trackedKeys, sessions} {
 		if err := s.opts.Registry.Register(col); err != nil {
 			return nil, fmt.Errorf("api: register metrics: %w", err)
 		}
 	}
 	return c, nil
+}
+
+// limiterCollector reports the size of the limiters' tables at scrape time.
+type limiterCollector struct {
+	gauge    *prometheus.GaugeVec
+	limiters map[string]*failureLimiter
+}
+
+func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) { c.gauge.Describe(ch) }
+
+func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, l := range c.limiters {
+		c.gauge.WithLabelValues(name).Set(float64(l.tracked()))
+	}
+	c.gauge.Collect(ch)
 }
 
 // stageCollector reports candidates by stage at scrape time, so the gauge
