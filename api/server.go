@@ -6,6 +6,8 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +45,10 @@ type Options struct {
 	// MaxConnsPerNetwork caps the connections one client network (an IPv4
 	// address, an IPv6 /64) holds open at once; 0: no cap.
 	MaxConnsPerNetwork int
+
+	// MetricsToken, when set, is the bearer token /metrics requires
+	// (Authorization: Bearer …); empty leaves /metrics open.
+	MetricsToken string
 
 	// Control is the control plane; nil serves only health and metrics.
 	Control *ControlOptions
@@ -115,9 +122,9 @@ func New(opts Options) (*Server, error) {
 
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
+	s.mux.Handle("GET /metrics", s.requireMetricsToken(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),
-	}))
+	})))
 	if opts.Control != nil {
 		ctl, err := newControl(s, *opts.Control)
 		if err != nil {
@@ -141,7 +148,37 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 // bodies are counted too, then the body deadline and limit, then the
 // routes.
 func (s *Server) Handler() http.Handler {
-	return s.instrument(bodyDeadline(s.opts.BodyTimeout, limitBody(s.opts.MaxBodyBytes, s.mux)))
+	return s.instrument(noSniff(bodyDeadline(s.opts.BodyTimeout, limitBody(s.opts.MaxBodyBytes, s.mux))))
+}
+
+// noSniff sets X-Content-Type-Options on every answer, so that a browser
+// never runs an upload, an error or a CSV as a script or a page because it
+// guessed its type.
+func noSniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requireMetricsToken guards /metrics with Options.MetricsToken. The
+// digests are compared, in constant time, so neither the token's bytes nor
+// its length leak through timing.
+func (s *Server) requireMetricsToken(next http.Handler) http.Handler {
+	if s.opts.MetricsToken == "" {
+		return next
+	}
+	want := sha256.Sum256([]byte(s.opts.MetricsToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			s.writeError(w, r, errorf(http.StatusUnauthorized, "unauthenticated", "/metrics needs Authorization: Bearer <metrics_token>"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Serve serves on ln until ctx is done, then stops accepting connections and
