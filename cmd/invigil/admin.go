@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -17,7 +18,7 @@ import (
 	"invigil/store"
 )
 
-const adminUsage = `[--data DIR] users ACTION …
+const adminUsage = `[--data DIR] users ACTION … | exams staff EXAM [--set USER…]
 
 Actions:
   users list                          list staff users
@@ -28,6 +29,10 @@ Actions:
   users enable NAME                   allow a disabled user again
   users passwd [--password-stdin] NAME
                                       set a new password (random, printed once, without --password-stdin)
+  exams staff EXAM                    list the staff of exam EXAM (its id): the users who may see
+                                      and act on it (admins act on every exam)
+  exams staff EXAM --set USER…        make USER… (usernames) the exam's whole staff; --set alone
+                                      clears it. Open pages notice within seconds.
 
 It works on the server's database file (DATA/invigil.db) directly, also while the server runs.`
 
@@ -44,8 +49,11 @@ func runAdmin(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	rest := fs.Args()
+	if len(rest) >= 2 && rest[0] == "exams" {
+		return runAdminExams(ctx, e, filepath.Join(cfg.DataDir, databaseFile), rest[1:])
+	}
 	if len(rest) < 2 || rest[0] != "users" {
-		return usageError{"want: invigil admin users list|add|disable|enable|passwd … (see invigil admin -h)"}
+		return usageError{"want: invigil admin users list|add|disable|enable|passwd … or invigil admin exams staff EXAM [--set USER…] (see invigil admin -h)"}
 	}
 	action, rest := rest[1], rest[2:]
 	sub := newFlagSet(e, "admin users "+action, "[--password-stdin] ARGS")
@@ -178,4 +186,75 @@ func runAdmin(ctx context.Context, e env, args []string) error {
 		return nil
 	}
 	return nil
+}
+
+// runAdminExams lists or replaces an exam's staff by username, the CLI's
+// way to what the admin console and PUT /api/v1/exams/{exam}/staff do.
+func runAdminExams(ctx context.Context, e env, dbPath string, args []string) error {
+	if args[0] != "staff" || len(args) < 2 {
+		return usageError{"want: invigil admin exams staff EXAM [--set USER…]"}
+	}
+	examID, err := strconv.ParseInt(args[1], 10, 64)
+	if err != nil || examID <= 0 {
+		return usageError{fmt.Sprintf("exam %q: want the exam's id (a positive integer)", args[1])}
+	}
+	set, names := false, args[2:]
+	if len(names) > 0 {
+		if names[0] != "--set" && names[0] != "-set" {
+			return usageError{fmt.Sprintf("unexpected %q: want --set USER… to set the staff, or nothing to list it", names[0])}
+		}
+		set, names = true, names[1:]
+	}
+	st, err := store.Open(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	exam, err := st.Exam(ctx, examID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no exam %d", examID)
+	}
+	if err != nil {
+		return err
+	}
+	if set {
+		ids := make([]int64, 0, len(names))
+		for _, name := range names {
+			u, err := st.UserByUsername(ctx, name)
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("no user %q (see invigil admin users list); the staff is unchanged", name)
+			}
+			if err != nil {
+				return err
+			}
+			if u.Disabled {
+				return fmt.Errorf("user %q is disabled: enable them first (invigil admin users enable %s); the staff is unchanged", name, name)
+			}
+			ids = append(ids, u.ID)
+		}
+		_, err := st.Update(ctx, func(tx *store.Tx) error {
+			if err := tx.SetExamStaff(ctx, exam.ID, ids); err != nil {
+				return err
+			}
+			return tx.Audit(ctx, 0, "exam.staff", "exam:"+strconv.FormatInt(exam.ID, 10), map[string]any{"user_ids": ids, "via": "cli"})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	users, err := st.ExamStaff(ctx, exam.ID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "staff of exam %d (%s): %d\n", exam.ID, exam.Name, len(users))
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSERNAME\tROLE\tSTATUS")
+	for _, u := range users {
+		status := "active"
+		if u.Disabled {
+			status = "disabled"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", u.ID, u.Username, u.Role, status)
+	}
+	return tw.Flush()
 }
