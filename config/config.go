@@ -63,12 +63,27 @@ type Config struct {
 	// EarlyLoginMinutes is how long before an exam's start candidates may
 	// log in (the candidate guide's 45 minutes); an exam may set its own.
 	EarlyLoginMinutes int64 `json:"early_login_minutes"`
-	// CodeAttempts is how many wrong invitation codes one client address may
-	// send before it must wait (429 with a growing Retry-After).
+	// CodeAttempts is how many wrong invitation codes one client network
+	// (an IPv4 address, an IPv6 /64) may send before it must wait (429 with
+	// a growing Retry-After); a right code does not forgive them.
 	CodeAttempts int64 `json:"code_attempts"`
-	// CodeAlertAddresses: this many addresses sending wrong codes within 10
+	// CodeAlertAddresses: this many networks sending wrong codes within 10
 	// minutes raises invigil_code_guessing_alert (a distributed guess).
 	CodeAlertAddresses int64 `json:"code_alert_addresses"`
+	// CodeFailuresPerMinute is the ceiling of wrong codes a minute from all
+	// networks together; while it is reached every code login waits and
+	// invigil_code_guessing_alert is raised.
+	CodeFailuresPerMinute int64 `json:"code_failures_per_minute"`
+	// LoginAttempts is how many wrong staff passwords one username may get,
+	// and LoginNetworkAttempts how many one client network may send, before
+	// each further one owes a growing wait.
+	LoginAttempts        int64 `json:"login_attempts"`
+	LoginNetworkAttempts int64 `json:"login_network_attempts"`
+	// SecureCookies marks login cookies Secure even when the server sees
+	// plain HTTP: set it behind a proxy that terminates TLS.
+	SecureCookies bool `json:"secure_cookies"`
+	// MetricsToken, if set, is the bearer token /metrics requires.
+	MetricsToken string `json:"metrics_token"`
 	// StaffSession is how long a staff login lasts.
 	StaffSession Duration `json:"staff_session"`
 	// RiskWeights are the points one violation of each type adds to a
@@ -142,6 +157,16 @@ func Defaults(home string) Config {
 		StaffSession:       Duration(12 * time.Hour),
 		RiskWeights:        DefaultRiskWeights,
 		CalmInterval:       Duration(time.Second),
+		// About three times the typos of a large exam's busiest minute
+		// (2000 candidates logging in within 45 minutes, a burst at the
+		// start). It bounds a botnet, it does not stop one: with 3000 of a
+		// million codes active, 30 guesses a minute still hit about every
+		// 11 minutes, so the alert it raises is for an operator to act on.
+		CodeFailuresPerMinute: 30,
+		LoginAttempts:         5,
+		// An office of staff behind one address mistypes more than one
+		// person, and a guesser of one account is held by LoginAttempts.
+		LoginNetworkAttempts: 20,
 	}
 }
 
@@ -169,6 +194,11 @@ var settings = []setting{
 	{"early-login-minutes", "INVIGIL_EARLY_LOGIN_MINUTES", "`MINUTES` before an exam's start that candidates may log in", func(c *Config) flag.Value { return (*int64Value)(&c.EarlyLoginMinutes) }},
 	{"code-attempts", "INVIGIL_CODE_ATTEMPTS", "wrong invitation codes one address may send before it must wait (`N`)", func(c *Config) flag.Value { return (*int64Value)(&c.CodeAttempts) }},
 	{"code-alert-addresses", "INVIGIL_CODE_ALERT_ADDRESSES", "`N` addresses with wrong codes in 10 minutes raise the guessing alert", func(c *Config) flag.Value { return (*int64Value)(&c.CodeAlertAddresses) }},
+	{"code-failures-per-minute", "INVIGIL_CODE_FAILURES_PER_MINUTE", "wrong invitation codes a minute from all networks before every code login waits (`N`)", func(c *Config) flag.Value { return (*int64Value)(&c.CodeFailuresPerMinute) }},
+	{"login-attempts", "INVIGIL_LOGIN_ATTEMPTS", "wrong staff passwords one username may get before it must wait (`N`)", func(c *Config) flag.Value { return (*int64Value)(&c.LoginAttempts) }},
+	{"login-network-attempts", "INVIGIL_LOGIN_NETWORK_ATTEMPTS", "wrong staff passwords one client network may send before it must wait (`N`)", func(c *Config) flag.Value { return (*int64Value)(&c.LoginNetworkAttempts) }},
+	{"secure-cookies", "INVIGIL_SECURE_COOKIES", "mark login cookies Secure on plain HTTP too (behind a TLS-terminating proxy)", func(c *Config) flag.Value { return (*boolValue)(&c.SecureCookies) }},
+	{"metrics-token", "INVIGIL_METRICS_TOKEN", "bearer `TOKEN` that /metrics requires (default: none, /metrics open)", func(c *Config) flag.Value { return (*stringValue)(&c.MetricsToken) }},
 	{"staff-session", "INVIGIL_STAFF_SESSION", "how long a staff login lasts (`DURATION`)", func(c *Config) flag.Value { return &c.StaffSession }},
 	{"calm-interval", "INVIGIL_CALM_INTERVAL", "analyse a still picture this often (`DURATION`; negative: always at the policy's rate)", func(c *Config) flag.Value { return &c.CalmInterval }},
 	{"risk-weights", "INVIGIL_RISK_WEIGHTS", "risk points per violation `TYPE=POINTS,…`", func(c *Config) flag.Value { return (*stringValue)(&c.RiskWeights) }},
@@ -338,6 +368,18 @@ func (c Config) Validate() error {
 	}
 	if c.CodeAlertAddresses < 1 {
 		return fmt.Errorf("code alert addresses %d: want at least 1", c.CodeAlertAddresses)
+	}
+	if c.CodeFailuresPerMinute < 1 {
+		return fmt.Errorf("code failures per minute %d: want at least 1", c.CodeFailuresPerMinute)
+	}
+	if c.LoginAttempts < 1 {
+		return fmt.Errorf("login attempts %d: want at least 1", c.LoginAttempts)
+	}
+	if c.LoginNetworkAttempts < 1 {
+		return fmt.Errorf("login network attempts %d: want at least 1", c.LoginNetworkAttempts)
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		return errors.New("metrics token: want at least 16 characters (e.g. `openssl rand -hex 32`), or none")
 	}
 	if c.StaffSession < Duration(time.Minute) {
 		return fmt.Errorf("staff session %s: want at least 1m", time.Duration(c.StaffSession))

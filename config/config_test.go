@@ -48,12 +48,19 @@ func TestDefaults(t *testing.T) {
 		MaxBodyBytes:    1 << 20,
 		ShutdownTimeout: Duration(10 * time.Second),
 
+		BodyTimeout:        Duration(10 * time.Second),
+		MaxConnsPerNetwork: 256,
+
 		EarlyLoginMinutes:  45,
 		CodeAttempts:       5,
 		CodeAlertAddresses: 20,
 		StaffSession:       Duration(12 * time.Hour),
 		RiskWeights:        "extra_person=40,camera_blocked=30,face_off_screen=25,head_turn=10,hands_out_of_view=10,distance=5",
 		CalmInterval:       Duration(time.Second),
+
+		CodeFailuresPerMinute: 30,
+		LoginAttempts:         5,
+		LoginNetworkAttempts:  20,
 	}
 	if cfg != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", cfg, want)
@@ -235,6 +242,41 @@ func TestRiskWeights(t *testing.T) {
 	for _, bad := range []string{"extra_person", "x=abc", "=3", "x=-1", "x=101"} {
 		if _, err := resolve(t, nil, map[string]string{"INVIGIL_RISK_WEIGHTS": bad}); err == nil {
 			t.Errorf("risk weights %q accepted", bad)
+		}
+	}
+}
+
+// The guessing limits, cookies and the metrics token come from the three
+// sources like every setting, and values that cannot work are refused with
+// the setting named.
+func TestTrustSettings(t *testing.T) {
+	file := writeFile(t, `{"code_failures_per_minute": 12, "login_attempts": 3, "metrics_token": "from-the-file-0123456789"}`)
+	cfg, err := resolve(t, []string{"--config", file, "--login-network-attempts", "9", "--secure-cookies"},
+		map[string]string{"INVIGIL_LOGIN_ATTEMPTS": "4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CodeFailuresPerMinute != 12 || cfg.LoginAttempts != 4 || cfg.LoginNetworkAttempts != 9 || !cfg.SecureCookies ||
+		cfg.MetricsToken != "from-the-file-0123456789" {
+		t.Errorf("got %+v", cfg)
+	}
+	cfg, err = resolve(t, nil, map[string]string{"INVIGIL_SECURE_COOKIES": "true", "INVIGIL_METRICS_TOKEN": "from-the-env-0123456789"})
+	if err != nil || !cfg.SecureCookies || cfg.MetricsToken != "from-the-env-0123456789" {
+		t.Errorf("from env: %+v, %v", cfg, err)
+	}
+	for _, c := range []struct {
+		args []string
+		vars map[string]string
+		want string
+	}{
+		{[]string{"--code-failures-per-minute", "0"}, nil, "code failures per minute"},
+		{nil, map[string]string{"INVIGIL_LOGIN_ATTEMPTS": "0"}, "login attempts"},
+		{[]string{"--login-network-attempts", "-1"}, nil, "login network attempts"},
+		{[]string{"--metrics-token", "short"}, nil, "metrics token"},
+		{nil, map[string]string{"INVIGIL_SECURE_COOKIES": "sometimes"}, "INVIGIL_SECURE_COOKIES"},
+	} {
+		if _, err := resolve(t, c.args, c.vars); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v %v: error %v, want it to mention %q", c.args, c.vars, err, c.want)
 		}
 	}
 }

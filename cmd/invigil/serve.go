@@ -80,6 +80,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 		MaxBodyBytes:       cfg.MaxBodyBytes,
 		BodyTimeout:        time.Duration(cfg.BodyTimeout),
 		MaxConnsPerNetwork: int(cfg.MaxConnsPerNetwork),
+		MetricsToken:       cfg.MetricsToken,
 		Ready: func() error {
 			if err := models.CheckPresent(cfg.ModelsDir); err != nil {
 				return err
@@ -97,6 +98,13 @@ func runServe(ctx context.Context, e env, args []string) error {
 			CodeAlertAddresses: int(cfg.CodeAlertAddresses),
 			StaffSession:       time.Duration(cfg.StaffSession),
 			RiskWeights:        weights,
+
+			// The guessing defences of api/ratelimit.go, and cookies for a
+			// TLS-terminating proxy.
+			CodeFailuresPerMinute: int(cfg.CodeFailuresPerMinute),
+			LoginAttempts:         int(cfg.LoginAttempts),
+			LoginNetworkAttempts:  int(cfg.LoginNetworkAttempts),
+			SecureCookies:         cfg.SecureCookies,
 		},
 	})
 	if err != nil {
