@@ -208,7 +208,7 @@ func newControl(s *Server, o ControlOptions) (*control, error) {
 			Name: "invigil_code_attempts_failed_total", Help: "Invitation codes entered that matched no active code (or were refused while rate-limited).",
 		}),
 		guessingAlert: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "invigil_code_guessing_alert", Help: "1 while many client addresses send wrong invitation codes (a distributed guess), else 0.",
+			Name: "invigil_code_guessing_alert", Help: "1 while many client networks sent wrong invitation codes, or the ceiling of wrong codes a minute was reached, within the last 10 minutes (a distributed guess), else 0.",
 		}),
 		eventsDelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_events_delivered_total", Help: "Live events written to event streams, by stream (staff, candidate).",
