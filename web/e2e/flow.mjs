@@ -1,6 +1,6 @@
 // A candidate's whole day through the pages, with an admin, an interview
 // assistant, an examiner and a proctor in their own browser contexts:
-// admin console setup → device check → device-check call → interview call
+// admin console setup (exam, staff accounts put on the exam) → device check → device-check call → interview call
 // with a published score → rest room; then the candidate's camera switches
 // to the empty scene and the proctor dashboard must show face_off_screen
 // within the rule's duration + 2 s, with its evidence, the recording at
@@ -35,6 +35,23 @@ run('flow', async () => {
     await waitText(admin, '#user-table tbody', username);
   }
   await shot(admin, 'admin-users');
+
+  // Staff see only the exams they are on: put all three on this one.
+  await admin.click('.side-link[data-section=staff]');
+  await admin.selectOption('#staff-exam', { label: examName });
+  await admin.waitForSelector('#staff-form[data-state=ready]');
+  for (const username of ['assistant1', 'examiner1', 'proctor1']) {
+    const box = admin.locator(`#staff-table tr[data-user="${username}"] .staff-on`);
+    await box.check();
+  }
+  await admin.click('#staff-form button[type=submit]');
+  await waitText(admin, '#staff-status', '本场共 3 名工作人员');
+  await shot(admin, 'admin-staff');
+  // Saved, not just ticked: a fresh read of the exam's staff has all three.
+  const staffExam = Number(await admin.inputValue('#staff-exam'));
+  const assigned = await admin.evaluate(async (id) => (await fetch(`/api/v1/exams/${id}/staff`)).json(), staffExam);
+  check(['assistant1', 'examiner1', 'proctor1'].every((n) => assigned.users.some((u) => u.username === n)),
+    'the exam staff was saved: ' + JSON.stringify(assigned));
 
   await admin.click('.side-link[data-section=candidates]');
   await admin.fill('#import-text', 'name,external_id\n张伟,A001\n李娜,A002\n王芳,A003');

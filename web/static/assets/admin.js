@@ -1,5 +1,6 @@
 // The admin console: exams, candidates (CSV import, codes export), staff
-// accounts and the detection policy of each room.
+// accounts, which staff work on each exam, and the detection policy of
+// each room.
 import { t, onLangChange } from './i18n.js';
 import { get, post, put, patch, errorText } from './api.js';
 import { $, $$, h, show, toast, fmtDateTime, stageText, stageClass, typeText, wireLangSwitch, staffLogin, topBar } from './ui.js';
@@ -30,6 +31,7 @@ function openSection(name) {
   history.replaceState(null, '', '#' + name);
   if (name === 'candidates') loadCandidates();
   if (name === 'users') loadUsers();
+  if (name === 'staff') loadStaff();
   if (name === 'policies') drawPolicy();
 }
 for (const b of $$('.side-link')) b.addEventListener('click', () => openSection(b.dataset.section));
@@ -216,6 +218,69 @@ $('#user-form').addEventListener('submit', async (ev) => {
   }
 });
 
+// ---- exam staff ---------------------------------------------------------------------
+// Who works on the chosen exam: every enabled assistant, examiner and
+// proctor with a tick box; saving replaces the exam's staff as a whole.
+
+let staffLoads = 0;
+
+async function loadStaff() {
+  // Only the latest load draws (a quick change of exam must not leave the
+  // ticks of the one before), and the form says when it has: ticking a box
+  // in a table about to be redrawn would be lost.
+  const seq = ++staffLoads;
+  const form = $('#staff-form');
+  form.dataset.state = 'loading';
+  const id = Number($('#staff-exam').value);
+  $('#staff-error').textContent = '';
+  $('#staff-status').textContent = '';
+  if (!id) { $('#staff-error').textContent = t('exam.none'); form.dataset.state = 'ready'; return; }
+  let users, staff;
+  try {
+    [users, staff] = await Promise.all([get('/users'), get(`/exams/${id}/staff`)]);
+  } catch (e) {
+    if (seq !== staffLoads) return;
+    $('#staff-error').textContent = errorText(e);
+    form.dataset.state = 'ready';
+    return;
+  }
+  if (seq !== staffLoads) return;
+  const on = new Set(staff.user_ids || []);
+  // Disabled accounts cannot be assigned; one still on the list is shown so
+  // that saving visibly takes them off.
+  const rows = users.filter((u) => !u.disabled || on.has(u.id));
+  $('#staff-table tbody').replaceChildren(...rows.map((u) => h('tr', { class: u.disabled ? 'disabled' : '', dataset: { user: u.username } },
+    h('td', {}, u.role === 'admin'
+      ? h('span', { class: 'muted small', text: t('staff.admin_all') })
+      : h('input', { type: 'checkbox', class: 'staff-on', value: u.id, checked: on.has(u.id) ? true : null,
+        disabled: u.disabled && !on.has(u.id) ? true : null, 'aria-label': t('staff.toggle_aria', { name: u.username }) })),
+    h('td', { text: u.username }),
+    h('td', { text: t('role.' + u.role) }),
+    h('td', {}, h('span', { class: 'pill', dataset: { state: u.disabled ? 'off' : 'ok' }, text: t(u.disabled ? 'user.disabled' : 'user.active') })))));
+  show($('#staff-empty'), !rows.some((u) => u.role !== 'admin'));
+  form.dataset.exam = String(id);
+  form.dataset.state = 'ready';
+}
+$('#staff-exam').addEventListener('change', () => { pickExam($('#staff-exam').value); loadStaff(); });
+
+$('#staff-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const id = Number($('#staff-exam').value);
+  $('#staff-error').textContent = '';
+  $('#staff-status').textContent = '';
+  if (!id) { $('#staff-error').textContent = t('exam.none'); return; }
+  const ids = $$('#staff-table .staff-on').filter((b) => b.checked).map((b) => Number(b.value));
+  try {
+    const res = await put(`/exams/${id}/staff`, { user_ids: ids });
+    const n = (res.user_ids || []).length;
+    $('#staff-status').textContent = t('staff.saved', { n });
+    toast(t('staff.saved', { n }), 'ok');
+    loadStaff().then(() => { $('#staff-status').textContent = t('staff.saved', { n }); });
+  } catch (e) {
+    $('#staff-error').textContent = errorText(e);
+  }
+});
+
 // ---- policies ----------------------------------------------------------------------
 
 for (const b of $$('#pol-room button')) {
@@ -283,7 +348,7 @@ async function main() {
   await loadExams();
   onLangChange(() => { drawExams(); openSection(S.section); });
   const want = location.hash.slice(1);
-  openSection(['exams', 'candidates', 'users', 'policies'].includes(want) ? want : 'exams');
+  openSection(['exams', 'candidates', 'users', 'staff', 'policies'].includes(want) ? want : 'exams');
   document.body.dataset.ready = '1';
 }
 main();

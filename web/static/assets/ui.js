@@ -201,7 +201,9 @@ export async function chooseExam(onChange) {
   exams.sort((a, b) => (b.starts_at || '').localeCompare(a.starts_at || ''));
   sel.replaceChildren(...exams.map((e) => h('option', { value: e.id, text: e.name })));
   if (!exams.length) {
-    sel.append(h('option', { value: '', i18n: 'exam.none' }));
+    // Staff see only the exams an admin assigned them to.
+    sel.append(h('option', { value: '', i18n: 'exam.none_assigned' }));
+    toast(t('exam.none_assigned_hint'), 'info', 15000);
     sel.disabled = true;
     return null;
   }
