@@ -159,43 +159,11 @@ func (c *control) lookupToken(ctx context.Context, secret string) (*principal, e
 	if secret == "" || len(secret) > 256 {
 		return nil, nil
 	}
-	tok, err := c.st.TokenByHash(ctx, hashToken(secret))
-	if errors.Is(err, store.ErrNotFound) {
+	p, err := c.sessionOf(ctx, hashToken(secret))
+	if errors.Is(err, errSessionEnded) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	if !tok.RevokedAt.IsZero() || !c.now().Before(tok.ExpiresAt) {
-		return nil, nil
-	}
-	p := &principal{token: tok}
-	switch tok.Kind {
-	case store.TokenStaff:
-		u, err := c.st.UserByID(ctx, tok.UserID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if u.Disabled {
-			return nil, nil
-		}
-		p.user = u
-	case store.TokenCandidate:
-		cand, err := c.st.Candidate(ctx, tok.CandidateID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		p.candidate = cand
-	default:
-		return nil, nil
-	}
-	return p, nil
+	return p, err
 }
 
 // authenticate finds the request's principal: the bearer token first (API

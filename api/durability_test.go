@@ -6,10 +6,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +62,9 @@ func TestImportLetsViolationsIn(t *testing.T) {
 	cand := h.candidate(exam, "考生").ID
 	const rows = 3000
 	done := make(chan answer, 1)
-	go func() { done <- h.do("POST", "/api/v1/exams/"+itoa(exam)+"/candidates/import", h.admin, candidateCSV("bulk", 1, rows)) }()
+	go func() {
+		done <- h.do("POST", "/api/v1/exams/"+itoa(exam)+"/candidates/import", h.admin, candidateCSV("bulk", 1, rows))
+	}()
 	var a answer
 	var stored []string
 	for i := 0; ; i++ {

@@ -160,7 +160,11 @@ func (c *control) setPolicy(w http.ResponseWriter, r *http.Request, p *principal
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "policy body too large or unreadable: %v", err)
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "policy body larger than %d bytes", tooBig.Limit)
+		}
+		return bodyReadError(err)
 	}
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal(body, &probe); err != nil {
@@ -380,7 +384,11 @@ func (c *control) importCandidates(w http.ResponseWriter, r *http.Request, p *pr
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "CSV too large or unreadable: %v", err)
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "CSV larger than %d bytes: split it", tooBig.Limit)
+		}
+		return bodyReadError(err)
 	}
 	list, err := parseCandidateCSV(body)
 	if err != nil {

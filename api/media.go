@@ -225,9 +225,9 @@ func (c *control) mediaToken(w http.ResponseWriter, r *http.Request, p *principa
 var errSessionEnded = errors.New("has ended")
 
 // sessionOf is the principal of the login session whose token hashes to
-// hash, decided now from the store, for what outlives the request that
-// checked the token (media tokens, event streams). It refuses what
-// lookupToken refuses.
+// hash, decided now from the store: for each request (lookupToken) and for
+// what outlives the request that checked the token (media tokens, event
+// streams), so all of them refuse the same sessions.
 func (c *control) sessionOf(ctx context.Context, hash string) (*principal, error) {
 	if hash == "" {
 		return nil, errSessionEnded

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"invigil/internal/durable"
 	"invigil/store"
 )
 
@@ -196,7 +197,7 @@ func (s *Server) RemoveOrphanEvidence(ctx context.Context, pendingKeys []string)
 		if !de.Type().IsRegular() {
 			continue
 		}
-		unfinished := strings.HasPrefix(name, ".tmp-")
+		unfinished := durable.IsTemp(name)
 		if !unfinished && (!strings.HasSuffix(name, ".jpg") || used[filepath.Join("evidence", name)]) {
 			continue
 		}
@@ -256,40 +257,13 @@ func safeFileName(key string) string {
 	return strings.TrimLeft(s, ".")
 }
 
-// writeFileDurably writes through a temporary file, fsyncs it and renames
-// it into place, then fsyncs the directory: after it returns the file is on
-// disk whole, or not at all.
+// writeFileDurably writes path whole or not at all (durable.WriteFile),
+// creating its directory.
 func writeFileDurably(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op once renamed
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.WriteFile(path, data)
 }
 
 type violationView struct {

@@ -40,6 +40,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"invigil/internal/durable"
 )
 
 // ErrRejected marks a delivery error that retrying cannot fix (the entry
@@ -75,7 +77,6 @@ type Config struct {
 
 const (
 	entrySuffix = ".entry"
-	tmpPrefix   = ".tmp-"
 	deadDir     = "dead"
 	// A failure is logged as a warning until this many attempts in a row,
 	// then as an error: a short lock is routine, a long one is an incident.
@@ -199,7 +200,7 @@ func (o *Outbox) load() error {
 		switch {
 		case de.IsDir():
 			continue
-		case strings.HasPrefix(name, tmpPrefix):
+		case durable.IsTemp(name):
 			// Append had not returned, so nobody was told this entry is
 			// safe: dropping it loses nothing that was acknowledged.
 			o.log.Warn("removing an outbox entry whose writing a crash cut short (it was never acknowledged)", "file", path)
@@ -267,7 +268,7 @@ func (o *Outbox) Append(e Entry) error {
 		return nil
 	}
 	o.mu.Unlock()
-	if err := writeDurably(o.cfg.Dir, it.name(), b); err != nil {
+	if err := durable.WriteFile(filepath.Join(o.cfg.Dir, it.name()), b); err != nil {
 		return fmt.Errorf("outbox append %s %s: %w", e.Kind, e.Key, err)
 	}
 	o.mu.Lock()
@@ -282,42 +283,6 @@ func (o *Outbox) Append(e Entry) error {
 	default:
 	}
 	return nil
-}
-
-// writeDurably writes through a temporary file, fsyncs it, renames it into
-// place and fsyncs the directory: after it returns the file is on disk
-// whole, or, on error, not at all.
-func writeDurably(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op once renamed
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Pending is the number of entries waiting for delivery.

@@ -111,16 +111,7 @@ func runAdmin(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tUSERNAME\tROLE\tSTATUS")
-		for _, u := range users {
-			status := "active"
-			if u.Disabled {
-				status = "disabled"
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", u.ID, u.Username, u.Role, status)
-		}
-		return tw.Flush()
+		return printUsers(e.stdout, users)
 	case "add":
 		name, role := rest[0], rest[1]
 		if err := api.CheckUsername(name); err != nil {
@@ -247,7 +238,12 @@ func runAdminExams(ctx context.Context, e env, dbPath string, args []string) err
 		return err
 	}
 	fmt.Fprintf(e.stdout, "staff of exam %d (%s): %d\n", exam.ID, exam.Name, len(users))
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	return printUsers(e.stdout, users)
+}
+
+// printUsers writes users as an aligned table.
+func printUsers(w io.Writer, users []store.User) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tUSERNAME\tROLE\tSTATUS")
 	for _, u := range users {
 		status := "active"
