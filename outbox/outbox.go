@@ -69,7 +69,7 @@ type Config struct {
 	Registry prometheus.Registerer
 	Logger   *slog.Logger
 	// MinBackoff and MaxBackoff bound the wait between failed attempts at
-	// the head entry, doubling from one to the other (default 100 ms, 30 s).
+	// the head entry, doubling from one to the other (default 100 ms, 5 s).
 	MinBackoff, MaxBackoff time.Duration
 	// AttemptTimeout bounds one delivery (default 1 min).
 	AttemptTimeout time.Duration
@@ -144,7 +144,10 @@ func Open(cfg Config) (*Outbox, error) {
 		cfg.MinBackoff = 100 * time.Millisecond
 	}
 	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 30 * time.Second
+		// A proctor waits for what is queued: after a long lock the first
+		// retry past its end comes within a few seconds, and a retry
+		// against SQLite costs next to nothing.
+		cfg.MaxBackoff = 5 * time.Second
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = cfg.MinBackoff
