@@ -2,7 +2,9 @@
 // MediaPipe models from their pinned npm packages, checks every byte against
 // pinned hashes, converts them to ONNX for OpenCV's DNN module and keeps a
 // manifest, so the server can refuse to start rather than run without eyes.
-// ../shared/MODELS.md holds the facts behind the pins.
+// The speech detector's model (Silero VAD, already ONNX) and the ONNX Runtime
+// library that runs it come the same way but are stored as shipped.
+// ../shared/MODELS.md and ../shared/AUDIO.md hold the facts behind the pins.
 package models
 
 import (
@@ -22,6 +24,23 @@ const (
 	HandLandmarkLite = "hand_landmark_lite"
 	HandLandmarkFull = "hand_landmark_full"
 	FaceLandmark     = "face_landmark"
+	// SileroVAD is Silero VAD v5, the speech detector (package vad).
+	SileroVAD = "silero_vad_v5"
+	// ONNXRuntime is the ONNX Runtime shared library that runs SileroVAD:
+	// OpenCV 4.6 cannot load the model (it aborts on its If node).
+	ONNXRuntime = "onnxruntime"
+)
+
+// Kind says how a catalog entry is stored in the models directory.
+type Kind int
+
+const (
+	// KindConverted is a TFLite model kept as NAME.tflite and converted to
+	// NAME.onnx for OpenCV; the ONNX hash is recorded in the manifest.
+	KindConverted Kind = iota
+	// KindShipped is a file stored byte for byte as its package ships it
+	// (FileName in the models directory), pinned by its sha256 alone.
+	KindShipped
 )
 
 // Package is a pinned npm package that ships model files.
@@ -40,18 +59,27 @@ type Package struct {
 // Spec is the package's npm spec, NAME@VERSION.
 func (p Package) Spec() string { return p.Name + "@" + p.Version }
 
-// Model is one model and where its TFLite bytes come from.
+// Model is one model (or the runtime library a model needs) and where its
+// bytes come from.
 type Model struct {
 	Name    string
+	Kind    Kind
 	Package Package
 	// File is the path inside the package (below npm's "package/" folder).
 	File string
+	// FileName is the name in the models directory of a KindShipped entry.
+	FileName string
 	// Offset and Length select a byte range of File; Length 0 means the whole
 	// file. The palm detectors exist only inside a packed assets file.
 	Offset, Length int64
-	// SHA256 is the pinned hex sha256 of the model's TFLite bytes.
+	// SHA256 is the pinned hex sha256 of the model's TFLite bytes, or of the
+	// stored file of a KindShipped entry.
 	SHA256 string
-	// InputSize is the side of the square RGB input, in pixels.
+	// Size is the pinned size in bytes of a KindShipped file; the start
+	// check compares it without hashing.
+	Size int64
+	// InputSize is the side of the square RGB input, in pixels; for the
+	// speech model, the samples of one chunk; 0 for the library.
 	InputSize int
 	// RequiredAtStart means the server refuses to start without the model.
 	// All are required: room policies choose between the lite and full
@@ -88,6 +116,23 @@ var (
 		Integrity:   "sha512-Vc8cdjxS5+O2gnjWH9KncYpUCVXT0h714KlWAsyqJvJbIgUJBqpppbIx8yWcAzBDxm/5cYSuBI5p5ySIPxzcEg==",
 		TarballSize: 7319164,
 	}
+	// vad-web bundles snakers4/silero-vad's ONNX files for the browser; it is
+	// the registry's copy of the model, pinned like the MediaPipe ones.
+	vadWebPackage = Package{
+		Name:        "@ricky0123/vad-web",
+		Version:     "0.0.31",
+		Integrity:   "sha512-ePVq8TvB21sdHSxVMZOEIf9JVa7MAYpaIaNXeGgsPOiMCN8xbPCdF2LS5aYj7VRR3ZxzutedgV9ZplV65IA1Fg==",
+		TarballSize: 5471324,
+	}
+	// onnxruntime-node carries prebuilt ONNX Runtime libraries for every
+	// platform (hence 114 MB); only the linux x64 library is taken, and the
+	// package's install script, which would download more, never runs.
+	onnxRuntimeNodePackage = Package{
+		Name:        "onnxruntime-node",
+		Version:     "1.30.0",
+		Integrity:   "sha512-twhs1C2C/BFkz1yc5OY0KIU2GUq6DURO7hD4bx5Q2Qy3nAMJwRXW8xU3NVczE29VA9lolLOYepoD8fjTGOfIqw==",
+		TarballSize: 113507888,
+	}
 )
 
 // The palm detectors' byte ranges come from hands_solution_packed_assets_loader.js,
@@ -114,6 +159,12 @@ var catalog = []Model{
 	// 468 face landmarks with depth: the head pose comes from them.
 	{Name: FaceLandmark, Package: faceMeshPackage, File: faceMeshPackedAssets, Offset: 2495952, Length: 3737848 - 2495952,
 		SHA256: "c603fa6149219a3e9487dc9abd7a0c24474c77263273d24868378cdf40aa26d1", InputSize: 192, RequiredAtStart: true},
+	// Speech detection: the rest room's talking rule cannot run without them,
+	// so, like the vision models, the server refuses to start without them.
+	{Name: SileroVAD, Kind: KindShipped, Package: vadWebPackage, File: "dist/silero_vad_v5.onnx", FileName: "silero_vad_v5.onnx",
+		SHA256: "2623a2953f6ff3d2c1e61740c6cdb7168133479b267dfef114a4a3cc5bdd788f", Size: 2327524, InputSize: 512, RequiredAtStart: true},
+	{Name: ONNXRuntime, Kind: KindShipped, Package: onnxRuntimeNodePackage, File: "bin/napi-v6/linux/x64/libonnxruntime.so.1", FileName: "libonnxruntime.so.1",
+		SHA256: "ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23", Size: 45828512, RequiredAtStart: true},
 }
 
 // Catalog returns every model Invigil uses, in a stable order.
@@ -156,6 +207,23 @@ func ONNXPath(dir, name string) string { return Path(dir, name, "onnx") }
 // TFLitePath is the path of a model's original TFLite file, kept for the
 // reference evaluator and for re-conversion without a download.
 func TFLitePath(dir, name string) string { return Path(dir, name, "tflite") }
+
+// ShippedPath is the path of a KindShipped entry's file in the models
+// directory dir, e.g. ShippedPath(dir, SileroVAD) for the speech model. It is
+// empty for names that are not KindShipped.
+func ShippedPath(dir, name string) string {
+	m, ok := Lookup(name)
+	if !ok || m.Kind != KindShipped {
+		return ""
+	}
+	return filepath.Join(dir, m.FileName)
+}
+
+// SileroVADPath is the path of the speech model, silero_vad_v5.onnx.
+func SileroVADPath(dir string) string { return ShippedPath(dir, SileroVAD) }
+
+// ONNXRuntimePath is the path of the ONNX Runtime library, libonnxruntime.so.1.
+func ONNXRuntimePath(dir string) string { return ShippedPath(dir, ONNXRuntime) }
 
 // ManifestPath is the path of the manifest in the models directory dir.
 func ManifestPath(dir string) string { return filepath.Join(dir, manifestFile) }

@@ -78,20 +78,41 @@ func TestCatalogIsConsistent(t *testing.T) {
 			t.Errorf("model %s listed twice", m.Name)
 		}
 		names[m.Name] = true
-		if len(m.SHA256) != 64 || m.InputSize <= 0 || m.File == "" {
+		if len(m.SHA256) != 64 || m.File == "" {
 			t.Errorf("model %s: incomplete entry %+v", m.Name, m)
+		}
+		switch m.Kind {
+		case KindConverted:
+			if m.InputSize <= 0 || m.FileName != "" || m.Size != 0 {
+				t.Errorf("converted model %s: entry %+v", m.Name, m)
+			}
+		case KindShipped:
+			if m.FileName == "" || m.Size <= 0 || m.Length != 0 || ShippedPath("/m", m.Name) != "/m/"+m.FileName {
+				t.Errorf("shipped file %s: entry %+v", m.Name, m)
+			}
+		default:
+			t.Errorf("model %s: unknown kind %d", m.Name, m.Kind)
 		}
 		if got, ok := Lookup(m.Name); !ok || got.Name != m.Name {
 			t.Errorf("Lookup(%s) = %v, %v", m.Name, got.Name, ok)
 		}
 	}
-	for _, n := range []string{FaceShortRange, FaceFullRange, PalmLite, PalmFull, HandLandmarkLite, HandLandmarkFull, FaceLandmark} {
+	for _, n := range []string{FaceShortRange, FaceFullRange, PalmLite, PalmFull, HandLandmarkLite, HandLandmarkFull, FaceLandmark, SileroVAD, ONNXRuntime} {
 		if !names[n] {
 			t.Errorf("constant %s not in catalog", n)
 		}
 	}
-	if len(Packages()) != 3 {
-		t.Errorf("Packages() = %v, want the face_detection, hands and face_mesh packages", Packages())
+	if len(Packages()) != 5 {
+		t.Errorf("Packages() = %v, want the face_detection, hands, face_mesh, vad-web and onnxruntime-node packages", Packages())
+	}
+	if got, want := SileroVADPath("/m"), "/m/silero_vad_v5.onnx"; got != want {
+		t.Errorf("SileroVADPath = %s, want %s", got, want)
+	}
+	if got, want := ONNXRuntimePath("/m"), "/m/libonnxruntime.so.1"; got != want {
+		t.Errorf("ONNXRuntimePath = %s, want %s", got, want)
+	}
+	if got := ShippedPath("/m", PalmLite); got != "" {
+		t.Errorf("ShippedPath of a converted model = %q, want empty", got)
 	}
 	if got, want := ONNXPath("/m", PalmLite), "/m/palm_detection_lite.onnx"; got != want {
 		t.Errorf("ONNXPath = %s, want %s", got, want)
@@ -123,6 +144,10 @@ func TestExtractAndVerifyRealPackages(t *testing.T) {
 			t.Fatalf("extract %s: %v", pkg.Spec(), err)
 		}
 		for _, m := range want {
+			if m.Kind == KindShipped {
+				checkShipped(t, m, files[m.Name])
+				continue
+			}
 			g, err := tflite.Parse(files[m.Name])
 			if err != nil {
 				t.Errorf("%s: parse: %v", m.Name, err)
@@ -137,6 +162,29 @@ func TestExtractAndVerifyRealPackages(t *testing.T) {
 				t.Errorf("%s: input shape %v, catalog says %v", m.Name, shape, want)
 			}
 		}
+	}
+}
+
+// checkShipped checks that a file stored as shipped is what its name says:
+// the speech model an ONNX protobuf (field 1, ir_version, first), the
+// library an x86-64 ELF shared object that the vad package can dlopen.
+func checkShipped(t *testing.T, m Model, data []byte) {
+	t.Helper()
+	if int64(len(data)) != m.Size {
+		t.Errorf("%s: %d bytes, catalog pins %d", m.Name, len(data), m.Size)
+	}
+	switch m.Name {
+	case SileroVAD:
+		if len(data) < 2 || data[0] != 0x08 || !bytes.Contains(data, []byte("stateN")) {
+			t.Errorf("%s: not an ONNX model with a stateN output (starts % x)", m.Name, data[:min(len(data), 8)])
+		}
+	case ONNXRuntime:
+		const etDyn, emX8664 = 3, 62
+		if len(data) < 20 || string(data[:4]) != "\x7fELF" || data[16] != etDyn || data[18] != emX8664 {
+			t.Errorf("%s: not an x86-64 ELF shared object (starts % x)", m.Name, data[:min(len(data), 20)])
+		}
+	default:
+		t.Errorf("%s: no content check for this shipped file", m.Name)
 	}
 }
 

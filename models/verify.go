@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -26,9 +27,11 @@ type ModelStatus struct {
 	Source    string // PACKAGE@VERSION/FILE[range]
 	Status    Status
 	Required  bool // needed for the server to start
+	Kind      Kind
 	InputSize int
-	// Sizes of the files on disk in bytes, 0 when absent.
-	TFLiteSize, ONNXSize int64
+	// Sizes of the files on disk in bytes, 0 when absent: TFLite and ONNX
+	// for converted models, FileSize for files stored as shipped.
+	TFLiteSize, ONNXSize, FileSize int64
 	// Problems says what is wrong, one short phrase per file; empty when ok.
 	Problems []string
 }
@@ -87,6 +90,17 @@ func CheckPresent(dir string) error {
 		if !m.RequiredAtStart {
 			continue
 		}
+		if m.Kind == KindShipped {
+			// The pinned size stands in for the hash here; no manifest needed.
+			fi, err := os.Stat(filepath.Join(dir, m.FileName))
+			switch {
+			case err != nil:
+				bad = append(bad, m.Name)
+			case fi.Size() != m.Size:
+				bad = append(bad, m.Name+" (incomplete)")
+			}
+			continue
+		}
 		e, inManifest := manifest.Entry(m.Name)
 		fi, err := os.Stat(ONNXPath(dir, m.Name))
 		switch {
@@ -110,11 +124,28 @@ func inspect(dir string) Report {
 	manifest, manifestErr := ReadManifest(dir)
 	r := Report{Dir: dir}
 	for _, m := range catalog {
-		s := ModelStatus{Name: m.Name, Source: m.Source(), Required: m.RequiredAtStart, InputSize: m.InputSize}
+		s := ModelStatus{Name: m.Name, Source: m.Source(), Required: m.RequiredAtStart, Kind: m.Kind, InputSize: m.InputSize}
 		var missing, corrupt, stale bool
 		problem := func(flag *bool, format string, args ...any) {
 			*flag = true
 			s.Problems = append(s.Problems, fmt.Sprintf(format, args...))
+		}
+
+		if m.Kind == KindShipped {
+			// Pinned by its own sha256, so the manifest has nothing to add.
+			if sum, size, err := fileSHA256(filepath.Join(dir, m.FileName)); errors.Is(err, os.ErrNotExist) {
+				problem(&missing, "%s missing", m.FileName)
+			} else if err != nil {
+				problem(&corrupt, "%s unreadable (%v)", m.FileName, err)
+			} else {
+				s.FileSize = size
+				if sum != m.SHA256 {
+					problem(&corrupt, "%s corrupt (sha256 %s, pinned %s)", m.FileName, short(sum), short(m.SHA256))
+				}
+			}
+			s.Status = worstStatus(missing, corrupt, false)
+			r.Models = append(r.Models, s)
+			continue
 		}
 
 		tflite := m.Name + ".tflite"
@@ -156,19 +187,24 @@ func inspect(dir string) Report {
 			}
 		}
 
-		switch {
-		case missing:
-			s.Status = StatusMissing
-		case corrupt:
-			s.Status = StatusCorrupt
-		case stale:
-			s.Status = StatusStale
-		default:
-			s.Status = StatusOK
-		}
+		s.Status = worstStatus(missing, corrupt, stale)
 		r.Models = append(r.Models, s)
 	}
 	return r
+}
+
+// worstStatus names the worst of a model's problems.
+func worstStatus(missing, corrupt, stale bool) Status {
+	switch {
+	case missing:
+		return StatusMissing
+	case corrupt:
+		return StatusCorrupt
+	case stale:
+		return StatusStale
+	default:
+		return StatusOK
+	}
 }
 
 // short abbreviates a hex hash for messages meant for a person.

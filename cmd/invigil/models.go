@@ -16,8 +16,10 @@ import (
 const modelsUsage = `Usage: invigil models fetch|verify|list [--models DIR] [--config FILE]
 
   fetch   get the pinned MediaPipe models from npm, check them, convert them
-          to ONNX and write them with a manifest into the models directory;
-          models already present and verified are kept
+          to ONNX and write them with a manifest into the models directory,
+          beside the speech model (Silero VAD) and the ONNX Runtime library
+          that runs it, stored as shipped; files already present and
+          verified are kept
   verify  hash every model against its pin and the manifest
   list    show each model's status, size and source
 `
@@ -76,10 +78,16 @@ func runModels(ctx context.Context, e env, args []string) error {
 
 func printModelTable(e env, list []models.ModelStatus) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODEL\tSTATUS\tREQUIRED\tINPUT\tTFLITE\tONNX\tSOURCE")
+	// FILE is the size of a file stored as its package ships it (the speech
+	// model, the ONNX Runtime library), which has no TFLite or converted ONNX.
+	fmt.Fprintln(tw, "MODEL\tSTATUS\tREQUIRED\tINPUT\tTFLITE\tONNX\tFILE\tSOURCE")
 	for _, m := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%s\t%s\t%s\n",
-			m.Name, m.Status, m.Required, m.InputSize, sizeText(m.TFLiteSize), sizeText(m.ONNXSize), m.Source)
+		input := "-"
+		if m.InputSize > 0 {
+			input = fmt.Sprint(m.InputSize)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\n",
+			m.Name, m.Status, m.Required, input, sizeText(m.TFLiteSize), sizeText(m.ONNXSize), sizeText(m.FileSize), m.Source)
 	}
 	// A failed write to stdout leaves nothing further to report to.
 	_ = tw.Flush()
