@@ -79,6 +79,9 @@ group_test=(
   # Real recorded voices and noise (/usr/share/sounds/alsa/*.wav) for the
   # Opus round-trip tests and the speech-detection evaluation.
   alsa-utils
+  # The vad tests resample sounds to 16 kHz with sox and synthesise speech with espeak-ng.
+  sox
+  espeak-ng
 )
 
 usage() {
