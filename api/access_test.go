@@ -34,6 +34,7 @@ var expectedAccess = map[string][]string{
 	"POST /api/v1/candidate/help":       {"candidate"},
 	"GET /api/v1/candidate/analysis":    {"candidate"},
 	"GET /api/v1/candidate/events":      {"candidate"},
+	"POST /api/v1/candidate/signals":    {"candidate"},
 	"POST /api/v1/calls/{call}/accept":  {"candidate"},
 	"POST /api/v1/calls/{call}/decline": {"candidate"},
 

@@ -56,17 +56,33 @@ func (h *hub) notify(exam int64) {
 const sseKeepAlive = 15 * time.Second
 
 // candidateEventTypes are the events a candidate's own page needs; the
-// staff's view of them (violations, spot checks, help) stays with staff.
+// staff's view of them (reviews, spot checks, help) stays with staff. The
+// candidate's own violations opening and closing are there so the page
+// can nudge ("请回到画面中") while one lasts, in the brief form of
+// candidateViolation.
 var candidateEventTypes = map[string]bool{
 	"stage_changed": true, "call_ringing": true, "call_started": true, "call_ended": true, "score_published": true,
+	"violation_opened": true, "violation_closed": true,
+}
+
+// candidateViolation is what a candidate's page learns of their own
+// violation: enough to show and clear the nudge, none of the staff's view
+// (confidence, reviews and their notes, evidence and recording links).
+type candidateViolation struct {
+	ID        int64      `json:"id"`
+	Type      string     `json:"type"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   *time.Time `json:"ended_at"`
+	Source    string     `json:"source,omitempty"`
 }
 
 // streamEvents writes an exam's events after `since` as Server-Sent Events
-// until the client goes, then waits for new ones. keep filters (nil: all).
+// until the client goes, then waits for new ones. keep filters (nil: all)
+// and may rewrite an event's data for this stream.
 // A stream outlives the checks made when it opened, so before each batch
 // and each keep-alive it checks again that p may still watch (the login
 // not revoked, the staff member still on the exam) and ends when not.
-func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, p *principal, examID int64, stream string, keep func(store.Event) bool) error {
+func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, p *principal, examID int64, stream string, keep func(*store.Event) bool) error {
 	since, err := sinceParam(r)
 	if err != nil {
 		return err
@@ -107,7 +123,7 @@ func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, p *princi
 			}
 			for _, e := range events {
 				since = e.Seq
-				if keep != nil && !keep(e) {
+				if keep != nil && !keep(&e) {
 					continue
 				}
 				b, _ := json.Marshal(e)
@@ -174,9 +190,25 @@ func (c *control) examEvents(w http.ResponseWriter, r *http.Request, p *principa
 
 func (c *control) candidateEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id := p.candidate.ID
-	return c.streamEvents(w, r, p, p.candidate.ExamID, "candidate", func(e store.Event) bool {
+	return c.streamEvents(w, r, p, p.candidate.ExamID, "candidate", func(e *store.Event) bool {
 		if e.CandidateID != id || !candidateEventTypes[e.Type] {
 			return false
+		}
+		if e.Type == "violation_opened" || e.Type == "violation_closed" {
+			var v violationView
+			if err := json.Unmarshal(e.Data, &v); err != nil || v.CandidateID != id {
+				return false
+			}
+			var d struct {
+				Source string `json:"source"`
+			}
+			_ = json.Unmarshal(v.Details, &d)
+			brief, err := json.Marshal(candidateViolation{ID: v.ID, Type: v.Type, StartedAt: v.StartedAt, EndedAt: v.EndedAt, Source: d.Source})
+			if err != nil {
+				return false
+			}
+			e.Data = brief
+			return true
 		}
 		// A spot check is unannounced.
 		var d struct {
