@@ -185,6 +185,66 @@ run('flow', async () => {
   await visible(pr, tile);
   await videoPlaying(pr, `${tile} video`, 30000);
   await shot(pr, 'proctor-dashboard');
+
+  // ---- the rest room: what is watched, the nudges, the browser's own signals -------------
+  await waitText(cp, '#rest-watched', '是否停留在本页面');
+  await visible(cp, '#fs-prompt');
+  // hands_out_of_view has been open since the spot check (the face clip
+  // shows no hands): the candidate is told, calmly and specifically.
+  await cp.waitForFunction(() => window.invigil.nudgesShown().includes('hands_out_of_view'), null, { timeout: 30000 });
+  await visible(cp, '#nudge');
+  await shot(cp, 'candidate-rest-nudge');
+  // A second real tab brought to the front takes the focus from the
+  // candidate's page. Playwright fakes focus for every page unless told
+  // not to; headless Chromium keeps each page visible in its own window,
+  // so the blur is what a headless run can show (a headed browser also
+  // hides the page, reported as "hidden").
+  const cdp = await cp.context().newCDPSession(cp);
+  await cdp.send('Emulation.setFocusEmulationEnabled', { enabled: false });
+  await cp.bringToFront();
+  await cp.waitForFunction(() => document.hasFocus());
+  check((await pr.$$('#feed .feed-row[data-type=left_page]')).length === 0, 'no left_page before the candidate leaves the page');
+  const other = await cp.context().newPage();
+  await other.goto(env.base + '/healthz');
+  await other.bringToFront();
+  await until('the candidate page to notice it lost the focus', async () => (await cp.evaluate(() => window.invigil.state().away)) === 'blur');
+  // Reported at once: the proctor sees it while it lasts.
+  const leftRow = '#feed .feed-row[data-type=left_page]';
+  await visible(pr, `${leftRow}.open .feed-source[data-source=browser]`, 10000);
+  await waitText(pr, leftRow, '浏览器报告');
+  await waitText(pr, leftRow, '离开页面');
+  await shot(pr, 'proctor-left-page');
+  await cp.bringToFront();
+  await other.close();
+  await until('the candidate page to report coming back', async () => (await cp.evaluate(() => window.invigil.state().away)) === '');
+  await pr.waitForSelector(`${leftRow}:not(.open)`, { timeout: 10000 });
+  // The nudge was up while the candidate was away and went with the close.
+  check((await cp.evaluate(() => window.invigil.nudgesShown())).includes('left_page'), 'the left_page nudge was shown');
+  await cp.waitForFunction(() => window.invigil.state().nudge !== 'left_page', null, { timeout: 10000 });
+  await shot(cp, 'candidate-back-on-page');
+  const lid = await pr.getAttribute(leftRow, 'data-violation');
+  const lv = await pr.evaluate(async (x) => (await fetch(`/api/v1/violations/${x}`)).json(), lid);
+  check(lv.details.source === 'browser' && lv.details.reason === 'blur' && lv.ended_at, 'left_page stored from the browser, closed: ' + JSON.stringify(lv));
+  await pr.click(leftRow);
+  await visible(pr, '#detail');
+  await waitText(pr, '#facts', '浏览器报告');
+  await shot(pr, 'proctor-left-page-detail');
+  await pr.click('#detail-close');
+  // Leaving fullscreen is leaving too; the button is the gesture that
+  // enters it again.
+  await cp.click('#fs-enter');
+  await cp.waitForFunction(() => !!document.fullscreenElement);
+  await cp.waitForSelector('#fs-prompt', { state: 'hidden' });
+  await cp.evaluate(() => document.exitFullscreen());
+  await until('leaving fullscreen to be noticed', async () => (await cp.evaluate(() => window.invigil.state().away)) === 'fullscreen');
+  await visible(cp, '#fs-prompt');
+  await cp.click('#fs-enter');
+  await until('the fullscreen episode to end', async () => (await cp.evaluate(() => window.invigil.state().away)) === '');
+  await until('two left_page on the dashboard, both closed', async () =>
+    (await pr.$$(`${leftRow}:not(.open)`)).length === 2 && (await pr.$$(`${leftRow}.open`)).length === 0);
+  await cp.evaluate(() => document.exitFullscreen().catch(() => {}));
+  await cdp.send('Emulation.setFocusEmulationEnabled', { enabled: true });
+
   const before = await pr.$$eval('#feed .feed-row[data-type=face_off_screen]', (els) => els.map((e) => e.dataset.violation));
 
   // ---- the camera switches to the empty scene ----------------------------------------------
@@ -249,6 +309,12 @@ run('flow', async () => {
   log(`face_off_screen shown ${took} ms after the switch (deadline ${rule.min_ms + 2000} ms)`);
   check(took <= rule.min_ms + 2000, `alert within the rule's duration + 2 s: took ${took} ms`);
   await shot(pr, 'proctor-alert');
+  // The candidate's page (the one now sending the empty scene) nudges them
+  // back into the picture.
+  await ep.waitForFunction(() => window.invigil.nudgesShown().includes('face_off_screen'), null, { timeout: 10000 });
+  await ep.waitForFunction(() => window.invigil.state().nudge === 'face_off_screen', null, { timeout: 10000 });
+  await waitText(ep, '#nudge-text', '请回到画面中');
+  await shot(ep, 'candidate-nudge-face-off-screen');
   await ep.waitForSelector('#an-face[data-state=bad]', { timeout: 20000 });
   await shot(ep, 'candidate-empty-scene-check');
   // The first page was replaced by the second: it must say so, not hang.

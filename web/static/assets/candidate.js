@@ -40,6 +40,11 @@ function screen(name) {
   for (const s of $$('.screen')) show(s, s.id === 'scr-' + name);
   document.body.dataset.screen = name;
   show($('#help-btn'), name !== 'code' || !!S.me);
+  // Fullscreen is asked for in the rest room and the interview only; an
+  // episode of "left fullscreen" ends when the candidate is elsewhere.
+  if (away && away.reason === 'fullscreen' && !fullscreenWanted()) comeBack(true);
+  drawFullscreenPrompt();
+  drawNudge();
 }
 
 function setCheck(id, state, statusKey, params) {
@@ -158,6 +163,7 @@ async function render() {
     return;
   }
   ensureSfu();
+  checkExtras();
   const call = me.call && me.call.kind !== 'spot_check' ? me.call : null;
   if (call && call.state === 'ringing') {
     renderStage();
@@ -484,6 +490,7 @@ async function showCheck() {
   drawStatus();
   pollAnalysis();
   updateContinue();
+  checkExtras();
 }
 
 function updateContinue() {
@@ -611,6 +618,7 @@ function startEvents() {
   if (S.stopEvents) return;
   S.stopEvents = listen('/api/v1/candidate/events', (ev) => {
     if (['stage_changed', 'call_ringing', 'call_started', 'call_ended', 'score_published'].includes(ev.type)) refreshSoon();
+    if (ev.type === 'violation_opened' || ev.type === 'violation_closed') onViolation(ev);
   }, (state) => {
     const was = S.eventsState;
     S.eventsState = state;
@@ -619,6 +627,162 @@ function startEvents() {
     // have moved through events we dedupe; one fetch settles it.
     if (state === 'live' && was === 'reconnecting') refreshSoon();
   });
+}
+
+// ---- the browser's own signals -------------------------------------------------
+// What the camera cannot see: the page left (hidden, blurred, out of
+// fullscreen), a second screen, headphones. Reported once the device check
+// is passed, in the stages the server watches; the device check only warns.
+
+const WATCHED = ['device_check_waiting', 'device_check_call', 'device_checked', 'interview_waiting',
+  'interview_call', 'interview_done', 'rest_room'];
+const watching = () => !!S.token && !!S.me && S.checked && WATCHED.includes(S.me.stage);
+const fullscreenWanted = () => S.screen === 'rest' || S.screen === 'call';
+// Device labels that name something worn on or in the ears.
+const HEADSET = /head ?set|head ?phone|ear ?bud|earphone|airpods|耳机|bluetooth|蓝牙/i;
+
+let away = null; // the left_page episode in progress: {key, at, reason}
+let headset = null; // {key, at, labels} while headphones are connected
+let extended = null; // {key, at} while the screen is extended
+const newKey = (p) => `${p}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// report sends one signal; a network failure, a 5xx or a 429 is retried
+// with the same key (the server stores it once), anything else is a bug
+// worth a console line but not the candidate's attention.
+async function report(body, tries = 4) {
+  body.sent_at = new Date().toISOString(); // the server corrects our clock with it
+  try {
+    return await post('/candidate/signals', body);
+  } catch (e) {
+    const retry = !(e instanceof ApiError) || e.status >= 500 || e.status === 429;
+    if (retry && tries > 1) {
+      await sleep(((e && e.retryAfter) || 2) * 1000);
+      return report(body, tries - 1);
+    }
+    console.warn('signal not reported', body.type, e && e.message);
+    return null;
+  }
+}
+
+function goAway(reason) {
+  if (away || !watching()) return;
+  away = { key: newKey('lp'), at: new Date(), reason };
+  // At once, so a proctor sees it while it lasts.
+  report({ type: 'left_page', key: away.key, reason, started_at: away.at.toISOString() });
+}
+
+function comeBack(force = false) {
+  if (!away) return;
+  if (!force) {
+    if (document.visibilityState !== 'visible') return;
+    if (away.reason === 'blur' && !document.hasFocus()) return;
+    if (away.reason === 'fullscreen' && !document.fullscreenElement) return;
+  }
+  const a = away;
+  away = null;
+  report({ type: 'left_page', key: a.key, reason: a.reason, started_at: a.at.toISOString(),
+    duration_ms: Math.max(0, Date.now() - a.at.getTime()) });
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'hidden') goAway('hidden');
+  else comeBack();
+});
+addEventListener('blur', () => goAway('blur'));
+addEventListener('focus', () => comeBack());
+document.addEventListener('fullscreenchange', () => {
+  if (document.fullscreenElement) comeBack();
+  else if (fullscreenWanted()) goAway('fullscreen');
+  drawFullscreenPrompt();
+});
+
+function drawFullscreenPrompt() {
+  const el = $('#fs-prompt');
+  if (!el) return;
+  show(el, fullscreenWanted() && !document.fullscreenElement && !!document.documentElement.requestFullscreen);
+}
+$('#fs-enter').addEventListener('click', () => {
+  document.documentElement.requestFullscreen().catch((e) => toast(e.message || String(e), 'error'));
+});
+
+async function headsetLabels() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return [];
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const labels = devices.filter((d) => (d.kind === 'audioinput' || d.kind === 'audiooutput') && HEADSET.test(d.label))
+    .map((d) => d.label.slice(0, 120));
+  return [...new Set(labels)].slice(0, 8);
+}
+
+// checkExtras looks for headphones and a second screen: the device check
+// shows what it found (a warning first), later stages report it.
+async function checkExtras() {
+  let labels = [];
+  try { labels = await headsetLabels(); } catch (e) { console.warn('enumerateDevices', e); }
+  const ext = typeof screen.isExtended === 'boolean' ? screen.isExtended : null;
+  if (S.screen === 'check') {
+    const parts = [];
+    let state = 'ok';
+    if (labels.length) { parts.push(['check.headphones_warn', { labels: labels.join('、') }]); state = 'warn'; }
+    else parts.push(['check.headphones_ok']);
+    if (ext === true) { parts.push(['check.screen_extended']); state = 'warn'; }
+    else parts.push([ext === false ? 'check.screen_single' : 'check.screen_unknown']);
+    // One status line holds both findings: the first that needs attention.
+    const [key, params] = parts.find(([k]) => k === 'check.headphones_warn' || k === 'check.screen_extended') || parts[0];
+    setCheck('ck-extras', state, key, params);
+  }
+  if (!watching()) return;
+  if (labels.length && !headset) {
+    headset = { key: newKey('hp'), at: new Date(), labels };
+    report({ type: 'headphones', key: headset.key, started_at: headset.at.toISOString(), labels });
+  } else if (!labels.length && headset) {
+    const h = headset;
+    headset = null;
+    report({ type: 'headphones', key: h.key, started_at: h.at.toISOString(), labels: h.labels,
+      duration_ms: Math.max(0, Date.now() - h.at.getTime()) });
+  }
+  if (ext === true && !extended) {
+    extended = { key: newKey('ss'), at: new Date() };
+    report({ type: 'second_screen', key: extended.key, started_at: extended.at.toISOString() });
+  } else if (ext === false && extended) {
+    const x = extended;
+    extended = null;
+    report({ type: 'second_screen', key: x.key, started_at: x.at.toISOString(), duration_ms: Math.max(0, Date.now() - x.at.getTime()) });
+  }
+}
+if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+  navigator.mediaDevices.addEventListener('devicechange', () => checkExtras());
+}
+if (screen.addEventListener) screen.addEventListener('change', () => checkExtras());
+
+// ---- nudges ---------------------------------------------------------------------
+// While one of the candidate's violations lasts, a calm banner says what
+// to do about it; it goes when the violation closes. The stream replays
+// the history on connect, so the open set is right after a reload too.
+
+const openViolations = new Map(); // id → type, in opening order
+const nudgesShown = []; // for the browser tests: every type that was shown
+
+function onViolation(ev) {
+  const v = ev.data || {};
+  if (!v.id) return;
+  if (ev.type === 'violation_opened' && !v.ended_at) openViolations.set(v.id, v.type);
+  else openViolations.delete(v.id);
+  drawNudge();
+}
+
+function drawNudge() {
+  const el = $('#nudge');
+  if (!el) return;
+  const types = [...openViolations.values()];
+  const type = types[types.length - 1];
+  const on = !!type && !!S.me && S.screen !== 'code' && S.me.stage !== 'left';
+  show(el, on);
+  el.dataset.type = on ? type : '';
+  if (!on) return;
+  // A type this page does not know yet still gets a polite general line.
+  $('#nudge-text').textContent = t('nudge.' + type, null, t('nudge.other'));
+  if (nudgesShown[nudgesShown.length - 1] !== type) nudgesShown.push(type);
 }
 
 // ---- help ---------------------------------------------------------------------
@@ -655,6 +819,7 @@ onLangChange(() => {
   redrawChecks();
   updateContinue();
   drawStatus();
+  drawNudge();
   if (S.me) render();
   if ($('#denied-reason').dataset.i18n) $('#denied-reason').textContent = t($('#denied-reason').dataset.i18n);
 });
@@ -669,7 +834,9 @@ if (S.token) {
 // A read-only view of the page for the browser tests (and for support, from
 // the console): where the candidate is and whether video is being sent.
 window.invigil = {
-  state: () => ({ screen: S.screen, stage: S.me && S.me.stage, sfu: S.sfuState, offline: S.offline }),
+  state: () => ({ screen: S.screen, stage: S.me && S.me.stage, sfu: S.sfuState, offline: S.offline,
+    away: away ? away.reason : '', nudge: $('#nudge').dataset.type || '' }),
+  nudgesShown: () => [...nudgesShown],
   framesSent: async () => {
     const pc = S.sfu && S.sfu.pub;
     if (!pc) return 0;

@@ -13,7 +13,11 @@ import {
   wireLangSwitch, staffLogin, topBar, chooseExam, setLive,
 } from './ui.js';
 
-const TYPES = ['face_off_screen', 'extra_person', 'head_turn', 'hands_out_of_view', 'distance', 'camera_blocked'];
+const TYPES = ['face_off_screen', 'extra_person', 'head_turn', 'hands_out_of_view', 'distance', 'camera_blocked',
+  'left_page', 'second_screen', 'headphones', 'talking', 'microphone_off'];
+
+// fromBrowser: the candidate's page reported it, not the camera's analysis.
+const fromBrowser = (v) => !!(v.details && v.details.source === 'browser');
 const WATCHED = ['mock', 'device_check_waiting', 'device_checked', 'interview_waiting', 'interview_done', 'rest_room'];
 const roomOf = (stage) => (stage === 'rest_room' ? 'rest_room' : WATCHED.includes(stage) ? 'waiting' : '');
 
@@ -149,6 +153,7 @@ function feedItem(v) {
   h('span', { class: 'sev sev-' + (v.status || 'pending'), 'aria-hidden': 'true' }),
   h('span', { class: 'feed-main' },
     h('span', { class: 'feed-type', text: typeText(v.type) }),
+    fromBrowser(v) ? h('span', { class: 'feed-source', dataset: { source: 'browser' }, i18n: 'source.browser' }) : null,
     h('span', { class: 'feed-name', text: candidateName(v) })),
   h('span', { class: 'feed-side' },
     h('span', { class: 'tabular muted', text: fmtTime(v.started_at) }),
@@ -322,13 +327,18 @@ function drawFacts(v) {
   const dl = $('#facts');
   const rows = [
     ['detail.candidate', candidateName(v)],
-    ['detail.type', typeText(v.type)],
+    ['detail.type', fromBrowser(v) ? `${typeText(v.type)} · ${t('source.browser')}` : typeText(v.type)],
     ['detail.started', fmtTime(v.started_at)],
     ['detail.ended', v.ended_at ? fmtTime(v.ended_at) : t('alerts.ongoing')],
     ['detail.duration', v.ended_at ? fmtDuration(new Date(v.ended_at) - new Date(v.started_at)) : '—'],
     ['detail.confidence', v.confidence !== undefined ? Math.round(v.confidence * 100) + '%' : '—'],
     ['detail.reason', v.reason || '—'],
   ];
+  if (fromBrowser(v)) {
+    const why = v.details.reason ? t('browser_reason.' + v.details.reason, null, v.details.reason) : '';
+    const labels = (v.details.labels || []).join('、');
+    rows.push(['detail.source', [t('source.browser'), why, labels].filter(Boolean).join(' · ')]);
+  }
   dl.replaceChildren(...rows.flatMap(([k, val]) => [h('dt', { i18n: k }), h('dd', { text: val })]));
 }
 
