@@ -61,6 +61,7 @@ import (
 	"invigil/detectors/rules"
 	"invigil/media"
 	"invigil/models/runner"
+	"invigil/vad"
 )
 
 // ViolationSink receives the violations the pipeline finds. The consumer
@@ -199,6 +200,9 @@ type Pipeline struct {
 	m     *metrics
 	sched *scheduler
 	sink  *sinkQueue
+	// The listening path (audio.go).
+	am     *audioMetrics
+	vadCfg vad.Config
 
 	ctx     context.Context // cancelled by Close: stops tracks and workers
 	cancel  context.CancelFunc
@@ -228,6 +232,12 @@ func New(cfg Config) (*Pipeline, error) {
 	p.m = m
 	p.sink.m = m
 	p.sched = newScheduler(m, cfg.CalmInterval)
+	if p.am, err = newAudioMetrics(cfg.Registry); err != nil {
+		return nil, err
+	}
+	if p.vadCfg, err = loadListening(cfg.ModelsDir); err != nil {
+		return nil, err
+	}
 	for i := 0; i < cfg.Workers; i++ {
 		a, err := detectors.NewAnalyzer(detectors.AnalyzerOptions{ModelsDir: cfg.ModelsDir, FullHands: cfg.FullHands})
 		if err != nil {
@@ -263,9 +273,12 @@ func (p *Pipeline) sampleUtilisation() {
 	}
 }
 
-// TrackStarted implements media.Tap: it takes candidates' VP8 video tracks
-// and ignores the rest (audio, staff).
+// TrackStarted implements media.Tap: it takes candidates' VP8 video and
+// Opus audio tracks and ignores the rest (other codecs, staff).
 func (p *Pipeline) TrackStarted(t media.Track) media.PacketWriter {
+	if t.Kind == media.Audio && t.Role == "candidate" && strings.EqualFold(t.MimeType, "audio/opus") {
+		return p.startAudioTrack(t)
+	}
 	if t.Kind != media.Video || t.Role != "candidate" || !strings.EqualFold(t.MimeType, "video/VP8") {
 		return nil
 	}

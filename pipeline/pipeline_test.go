@@ -410,7 +410,8 @@ func TestIgnoresOtherTracks(t *testing.T) {
 	p, _ := newTestPipeline(t, Config{Workers: 1})
 	base := media.Track{Identity: "x", Role: "candidate", Kind: media.Video, MimeType: "video/VP8", ClockRate: 90000}
 	for name, mod := range map[string]func(*media.Track){
-		"audio":       func(t *media.Track) { t.Kind, t.MimeType = media.Audio, "audio/opus" },
+		"PCMU audio":  func(t *media.Track) { t.Kind, t.MimeType = media.Audio, "audio/PCMU" },
+		"staff audio": func(t *media.Track) { t.Kind, t.MimeType, t.Role = media.Audio, "audio/opus", "examiner" },
 		"examiner":    func(t *media.Track) { t.Role = "examiner" },
 		"proctor":     func(t *media.Track) { t.Role = "proctor" },
 		"H264":        func(t *media.Track) { t.MimeType = "video/H264" },

@@ -84,6 +84,12 @@ type candidate struct {
 	hasLastObs  bool
 	lastTrack   *media.Track
 	finishedGen int // activations whose engine was finished: their late frames are dropped
+
+	// audioTracks counts live microphone tracks; audioGone is when the
+	// last one ended (UnixNano, 0: never had one). Atomic: the audio and
+	// video goroutines read them without a common lock.
+	audioTracks atomic.Int32
+	audioGone   atomic.Int64
 }
 
 // job is one analysis handed to a worker, with the settings that were

@@ -190,7 +190,7 @@ func (t *track) ended() {
 	}
 	c.analysisMu.Unlock()
 	s.mu.Lock()
-	if c.tracks == 0 && !c.explicit && s.candidates[c.identity] == c {
+	if c.tracks == 0 && c.audioTracks.Load() == 0 && !c.explicit && s.candidates[c.identity] == c {
 		delete(s.candidates, c.identity)
 	}
 	s.mu.Unlock()

@@ -103,6 +103,7 @@ func (w *worker) process(ctx context.Context, j job) (r analysisResult) {
 	}
 	observed := time.Now()
 	events := c.engine.Observe(&obs)
+	events = append(events, p.audioMissingLocked(c, f.tMS)...)
 	r.analysed = true
 	r.deadline, r.hasDeadline = c.engine.NextDeadline()
 	c.snapshot.Store(newSnapshot(c, f, &obs))

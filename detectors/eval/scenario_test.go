@@ -99,6 +99,15 @@ func TestSetCoversEveryType(t *testing.T) {
 		}
 	}
 	for _, typ := range rules.AllTypes {
+		if rules.IsAudio(typ) {
+			// The scenes are silent videos: the audio types get their own
+			// set of recorded and synthetic sounds (the Listening issue's
+			// evaluation part), not built yet.
+			if events[typ] > 0 {
+				t.Errorf("%s has %d true events in a silent video set", typ, events[typ])
+			}
+			continue
+		}
 		if events[typ] < 5 {
 			t.Errorf("%s has %d true events, want ≥ 5", typ, events[typ])
 		}

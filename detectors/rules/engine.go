@@ -48,7 +48,30 @@ type Engine struct {
 	nextID int
 	turns  turnCounter
 	lastT  int64
+	// The audio rules run on their own clock (the microphone's chunks),
+	// which interleaves with the frames' rather than following it.
+	audioT int64
+	speech []speechSpan // speech chunks within the talking window
+	// lastSound is the end of the last chunk above the silence floor
+	// (math.MinInt64: none yet).
+	lastSound int64
 }
+
+// silenceGrace is how long the microphone must be digitally silent before
+// it counts as off: the pauses between words of a clean recording are
+// silent too, and must neither open nor hold microphone_off.
+const silenceGrace = 1000
+
+// AudioChunk is the speech detector's verdict on one stretch of the
+// microphone's audio, on the candidate's stream clock.
+type AudioChunk struct {
+	TMS        int64 // start, milliseconds of stream time
+	DurationMS int64
+	Speech     bool
+	RMS        float64 // full-scale root mean square level
+}
+
+type speechSpan struct{ start, end int64 }
 
 type rule struct {
 	typ          Type
@@ -71,7 +94,7 @@ func NewEngine(p Policy) (*Engine, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{policy: p, nextID: 1, lastT: math.MinInt64}
+	e := &Engine{policy: p, nextID: 1, lastT: math.MinInt64, audioT: math.MinInt64, lastSound: math.MinInt64}
 	for _, t := range p.EnabledTypes() {
 		e.rules = append(e.rules, rule{typ: t, timing: p.Rules[t], pendingSince: -1, clearSince: -1})
 	}
@@ -101,6 +124,9 @@ func (e *Engine) Observe(o *Observation) []Event {
 	var events []Event
 	for i := range e.rules {
 		r := &e.rules[i]
+		if IsAudio(r.typ) {
+			continue // ObserveAudio and AudioMissing step them
+		}
 		v := e.evaluate(r.typ, o, blocked)
 		if ev, ok := e.step(r, o.TMS, v); ok {
 			events = append(events, ev)
@@ -121,6 +147,9 @@ func (e *Engine) Finish(tMS int64) []Event {
 		if r.clearSince >= 0 {
 			end = r.clearSince
 		}
+		// An audio violation may have opened on the microphone's clock
+		// after the last frame that tMS names.
+		end = max(end, r.open.OpenedMS)
 		events = append(events, e.close(r, end))
 	}
 	return events
@@ -161,7 +190,12 @@ func (e *Engine) OpenViolations() []Violation {
 	return out
 }
 
-func (e *Engine) step(r *rule, t int64, v verdict) (Event, bool) {
+func (e *Engine) step(r *rule, t int64, v verdict) (Event, bool) { return e.stepSince(r, t, v, -1) }
+
+// stepSince is step for a condition that began at since (when ≥ 0) rather
+// than at t: a windowed or absence condition is found true only after it
+// began.
+func (e *Engine) stepSince(r *rule, t int64, v verdict, since int64) (Event, bool) {
 	if v.active {
 		r.clearSince = -1
 		if r.open != nil {
@@ -170,6 +204,9 @@ func (e *Engine) step(r *rule, t int64, v verdict) (Event, bool) {
 		}
 		if r.pendingSince < 0 {
 			r.pendingSince = t
+			if since >= 0 && since < t {
+				r.pendingSince = since
+			}
 		}
 		if t-r.pendingSince < r.timing.MinMS {
 			return Event{}, false
@@ -201,6 +238,117 @@ func (e *Engine) close(r *rule, end int64) Event {
 	r.open = nil
 	r.clearSince = -1
 	return Event{Kind: Closed, Violation: v}
+}
+
+// ObserveAudio feeds the microphone's chunks, in time order, to the audio
+// rules and returns the violations that opened or closed. Chunks older
+// than the last one seen are ignored.
+func (e *Engine) ObserveAudio(chunks []AudioChunk) []Event {
+	var events []Event
+	for _, c := range chunks {
+		if c.TMS < e.audioT {
+			continue
+		}
+		e.audioT = c.TMS
+		end := c.TMS + max(c.DurationMS, 0)
+		if c.RMS >= e.policy.SilenceRMS {
+			e.lastSound = end
+		} else if e.lastSound == math.MinInt64 {
+			e.lastSound = c.TMS // silent from the track's first chunk
+		}
+		if c.Speech {
+			if n := len(e.speech); n > 0 && e.speech[n-1].end >= c.TMS {
+				e.speech[n-1].end = max(e.speech[n-1].end, end)
+			} else {
+				e.speech = append(e.speech, speechSpan{c.TMS, end})
+			}
+		}
+		for i := range e.rules {
+			r := &e.rules[i]
+			var v verdict
+			since := int64(-1)
+			switch r.typ {
+			case Talking:
+				v, since = e.talking(end)
+			case MicrophoneOff:
+				v = e.silent(c, end)
+				since = e.lastSound
+			default:
+				continue
+			}
+			if ev, ok := e.stepSince(r, end, v, since); ok {
+				events = append(events, ev)
+			}
+		}
+	}
+	return events
+}
+
+// AudioMissing tells the audio rules at stream time tMS (a frame's) that
+// the candidate publishes no microphone track, or that it ended, since
+// sinceMS: microphone_off holds and nobody is heard talking.
+func (e *Engine) AudioMissing(tMS, sinceMS int64) []Event {
+	if tMS < e.audioT {
+		return nil
+	}
+	e.audioT = tMS
+	var events []Event
+	for i := range e.rules {
+		r := &e.rules[i]
+		var v verdict
+		since := int64(-1)
+		switch r.typ {
+		case Talking:
+			v, since = e.talking(tMS)
+		case MicrophoneOff:
+			v = verdict{active: true, confidence: 1, reason: "no microphone track",
+				details: map[string]float64{"audio_track": 0}}
+			since = max(sinceMS, 0)
+		default:
+			continue
+		}
+		if ev, ok := e.stepSince(r, tMS, v, since); ok {
+			events = append(events, ev)
+		}
+	}
+	return events
+}
+
+// talking sums the speech heard within the window ending at t.
+func (e *Engine) talking(t int64) (verdict, int64) {
+	p := &e.policy
+	from := t - p.TalkWindowMS
+	cut := 0
+	for cut < len(e.speech) && e.speech[cut].end <= from {
+		cut++
+	}
+	e.speech = e.speech[cut:]
+	var sum int64
+	first := int64(-1)
+	for _, s := range e.speech {
+		start := max(s.start, from)
+		sum += min(s.end, t) - start
+		if first < 0 {
+			first = start
+		}
+	}
+	need := p.Rules[Talking].MinMS
+	if sum <= 0 || sum < need {
+		return verdict{}, -1
+	}
+	return verdict{active: true, confidence: clamp01(0.5 + 0.5*float64(sum)/float64(p.TalkWindowMS)),
+		reason:  fmt.Sprintf("speech for %.1f s within %d s", float64(sum)/1000, p.TalkWindowMS/1000),
+		details: map[string]float64{"speech_ms": float64(sum), "window_ms": float64(p.TalkWindowMS)}}, first
+}
+
+// silent reads microphone_off at chunk c ending at t: digital silence
+// since lastSound, for longer than silenceGrace.
+func (e *Engine) silent(c AudioChunk, t int64) verdict {
+	if t-e.lastSound < silenceGrace {
+		return verdict{}
+	}
+	return verdict{active: true, confidence: 1, reason: "microphone silent (muted or dead)",
+		details: map[string]float64{"audio_track": 1, "rms": c.RMS}}
 }
 
 func (e *Engine) blocked(o *Observation) bool { return e.policy.Blocked(o) }

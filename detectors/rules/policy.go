@@ -19,10 +19,18 @@ const (
 	HandsOutOfView Type = "hands_out_of_view"
 	Distance       Type = "distance"
 	CameraBlocked  Type = "camera_blocked"
+	// Talking and MicrophoneOff are judged on the microphone's audio
+	// (Engine.ObserveAudio), not on frames.
+	Talking       Type = "talking"
+	MicrophoneOff Type = "microphone_off"
 )
 
 // AllTypes lists every violation type in a stable order.
-var AllTypes = []Type{FaceOffScreen, ExtraPerson, HeadTurn, HandsOutOfView, Distance, CameraBlocked}
+var AllTypes = []Type{FaceOffScreen, ExtraPerson, HeadTurn, HandsOutOfView, Distance, CameraBlocked, Talking, MicrophoneOff}
+
+// IsAudio reports whether t is judged on the microphone rather than the
+// camera.
+func IsAudio(t Type) bool { return t == Talking || t == MicrophoneOff }
 
 // Timing is a rule's hysteresis: the condition must hold for MinMS before a
 // violation opens and be clear for ClearMS before it closes.
@@ -76,6 +84,17 @@ type Policy struct {
 	// texture (Laplacian spread below BlurSharpness): a finger over the
 	// lens lets light through but shows no edges.
 	BlurSharpness float64 `json:"blur_sharpness"`
+
+	// talking: at least the rule's min_ms of speech chunks within the last
+	// TalkWindowMS. Summing over a window rather than requiring unbroken
+	// speech smooths the detector's chunk-level flicker (a voice shifted by
+	// a few hundred samples changes a fifth of the chunk decisions) and the
+	// pauses between words.
+	TalkWindowMS int64 `json:"talk_window_ms"`
+	// microphone_off: every chunk below SilenceRMS (full-scale RMS) is
+	// digital silence: a muted track or a dead microphone. A real quiet
+	// room through a browser's noise suppression still sits above 1e-4.
+	SilenceRMS float64 `json:"silence_rms"`
 }
 
 // Policy names (per room).
@@ -107,6 +126,8 @@ func base() Policy {
 		DarkBrightness:      25,
 		UniformContrast:     6,
 		BlurSharpness:       3,
+		TalkWindowMS:        5000,
+		SilenceRMS:          1e-4,
 		Rules:               map[Type]Timing{},
 	}
 }
@@ -114,10 +135,12 @@ func base() Policy {
 // DefaultPolicy returns the built-in policy of that name.
 //
 //   - waiting: the candidate waits for a call; only leaving, a second
-//     person and a blocked camera matter.
+//     person and a blocked camera matter, and (as in the rest room)
+//     talking and a microphone that is off.
 //   - interview: on a call with the examiner; adds head turns and
 //     distance (the guide's 50 cm ± 5 cm).
-//   - rest_room: the strictest; adds both hands on the desk.
+//   - rest_room: the strictest; adds both hands on the desk, talking and a
+//     microphone that is off (the interview is a call: talking is its point).
 func DefaultPolicy(name string) (Policy, error) {
 	p := base()
 	p.Name = name
@@ -128,6 +151,8 @@ func DefaultPolicy(name string) (Policy, error) {
 		p.Rules[FaceOffScreen] = on(3000, 1500)
 		p.Rules[ExtraPerson] = on(2000, 2000)
 		p.Rules[CameraBlocked] = on(2000, 1500)
+		p.Rules[Talking] = on(2000, 2000)
+		p.Rules[MicrophoneOff] = on(10_000, 1000)
 	case PolicyInterview:
 		p.Rules[FaceOffScreen] = on(2000, 1500)
 		p.Rules[ExtraPerson] = on(1000, 2000)
@@ -146,6 +171,8 @@ func DefaultPolicy(name string) (Policy, error) {
 		p.Rules[HandsOutOfView] = on(3000, 2000)
 		p.Rules[Distance] = on(5000, 2000)
 		p.Rules[CameraBlocked] = on(1500, 1500)
+		p.Rules[Talking] = on(2000, 2000)
+		p.Rules[MicrophoneOff] = on(10_000, 1000)
 	default:
 		return Policy{}, fmt.Errorf("unknown policy %q (want one of %v)", name, PolicyNames)
 	}
@@ -176,6 +203,10 @@ func (p *Policy) Validate() error {
 		return fmt.Errorf("policy %s: min_visible_fraction %g must be in [0, 1]", p.Name, p.MinVisibleFraction)
 	case p.TurnCount < 1 || p.TurnWindowMS <= 0:
 		return fmt.Errorf("policy %s: turn_count and turn_window_ms must be positive", p.Name)
+	case p.Rules[Talking].Enabled && (p.TalkWindowMS <= 0 || p.Rules[Talking].MinMS > p.TalkWindowMS):
+		return fmt.Errorf("policy %s: talking's min_ms %d must fit in talk_window_ms %d", p.Name, p.Rules[Talking].MinMS, p.TalkWindowMS)
+	case p.SilenceRMS < 0 || p.SilenceRMS >= 1:
+		return fmt.Errorf("policy %s: silence_rms %g must be in [0, 1)", p.Name, p.SilenceRMS)
 	}
 	for t, tm := range p.Rules {
 		if !knownType(t) {
