@@ -180,6 +180,8 @@ run('flow', async () => {
     // (hands found on the still clip, or no analysis at all).
     const seen = await cp.evaluate(async () => (await fetch('/api/v1/candidate/analysis')).text());
     log('no hands_out_of_view during the spot check; the candidate analysis says', seen);
+    const metrics = await cp.evaluate(async () => (await fetch('/metrics')).text());
+    log('pipeline metrics:\n' + metrics.split('\n').filter((l) => /^invigil_pipeline_(frames|analyses|decode|keyframe|violations)/.test(l)).join('\n'));
     throw err;
   }
   await shot(asst, 'staff-assistant-spot-check');
