@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -34,16 +35,18 @@ func TestBrowser(t *testing.T) {
 	chromium := browserTools(t, root)
 	tmp := t.TempDir()
 	face, empty := makeClips(t, tmp)
+	speech := makeSpeech(t, tmp)
 	bin := buildServer(t, root, tmp)
 	base := startServer(t, bin, tmp)
 
-	for _, script := range []string{"flow.mjs", "errors.mjs"} {
+	for _, script := range []string{"flow.mjs", "errors.mjs", "listen.mjs"} {
 		t.Run(strings.TrimSuffix(script, ".mjs"), func(t *testing.T) {
 			runNode(t, root, script,
 				"INVIGIL_URL="+base,
 				"INVIGIL_ADMIN_PASSWORD="+adminPassword,
 				"INVIGIL_FACE_Y4M="+face,
 				"INVIGIL_EMPTY_Y4M="+empty,
+				"INVIGIL_SPEECH_WAV="+speech,
 				"INVIGIL_CHROMIUM="+chromium,
 			)
 		})
@@ -156,6 +159,33 @@ func makeClips(t *testing.T, dir string) (face, empty string) {
 		"-r", "15", "-t", "3", face)
 	ffmpeg(t, "-loop", "1", "-i", scene, "-vf", "scale=640:480,setsar=1,format=yuv420p", "-r", "15", "-t", "3", empty)
 	return face, empty
+}
+
+// makeSpeech writes the fake microphone's WAV (Chromium loops it): Chinese
+// and English sentences from espeak-ng, 48 kHz mono 16-bit as a browser
+// captures, with the short pauses of someone reading aloud.
+func makeSpeech(t *testing.T, dir string) string {
+	t.Helper()
+	tool(t, "espeak-ng", "espeak-ng")
+	tool(t, "sox", "sox")
+	var parts []string
+	for i, s := range []struct{ voice, text string }{
+		{"zh", "第三题的答案是选项二，你记下来了吗"},
+		{"en", "The answer to question three is option two, write it down"},
+		{"zh", "下一位考生马上就要进去了，快点告诉他"},
+	} {
+		p := filepath.Join(dir, fmt.Sprintf("say%d.wav", i))
+		if out, err := exec.Command("espeak-ng", "-v", s.voice, "-s", "150", "-w", p, s.text).CombinedOutput(); err != nil {
+			t.Fatalf("espeak-ng: %v\n%s", err, out)
+		}
+		parts = append(parts, p)
+	}
+	out := filepath.Join(dir, "speech.wav")
+	args := append(append([]string{}, parts...), "-r", "48000", "-c", "1", "-b", "16", out, "gain", "-n", "-3")
+	if b, err := exec.Command("sox", args...).CombinedOutput(); err != nil {
+		t.Fatalf("sox %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	return out
 }
 
 func ffmpeg(t *testing.T, args ...string) {

@@ -18,6 +18,7 @@ export const env = {
   get adminPassword() { return need('INVIGIL_ADMIN_PASSWORD'); },
   get faceClip() { return need('INVIGIL_FACE_Y4M'); },
   get emptyClip() { return need('INVIGIL_EMPTY_Y4M'); },
+  get speechWav() { return need('INVIGIL_SPEECH_WAV'); },
   get shots() { return need('INVIGIL_SCREENSHOTS'); },
   get chromium() { return process.env.INVIGIL_CHROMIUM || '/usr/bin/chromium'; },
 };
@@ -38,16 +39,18 @@ export function check(cond, msg) {
   if (!cond) throw new Error('check failed: ' + msg);
 }
 
-// launch starts a Chromium whose camera plays clip. Without fakeUI the
-// permission prompt is not auto-accepted, so getUserMedia is refused (the
-// "denied camera" case).
-export async function launch(clip, { fakeUI = true } = {}) {
+// launch starts a Chromium whose camera plays clip (and, given audio, whose
+// microphone plays that WAV file, looping; otherwise Chromium's beeps).
+// Without fakeUI the permission prompt is not auto-accepted, so
+// getUserMedia is refused (the "denied camera" case).
+export async function launch(clip, { fakeUI = true, audio = '' } = {}) {
   const args = [
     '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
     '--use-fake-device-for-media-stream', `--use-file-for-fake-video-capture=${clip}`,
     '--autoplay-policy=no-user-gesture-required',
   ];
+  if (audio) args.push(`--use-file-for-fake-audio-capture=${audio}`);
   if (fakeUI) args.push('--use-fake-ui-for-media-stream');
   const browser = await chromium.launch({ executablePath: env.chromium, headless: true, args });
   browsers.push(browser);

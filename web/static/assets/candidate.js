@@ -719,7 +719,8 @@ async function headsetLabels() {
 async function checkExtras() {
   let labels = [];
   try { labels = await headsetLabels(); } catch (e) { console.warn('enumerateDevices', e); }
-  const ext = typeof screen.isExtended === 'boolean' ? screen.isExtended : null;
+  // window.screen: this module's screen() shows one of the page's screens.
+  const ext = typeof window.screen.isExtended === 'boolean' ? window.screen.isExtended : null;
   if (S.screen === 'check') {
     const parts = [];
     let state = 'ok';
@@ -753,7 +754,7 @@ async function checkExtras() {
 if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
   navigator.mediaDevices.addEventListener('devicechange', () => checkExtras());
 }
-if (screen.addEventListener) screen.addEventListener('change', () => checkExtras());
+if (window.screen.addEventListener) window.screen.addEventListener('change', () => checkExtras());
 
 // ---- nudges ---------------------------------------------------------------------
 // While one of the candidate's violations lasts, a calm banner says what
@@ -832,17 +833,21 @@ if (S.token) {
   $('#code-input').focus();
 }
 // A read-only view of the page for the browser tests (and for support, from
-// the console): where the candidate is and whether video is being sent.
+// the console): where the candidate is and whether video and audio are
+// being sent.
 window.invigil = {
   state: () => ({ screen: S.screen, stage: S.me && S.me.stage, sfu: S.sfuState, offline: S.offline,
     away: away ? away.reason : '', nudge: $('#nudge').dataset.type || '' }),
   nudgesShown: () => [...nudgesShown],
-  framesSent: async () => {
-    const pc = S.sfu && S.sfu.pub;
-    if (!pc) return 0;
-    let n = 0;
-    (await pc.getStats()).forEach((r) => { if (r.type === 'outbound-rtp' && r.kind === 'video') n += r.framesSent || 0; });
-    return n;
-  },
+  framesSent: () => sentCount('video', 'framesSent'),
+  audioPacketsSent: () => sentCount('audio', 'packetsSent'),
 };
+
+async function sentCount(kind, field) {
+  const pc = S.sfu && S.sfu.pub;
+  if (!pc) return 0;
+  let n = 0;
+  (await pc.getStats()).forEach((r) => { if (r.type === 'outbound-rtp' && r.kind === kind) n += r[field] || 0; });
+  return n;
+}
 document.body.dataset.ready = '1';
