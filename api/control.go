@@ -194,7 +194,7 @@ func newControl(s *Server, o ControlOptions) (*control, error) {
 	}
 	if o.RiskWeights == nil {
 		o.RiskWeights = map[string]float64{"extra_person": 40, "camera_blocked": 30, "face_off_screen": 25,
-			"head_turn": 10, "hands_out_of_view": 10, "distance": 5, "talking": 30, "microphone_off": 20, "left_page": 15, "second_screen": 20, "headphones": 20}
+			"head_turn": 10, "hands_out_of_view": 10, "distance": 5, "talking": 30, "microphone_off": 20, "phone_call": 35, "left_page": 15, "second_screen": 20, "headphones": 20}
 	}
 	if o.Now == nil {
 		o.Now = time.Now

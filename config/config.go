@@ -391,8 +391,9 @@ func (c Config) Validate() error {
 }
 
 // DefaultRiskWeights: another person or a covered camera weigh most (they
-// defeat the whole invigilation), looking away least (it happens innocently).
-const DefaultRiskWeights = "extra_person=40,camera_blocked=30,face_off_screen=25,head_turn=10,hands_out_of_view=10,distance=5,talking=30,microphone_off=20,left_page=15,second_screen=20,headphones=20"
+// defeat the whole invigilation), looking away least (it happens innocently);
+// a phone call is outside help, nearly as grave as another person.
+const DefaultRiskWeights = "extra_person=40,camera_blocked=30,face_off_screen=25,head_turn=10,hands_out_of_view=10,distance=5,talking=30,microphone_off=20,phone_call=35,left_page=15,second_screen=20,headphones=20"
 
 // ParseRiskWeights reads RiskWeights ("type=points,…").
 func (c Config) ParseRiskWeights() (map[string]float64, error) {

@@ -55,7 +55,7 @@ func TestDefaults(t *testing.T) {
 		CodeAttempts:       5,
 		CodeAlertAddresses: 20,
 		StaffSession:       Duration(12 * time.Hour),
-		RiskWeights:        "extra_person=40,camera_blocked=30,face_off_screen=25,head_turn=10,hands_out_of_view=10,distance=5,talking=30,microphone_off=20,left_page=15,second_screen=20,headphones=20",
+		RiskWeights:        "extra_person=40,camera_blocked=30,face_off_screen=25,head_turn=10,hands_out_of_view=10,distance=5,talking=30,microphone_off=20,phone_call=35,left_page=15,second_screen=20,headphones=20",
 		CalmInterval:       Duration(time.Second),
 
 		CodeFailuresPerMinute: 30,

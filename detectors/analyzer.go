@@ -412,7 +412,14 @@ func (a *Analyzer) detectHands(frame gocv.Mat, s *Stream) ([]rules.Hand, error) 
 	out := make([]rules.Hand, 0, len(found))
 	for _, h := range found {
 		s.tracked = append(s.tracked, h.NextCrop())
-		out = append(out, rules.Hand{Box: rules.Rect{X: h.Box.X, Y: h.Box.Y, W: h.Box.W, H: h.Box.H}, Score: h.Presence})
+		// The landmarks go along (one small slice per detection, shared
+		// by the frames that carry it) for the rules that need the hand's
+		// shape and place, such as a hand at the ear.
+		lm := make([]rules.Point, len(h.Landmarks))
+		for i, p := range h.Landmarks {
+			lm[i] = rules.Point{X: p.X, Y: p.Y}
+		}
+		out = append(out, rules.Hand{Box: rules.Rect{X: h.Box.X, Y: h.Box.Y, W: h.Box.W, H: h.Box.H}, Score: h.Presence, Landmarks: lm})
 	}
 	return out, nil
 }

@@ -85,6 +85,19 @@ func TestObservePhotos(t *testing.T) {
 			if len(o.Hands) < c.minHands || !o.HandsFresh || !o.HandsChecked {
 				t.Errorf("hands %+v fresh %v checked %v, want ≥ %d", o.Hands, o.HandsFresh, o.HandsChecked, c.minHands)
 			}
+			// Each hand carries its 21 landmarks (for phone_call), which
+			// its box bounds.
+			for i, h := range o.Hands {
+				if len(h.Landmarks) != 21 {
+					t.Errorf("hand %d: %d landmarks, want 21", i, len(h.Landmarks))
+				}
+				for _, p := range h.Landmarks {
+					if p.X < h.Box.X-1 || p.X > h.Box.X+h.Box.W+1 || p.Y < h.Box.Y-1 || p.Y > h.Box.Y+h.Box.H+1 {
+						t.Errorf("hand %d: landmark %v outside its box %v", i, p, h.Box)
+						break
+					}
+				}
+			}
 			if o.Brightness < 40 || o.Contrast < 10 {
 				t.Errorf("a real photo reads as dark or flat: %.0f / %.0f", o.Brightness, o.Contrast)
 			}
@@ -106,6 +119,9 @@ func TestHandsRunOnSchedule(t *testing.T) {
 		fresh = append(fresh, o.HandsFresh)
 		if len(o.Hands) == 0 {
 			t.Fatalf("frame %d: carried hands lost", i)
+		}
+		if len(o.Hands[0].Landmarks) != 21 {
+			t.Fatalf("frame %d: %d landmarks carried, want 21", i, len(o.Hands[0].Landmarks))
 		}
 	}
 	want := []bool{true, false, false, true, false, false}

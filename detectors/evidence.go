@@ -20,7 +20,7 @@ var (
 )
 
 // Annotate draws the observation (faces with keypoints, yaw and distance;
-// hands) and the given violations onto img, which may be larger than the
+// hands with their landmarks) and the given violations onto img, which may be larger than the
 // analysed frame.
 func Annotate(img *gocv.Mat, o *rules.Observation, violations []rules.Violation) {
 	if img.Empty() || o.Width == 0 {
@@ -49,6 +49,9 @@ func Annotate(img *gocv.Mat, o *rules.Observation, violations []rules.Violation)
 	for _, h := range o.Hands {
 		r := image.Rectangle{Min: pt(h.Box.X, h.Box.Y), Max: pt(h.Box.X+h.Box.W, h.Box.Y+h.Box.H)}
 		gocv.Rectangle(img, r, colorHand, thick)
+		for _, l := range h.Landmarks { // where the hand is: at the ear, on the desk
+			gocv.Circle(img, pt(l.X, l.Y), thick, colorHand, -1)
+		}
 	}
 	y := int(24 * font / 0.5)
 	textWithShadow(img, fmt.Sprintf("t=%.1fs faces=%d hands=%d light=%.0f", float64(o.TMS)/1000, len(o.Faces), len(o.Hands), o.Brightness),

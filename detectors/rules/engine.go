@@ -51,7 +51,10 @@ type Engine struct {
 	// The audio rules run on their own clock (the microphone's chunks),
 	// which interleaves with the frames' rather than following it.
 	audioT int64
-	speech []speechSpan // speech chunks within the talking window
+	// speech holds the speech heard within speechHorizon of the newest
+	// chunk: the talking window, and the hand-at-ear span phone_call asks
+	// about.
+	speech []speechSpan
 	// lastSound is the end of the last chunk above the silence floor
 	// (math.MinInt64: none yet).
 	lastSound int64
@@ -79,6 +82,9 @@ type rule struct {
 	pendingSince int64 // -1 when the condition is not holding
 	clearSince   int64 // -1 while the condition holds or nothing is open
 	open         *Violation
+	// need, when set, is the minimum duration of a condition that began
+	// at since, as known at t (phone_call: shorter with speech heard).
+	need func(since, t int64) int64
 }
 
 // verdict is one rule's reading of one observation.
@@ -96,7 +102,11 @@ func NewEngine(p Policy) (*Engine, error) {
 	}
 	e := &Engine{policy: p, nextID: 1, lastT: math.MinInt64, audioT: math.MinInt64, lastSound: math.MinInt64}
 	for _, t := range p.EnabledTypes() {
-		e.rules = append(e.rules, rule{typ: t, timing: p.Rules[t], pendingSince: -1, clearSince: -1})
+		r := rule{typ: t, timing: p.Rules[t], pendingSince: -1, clearSince: -1}
+		if t == PhoneCall {
+			r.need = e.phoneNeed
+		}
+		e.rules = append(e.rules, r)
 	}
 	e.turns = turnCounter{window: p.TurnWindowMS, threshold: p.TurnDeg}
 	return e, nil
@@ -128,9 +138,14 @@ func (e *Engine) Observe(o *Observation) []Event {
 			continue // ObserveAudio and AudioMissing step them
 		}
 		v := e.evaluate(r.typ, o, blocked)
-		if ev, ok := e.step(r, o.TMS, v); ok {
-			events = append(events, ev)
+		ev, ok := e.step(r, o.TMS, v)
+		if !ok {
+			continue
 		}
+		if r.typ == PhoneCall && ev.Kind == Opened {
+			e.describeCall(r, &ev, o.TMS)
+		}
+		events = append(events, ev)
 	}
 	return events
 }
@@ -166,7 +181,7 @@ func (e *Engine) NextDeadline() (tMS int64, ok bool) {
 		var at int64
 		switch {
 		case r.open == nil && r.pendingSince >= 0:
-			at = r.pendingSince + r.timing.MinMS
+			at = r.pendingSince + r.minMS(r.pendingSince, e.lastT)
 		case r.open != nil && r.clearSince >= 0:
 			at = r.clearSince + r.timing.ClearMS
 		default:
@@ -208,7 +223,7 @@ func (e *Engine) stepSince(r *rule, t int64, v verdict, since int64) (Event, boo
 				r.pendingSince = since
 			}
 		}
-		if t-r.pendingSince < r.timing.MinMS {
+		if t-r.pendingSince < r.minMS(r.pendingSince, t) {
 			return Event{}, false
 		}
 		r.open = &Violation{
@@ -229,6 +244,14 @@ func (e *Engine) stepSince(r *rule, t int64, v verdict, since int64) (Event, boo
 		return Event{}, false
 	}
 	return e.close(r, r.clearSince), true
+}
+
+// minMS is how long the rule's condition must hold, having begun at since.
+func (r *rule) minMS(since, t int64) int64 {
+	if r.need != nil {
+		return r.need(since, t)
+	}
+	return r.timing.MinMS
 }
 
 func (e *Engine) close(r *rule, end int64) Event {
@@ -263,6 +286,7 @@ func (e *Engine) ObserveAudio(chunks []AudioChunk) []Event {
 				e.speech = append(e.speech, speechSpan{c.TMS, end})
 			}
 		}
+		e.forgetSpeech(end)
 		for i := range e.rules {
 			r := &e.rules[i]
 			var v verdict
@@ -318,14 +342,12 @@ func (e *Engine) AudioMissing(tMS, sinceMS int64) []Event {
 func (e *Engine) talking(t int64) (verdict, int64) {
 	p := &e.policy
 	from := t - p.TalkWindowMS
-	cut := 0
-	for cut < len(e.speech) && e.speech[cut].end <= from {
-		cut++
-	}
-	e.speech = e.speech[cut:]
 	var sum int64
 	first := int64(-1)
 	for _, s := range e.speech {
+		if s.end <= from || s.start >= t {
+			continue
+		}
 		start := max(s.start, from)
 		sum += min(s.end, t) - start
 		if first < 0 {
@@ -339,6 +361,58 @@ func (e *Engine) talking(t int64) (verdict, int64) {
 	return verdict{active: true, confidence: clamp01(0.5 + 0.5*float64(sum)/float64(p.TalkWindowMS)),
 		reason:  fmt.Sprintf("speech for %.1f s within %d s", float64(sum)/1000, p.TalkWindowMS/1000),
 		details: map[string]float64{"speech_ms": float64(sum), "window_ms": float64(p.TalkWindowMS)}}, first
+}
+
+// speechHorizon is how far back speech is remembered: the talking window,
+// or the longest a hand can be at the ear before phone_call opens without
+// speech, whichever is longer.
+func (e *Engine) speechHorizon() int64 {
+	return max(e.policy.TalkWindowMS, e.policy.PhoneSilentMS) + 1000
+}
+
+// forgetSpeech drops the speech that ended beyond the horizon before t.
+func (e *Engine) forgetSpeech(t int64) {
+	cut := 0
+	for cut < len(e.speech) && e.speech[cut].end <= t-e.speechHorizon() {
+		cut++
+	}
+	if cut > 0 {
+		e.speech = append(e.speech[:0], e.speech[cut:]...)
+	}
+}
+
+// speechBetween sums the speech heard in [from, to).
+func (e *Engine) speechBetween(from, to int64) int64 {
+	var sum int64
+	for _, s := range e.speech {
+		if a, b := max(s.start, from), min(s.end, to); b > a {
+			sum += b - a
+		}
+	}
+	return sum
+}
+
+// phoneNeed is phone_call's minimum duration for a hand at the ear since
+// since, as known at t: the rule's min_ms once PhoneSpeechMS of speech was
+// heard in that time, PhoneSilentMS otherwise. Speech is read from the
+// microphone's chunks received so far, which may trail the frames a
+// little: a call then opens on a later frame.
+func (e *Engine) phoneNeed(since, t int64) int64 {
+	p := &e.policy
+	if e.speechBetween(since, t) >= max(p.PhoneSpeechMS, 1) {
+		return p.Rules[PhoneCall].MinMS
+	}
+	return p.PhoneSilentMS
+}
+
+// describeCall completes an opened phone_call with the speech heard.
+func (e *Engine) describeCall(r *rule, ev *Event, t int64) {
+	sp := e.speechBetween(r.open.StartMS, t)
+	r.open.Details["speech_ms"] = float64(sp)
+	if sp >= max(e.policy.PhoneSpeechMS, 1) {
+		r.open.Reason += " while speaking"
+	}
+	ev.Violation = *r.open
 }
 
 // silent reads microphone_off at chunk c ending at t: digital silence
@@ -450,6 +524,17 @@ func (e *Engine) evaluate(t Type, o *Observation, blocked bool) verdict {
 		}
 		return verdict{true, clamp01(0.5 + off/p.DistanceCM), reason,
 			map[string]float64{"distance_cm": round1(face.DistanceCM), "target_cm": p.DistanceCM}}
+
+	case PhoneCall:
+		if blocked {
+			return verdict{}
+		}
+		n, ok := p.HandAtEar(o)
+		if !ok {
+			return verdict{}
+		}
+		return verdict{true, clamp01(0.5 + 0.5*float64(n)/21), "hand held at the ear",
+			map[string]float64{"hand_points_at_face": float64(n)}}
 	}
 	return verdict{}
 }

@@ -55,6 +55,10 @@ type Face struct {
 type Hand struct {
 	Box   Rect    `json:"-"`
 	Score float64 `json:"score"`
+	// Landmarks are the hand's 21 points in image pixels, in MediaPipe's
+	// order (wrist first), or nil when unknown. The slice is shared by the
+	// observations that carry this detection and must not be modified.
+	Landmarks []Point `json:"-"`
 }
 
 // Observation is what the detectors saw in one analysed frame.

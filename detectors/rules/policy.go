@@ -23,10 +23,14 @@ const (
 	// (Engine.ObserveAudio), not on frames.
 	Talking       Type = "talking"
 	MicrophoneOff Type = "microphone_off"
+	// PhoneCall is judged on the camera (a hand held at the ear or cheek)
+	// with the microphone deciding how long it must last: shorter while
+	// speech is heard.
+	PhoneCall Type = "phone_call"
 )
 
 // AllTypes lists every violation type in a stable order.
-var AllTypes = []Type{FaceOffScreen, ExtraPerson, HeadTurn, HandsOutOfView, Distance, CameraBlocked, Talking, MicrophoneOff}
+var AllTypes = []Type{FaceOffScreen, ExtraPerson, HeadTurn, HandsOutOfView, Distance, CameraBlocked, Talking, MicrophoneOff, PhoneCall}
 
 // IsAudio reports whether t is judged on the microphone rather than the
 // camera.
@@ -95,6 +99,13 @@ type Policy struct {
 	// digital silence: a muted track or a dead microphone. A real quiet
 	// room through a browser's noise suppression still sits above 1e-4.
 	SilenceRMS float64 `json:"silence_rms"`
+
+	// phone_call: a hand held against the side of the face (HandAtEar) for
+	// the rule's min_ms while at least PhoneSpeechMS of speech is heard in
+	// that time, or for PhoneSilentMS without (listening on a call, or no
+	// microphone).
+	PhoneSilentMS int64 `json:"phone_silent_ms"`
+	PhoneSpeechMS int64 `json:"phone_speech_ms"`
 }
 
 // Policy names (per room).
@@ -128,6 +139,8 @@ func base() Policy {
 		BlurSharpness:       3,
 		TalkWindowMS:        5000,
 		SilenceRMS:          1e-4,
+		PhoneSilentMS:       5000,
+		PhoneSpeechMS:       500,
 		Rules:               map[Type]Timing{},
 	}
 }
@@ -141,6 +154,16 @@ func base() Policy {
 //     distance (the guide's 50 cm ± 5 cm).
 //   - rest_room: the strictest; adds both hands on the desk, talking and a
 //     microphone that is off (the interview is a call: talking is its point).
+//
+// phone_call (a hand at the ear or cheek) is on in the rest room and the
+// waiting rooms, where nobody watches the candidate live and a call is the
+// way to get help; the waiting rooms look for hands once a second for it
+// (hands_every 2 at 2 frames/s, about 3 % of a core). It is off in the
+// interview policy, which also serves the device-check call: there the
+// candidate talks with an examiner or assistant who sees them live, so a
+// call would be seen, while a cheek resting on a hand or a headset being
+// adjusted during an answer (speech heard, so the 2 s minimum) would alarm
+// for nothing.
 func DefaultPolicy(name string) (Policy, error) {
 	p := base()
 	p.Name = name
@@ -153,6 +176,8 @@ func DefaultPolicy(name string) (Policy, error) {
 		p.Rules[CameraBlocked] = on(2000, 1500)
 		p.Rules[Talking] = on(2000, 2000)
 		p.Rules[MicrophoneOff] = on(10_000, 1000)
+		p.HandsEvery = 2
+		p.Rules[PhoneCall] = on(2000, 2000)
 	case PolicyInterview:
 		p.Rules[FaceOffScreen] = on(2000, 1500)
 		p.Rules[ExtraPerson] = on(1000, 2000)
@@ -173,6 +198,7 @@ func DefaultPolicy(name string) (Policy, error) {
 		p.Rules[CameraBlocked] = on(1500, 1500)
 		p.Rules[Talking] = on(2000, 2000)
 		p.Rules[MicrophoneOff] = on(10_000, 1000)
+		p.Rules[PhoneCall] = on(2000, 2000)
 	default:
 		return Policy{}, fmt.Errorf("unknown policy %q (want one of %v)", name, PolicyNames)
 	}
@@ -207,6 +233,11 @@ func (p *Policy) Validate() error {
 		return fmt.Errorf("policy %s: talking's min_ms %d must fit in talk_window_ms %d", p.Name, p.Rules[Talking].MinMS, p.TalkWindowMS)
 	case p.SilenceRMS < 0 || p.SilenceRMS >= 1:
 		return fmt.Errorf("policy %s: silence_rms %g must be in [0, 1)", p.Name, p.SilenceRMS)
+	case p.Rules[PhoneCall].Enabled && p.HandsEvery == 0:
+		return fmt.Errorf("policy %s: phone_call needs hands_every ≥ 1", p.Name)
+	case p.Rules[PhoneCall].Enabled && (p.PhoneSilentMS < p.Rules[PhoneCall].MinMS || p.PhoneSpeechMS < 0 || p.PhoneSpeechMS > p.Rules[PhoneCall].MinMS):
+		return fmt.Errorf("policy %s: phone_call wants phone_speech_ms (%d) ≤ min_ms (%d) ≤ phone_silent_ms (%d)",
+			p.Name, p.PhoneSpeechMS, p.Rules[PhoneCall].MinMS, p.PhoneSilentMS)
 	}
 	for t, tm := range p.Rules {
 		if !knownType(t) {
@@ -315,4 +346,63 @@ func (p *Policy) FaceInView(o *Observation) bool {
 // DistanceCM ± DistanceToleranceCM.
 func (p *Policy) DistanceOK(f Face) bool {
 	return f.DistanceCM > 0 && math.Abs(f.DistanceCM-p.DistanceCM) <= p.DistanceToleranceCM
+}
+
+// Where a hand at the ear or cheek is, in face widths from the centre of
+// the candidate's face box (x measured outwards, towards the side the hand
+// is on; y downwards). The ears' tragions sit near x = 0.5 and the mouth
+// near y = 0.25, so the zone covers the ear, the cheek beside the mouth
+// and the side of the head above the ear, and leaves out the mouth and
+// chin (x < 0.2) and a hand raised beside the head but clear of it
+// (x > 1.0).
+const (
+	earZoneMinX, earZoneMaxX = 0.2, 1.0
+	earZoneMinY, earZoneMaxY = -0.7, 0.55
+	// earZonePoints of the 21 landmarks must lie in the zone, and the
+	// hand's centre too: a hand against the face, not one passing by.
+	earZonePoints = 11
+)
+
+// HandAtEar reports whether a visible hand is held against the side of the
+// candidate's face, at the ear or the cheek (the phone_call condition), and
+// how many of its landmarks lie there. Hands without landmarks never are.
+func (p *Policy) HandAtEar(o *Observation) (points int, ok bool) {
+	face, hasFace := o.MainFace()
+	if !hasFace || face.Box.W <= 0 {
+		return 0, false
+	}
+	cx, cy, w := face.Box.X+face.Box.W/2, face.Box.Y+face.Box.H/2, face.Box.W
+	for _, h := range o.Hands {
+		if h.Score < p.HandScore || len(h.Landmarks) == 0 {
+			continue
+		}
+		var mx, my float64
+		for _, l := range h.Landmarks {
+			mx += l.X
+			my += l.Y
+		}
+		mx /= float64(len(h.Landmarks))
+		my /= float64(len(h.Landmarks))
+		side := 1.0
+		if mx < cx {
+			side = -1
+		}
+		in := func(x, y float64) bool {
+			u, v := side*(x-cx)/w, (y-cy)/w
+			return u >= earZoneMinX && u <= earZoneMaxX && v >= earZoneMinY && v <= earZoneMaxY
+		}
+		if !in(mx, my) {
+			continue
+		}
+		n := 0
+		for _, l := range h.Landmarks {
+			if in(l.X, l.Y) {
+				n++
+			}
+		}
+		if n >= earZonePoints && n > points {
+			points, ok = n, true
+		}
+	}
+	return points, ok
 }

@@ -14,7 +14,7 @@ import {
 } from './ui.js';
 
 const TYPES = ['face_off_screen', 'extra_person', 'head_turn', 'hands_out_of_view', 'distance', 'camera_blocked',
-  'left_page', 'second_screen', 'headphones', 'talking', 'microphone_off'];
+  'left_page', 'second_screen', 'headphones', 'talking', 'microphone_off', 'phone_call'];
 
 // fromBrowser: the candidate's page reported it, not the camera's analysis.
 const fromBrowser = (v) => !!(v.details && v.details.source === 'browser');
