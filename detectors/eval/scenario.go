@@ -51,6 +51,20 @@ const (
 
 func (l Light) blocked() bool { return l != LightNormal }
 
+// HandPose is where a hand lifted from the desk is, relative to the
+// candidate's face.
+type HandPose int
+
+const (
+	HandDown    HandPose = iota // no hand lifted
+	HandAtEar                   // held over the ear, fingers up the side of the head, as a phone is held: phone_call
+	HandAtCheek                 // the palm against the cheek, as a phone is held closer to the mouth: phone_call
+	HandOnChin                  // fingers over the chin and mouth (thinking): not a call
+	HandBeside                  // raised beside the head, clear of it (stretching, a wave): not a call
+)
+
+func (h HandPose) call() bool { return h == HandAtEar || h == HandAtCheek }
+
 // Scene is what the camera sees during one segment.
 type Scene struct {
 	// Candidate is the candidate's face on a photo background; nil means
@@ -60,6 +74,12 @@ type Scene struct {
 	Extra     *Placement
 	LeftHand  bool
 	RightHand bool
+	// Lift is a hand of the candidate's lifted to the face or beside it,
+	// on the image's left side (the candidate's right) or, with
+	// LiftRight, on its right; it is the real open hand of handSrc.jpg,
+	// like the desk hands, and counts as a hand in view.
+	Lift      HandPose
+	LiftRight bool
 	Light     Light
 	// Zoom > 1 enlarges the whole frame about the scenario's ZoomAt (the
 	// candidate leaning towards the camera in a webcam video).
@@ -161,6 +181,12 @@ func (s *Scenario) conditions(sc Scene, p rules.Policy) map[rules.Type]bool {
 	if sc.RightHand {
 		hands++
 	}
+	if sc.Lift != HandDown && sc.Candidate != nil {
+		hands++
+		if present && sc.Lift.call() {
+			c[rules.PhoneCall] = true
+		}
+	}
 	if present && hands < p.RequiredHands {
 		c[rules.HandsOutOfView] = true
 	}
@@ -171,6 +197,15 @@ func (s *Scenario) conditions(sc Scene, p rules.Policy) map[rules.Type]bool {
 		}
 	}
 	return c
+}
+
+// silentMinMS is a rule's minimum duration in these silent videos: a hand
+// at the ear without speech heard must stay there for phone_silent_ms.
+func silentMinMS(p rules.Policy, t rules.Type) int64 {
+	if t == rules.PhoneCall {
+		return p.PhoneSilentMS
+	}
+	return p.Rules[t].MinMS
 }
 
 // CalibrationCM is where the candidate sits during the device check.
@@ -202,6 +237,7 @@ func (s *Scenario) Truth() ([]Interval, error) {
 		if !tm.Enabled {
 			continue
 		}
+		tm.MinMS = silentMinMS(p, typ)
 		var runs []Interval
 		open := int64(-1)
 		for t := int64(0); t < end; t += frameMS {
@@ -253,6 +289,9 @@ func (s *Scenario) Validate() error {
 			if _, ok := Faces[p.Face]; !ok {
 				return fmt.Errorf("scenario %s: unknown face %q", s.Name, p.Face)
 			}
+		}
+		if sg.Scene.Lift != HandDown && sg.Scene.Candidate == nil {
+			return fmt.Errorf("scenario %s: segment %d lifts a hand without a candidate placed", s.Name, i)
 		}
 		if sg.Scene.Zoom != 0 && sg.Scene.Zoom < 1 {
 			return fmt.Errorf("scenario %s: zoom %g < 1 (move the face instead)", s.Name, sg.Scene.Zoom)

@@ -187,11 +187,12 @@ func meanMax(xs []float64) (mean, maxv float64) {
 	return mean / float64(len(xs)), maxv
 }
 
-// PolicyMinMS is minMS for Score from the built-in policies.
+// PolicyMinMS is minMS for Score from the built-in policies (phone_call's
+// is its minimum without speech: the videos are silent).
 func PolicyMinMS(policy string, t rules.Type) int64 {
 	p, err := rules.DefaultPolicy(policy)
 	if err != nil {
 		return 0
 	}
-	return p.Rules[t].MinMS
+	return silentMinMS(p, t)
 }

@@ -171,6 +171,40 @@ func Set() []Scenario {
 			Segments:    []Segment{seg(6, n), seg(5, Scene{Light: LightDark}), seg(6, n), seg(5, Scene{Light: LightBlack}), seg(5, n)}})
 	}
 
+	// phone_call: the real open hand of handSrc.jpg lifted from the desk
+	// and held at the ear or against the cheek of a real face (silent
+	// videos, so each must last the 5 s without speech), with hard
+	// negatives: fingers at the lips for a moment, and a hand raised beside
+	// the head but clear of it. The lifted hand is in view, so the rest
+	// room's two hands stay visible.
+	{
+		c := at("s3_right", 320, 175, 165)
+		both := Scene{Candidate: c, LeftHand: true, RightHand: true}
+		add(Scenario{Name: "phone_plant_restroom", Policy: "rest_room", Background: "astra_color.jpg", CalibrateMS: 4000,
+			Description: "Rest room: the candidate lifts her right hand to her ear for 7 s, later touches her lips for 1.5 s, later holds her left hand against her cheek for 7 s.",
+			Segments: []Segment{seg(6, both), seg(7, Scene{Candidate: c, RightHand: true, Lift: HandAtEar}), seg(5, both),
+				seg(1.5, Scene{Candidate: c, LeftHand: true, Lift: HandOnChin, LiftRight: true}), seg(4.5, both),
+				seg(7, Scene{Candidate: c, LeftHand: true, Lift: HandAtCheek, LiftRight: true}), seg(5, both)}})
+	}
+	{
+		c := at("s6_2nd", 320, 190, 175)
+		n := Scene{Candidate: c}
+		add(Scenario{Name: "phone_lecture_waiting", Policy: "waiting", Background: "studentsSample_input.jpg",
+			Description: "Waiting room: a hand at the left ear for 7 s, later a hand raised beside the head (clear of it) for 4.5 s and fingers at the lips for 1.5 s, later a hand at the right ear for 7 s.",
+			Segments: []Segment{seg(6, n), seg(7, Scene{Candidate: c, Lift: HandAtEar, LiftRight: true}), seg(4, n),
+				seg(4.5, Scene{Candidate: c, Lift: HandBeside}), seg(2.5, n), seg(1.5, Scene{Candidate: c, Lift: HandOnChin}), seg(2.5, n),
+				seg(7, Scene{Candidate: c, Lift: HandAtEar}), seg(5, n)}})
+	}
+	{
+		c := at("s5_bottom", 320, 190, 170)
+		both := Scene{Candidate: c, LeftHand: true, RightHand: true}
+		add(Scenario{Name: "phone_building_restroom", Policy: "rest_room", Background: "building.jpg", CalibrateMS: 4000,
+			Description: "Rest room: a hand against the right cheek for 7 s, later a hand raised beside the head (clear of it) for 5 s, later a hand at the left ear for 7 s.",
+			Segments: []Segment{seg(6, both), seg(7, Scene{Candidate: c, RightHand: true, Lift: HandAtCheek}), seg(5, both),
+				seg(5, Scene{Candidate: c, LeftHand: true, Lift: HandBeside, LiftRight: true}), seg(4, both),
+				seg(7, Scene{Candidate: c, LeftHand: true, Lift: HandAtEar, LiftRight: true}), seg(5, both)}})
+	}
+
 	// Entirely normal: false alarms only.
 	add(Scenario{Name: "normal_webcam_franck", Policy: "interview", Background: "franck.mp4", CalibrateMS: 4000,
 		Description: "FGNet's talking-face video: a man talks to the camera for 30 s (real head motion, no violation).",
