@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
+
+	"invigil/audio"
+	"invigil/opus"
 )
 
 // Opus packets of a synthetic microphone: 20 ms each at 48 kHz, as
@@ -99,4 +102,98 @@ func readOpusPackets(r io.Reader) (*Audio, error) {
 		return nil, errors.New("read Ogg Opus: no audio packets")
 	}
 	return a, nil
+}
+
+// FileAudio reads a microphone to publish from a file: a 16-bit PCM WAV
+// file (any rate and channel count: mixed to mono, resampled to 48 kHz and
+// encoded with libopus in 20 ms packets, as a browser sends) or an Ogg Opus
+// file with one packet per page (what ffmpeg's libopus writes with
+// -page_duration 20000). The packets loop like the camera's clip.
+func FileAudio(path string) (*Audio, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("audio file: %w", err)
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil {
+		return nil, fmt.Errorf("audio file %s: too short to be WAV or Ogg: %w", path, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("audio file %s: %w", path, err)
+	}
+	switch string(magic[:]) {
+	case "RIFF":
+		w, err := audio.ReadWAV(f)
+		if err != nil {
+			return nil, fmt.Errorf("audio file %s: %w", path, err)
+		}
+		a, err := encodeOpus(w)
+		if err != nil {
+			return nil, fmt.Errorf("audio file %s: %w", path, err)
+		}
+		return a, nil
+	case "OggS":
+		a, err := readOpusPackets(f)
+		if err != nil {
+			return nil, fmt.Errorf("audio file %s: %w", path, err)
+		}
+		return a, nil
+	}
+	return nil, fmt.Errorf("audio file %s: not a WAV (RIFF) or Ogg Opus file", path)
+}
+
+// maxAudioFile bounds what is encoded and held in memory: ten minutes.
+const maxAudioFile = 10 * time.Minute
+
+func encodeOpus(w *audio.WAV) (*Audio, error) {
+	if w.Frames() == 0 {
+		return nil, errors.New("no audio samples")
+	}
+	if w.Duration() > maxAudioFile {
+		return nil, fmt.Errorf("%s of audio: at most %s is looped", w.Duration().Round(time.Second), maxAudioFile)
+	}
+	pcm := resampleLinear(w.Mono(), w.SampleRate, opusClockRate)
+	enc, err := opus.NewEncoder(opus.EncoderOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("Opus encoder: %w", err)
+	}
+	defer enc.Close()
+	n := enc.FrameSamples()
+	// The last frame is padded with silence, so the loop keeps its beat.
+	if r := len(pcm) % n; r != 0 {
+		pcm = append(pcm, make([]float32, n-r)...)
+	}
+	a := &Audio{}
+	for i := 0; i+n <= len(pcm); i += n {
+		p, err := enc.Encode(pcm[i : i+n])
+		if err != nil {
+			return nil, fmt.Errorf("encode Opus frame %d: %w", i/n, err)
+		}
+		a.Packets = append(a.Packets, append([]byte(nil), p...))
+	}
+	return a, nil
+}
+
+// resampleLinear converts rate by linear interpolation: a simulated
+// microphone needs the speech intelligible to a speech detector, not
+// studio quality (the detector itself hears 16 kHz).
+func resampleLinear(x []float32, from, to int) []float32 {
+	if from == to || len(x) == 0 {
+		return x
+	}
+	n := int(int64(len(x)) * int64(to) / int64(from))
+	out := make([]float32, n)
+	step := float64(from) / float64(to)
+	for i := range out {
+		pos := float64(i) * step
+		j := int(pos)
+		if j >= len(x)-1 {
+			out[i] = x[len(x)-1]
+			continue
+		}
+		frac := float32(pos - float64(j))
+		out[i] = x[j]*(1-frac) + x[j+1]*frac
+	}
+	return out
 }

@@ -29,6 +29,9 @@ type Options struct {
 	Replay bool
 	// Audio adds a synthetic microphone (a 440 Hz sine in Opus).
 	Audio bool
+	// AudioFile publishes this WAV or Ogg Opus file as the microphone,
+	// looping (see FileAudio); it overrides Audio.
+	AudioFile string
 	// Duration ends the run after this long (0: when ctx ends); every
 	// candidate then leaves.
 	Duration     time.Duration
@@ -75,7 +78,12 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		o.Logger = slog.Default()
 	}
 	var audio *Audio
-	if o.Audio {
+	if o.AudioFile != "" {
+		var err error
+		if audio, err = FileAudio(o.AudioFile); err != nil {
+			return Summary{}, err
+		}
+	} else if o.Audio {
 		var err error
 		if audio, err = SineAudio(ctx, 440, 5); err != nil {
 			return Summary{}, err

@@ -180,7 +180,7 @@ func TestServeWithSimulatedCandidate(t *testing.T) {
 	simDone := make(chan result, 1)
 	go func() {
 		code, out, errOut := invoke(t, nil, "simulate", "--server", base, "--code", codes["rest_room"],
-			"--video", testassets.Photo(t, "building.jpg"), "--duration", "6s", "--audio", "--loopback")
+			"--video", testassets.Photo(t, "building.jpg"), "--duration", "6s", "--audio", "sine", "--loopback")
 		simDone <- result{code, out, errOut}
 	}()
 	// Meanwhile the candidate's page would show the live analysis: nobody

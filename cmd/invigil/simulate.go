@@ -27,7 +27,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	identity := fs.String("identity", simulate.LoadIdentityPrefix, "identity `PREFIX` of the tokens issued with --token-key (candidate i is PREFIXi; must start with "+simulate.LoadIdentityPrefix+")")
 	video := fs.String("video", "", "what the camera shows: an image or video `FILE`, looping")
 	scenario := fs.String("scenario", "", "a scenario `FILE`: JSON list of {\"file\": …, \"seconds\": …} the camera shows in turn, looping")
-	audio := fs.Bool("audio", false, "also publish a microphone (a 440 Hz sine in Opus, made with ffmpeg)")
+	audio := fs.String("audio", "", "also publish a microphone: a WAV or Ogg Opus `FILE`, looping, or \"sine\" for a 440 Hz tone (made with ffmpeg)")
 	candidates := fs.Int("candidates", 1, "how many candidates join (more than one replay one pre-encoded stream; needs --token-key)")
 	fps := fs.Float64("fps", 15, "camera frame rate")
 	size := fs.String("size", "640x480", "camera frame `WxH`")
@@ -41,6 +41,14 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	audioFile := ""
+	if *audio != "" && *audio != "sine" {
+		// Checked before any login, so a typo costs no invitation code use.
+		if _, err := os.Stat(*audio); err != nil {
+			return usageError{fmt.Sprintf("--audio: %v", err)}
+		}
+		audioFile = *audio
 	}
 	cfg, err := flags.Resolve(e.getenv)
 	if err != nil {
@@ -123,7 +131,8 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 		Camera:       simulate.CameraOptions{Width: w, Height: h, FPS: *fps, Noise: *noise},
 		Encode:       simulate.EncodeOptions{BitrateKbps: *bitrate},
 		Replay:       *replay,
-		Audio:        *audio,
+		Audio:        *audio == "sine",
+		AudioFile:    audioFile,
 		Duration:     *duration,
 		LoopbackOnly: *loopback,
 		Logger:       log,

@@ -31,6 +31,7 @@ func TestSimulateUsage(t *testing.T) {
 		{[]string{"--server", "ftp://127.0.0.1:1", "--video", img, "--token", "x"}, nil, "scheme"},
 		{[]string{"--server", "http://127.0.0.1:1", "--video", img, "--token", "x", "--size", "big"}, nil, "WIDTHxHEIGHT"},
 		{[]string{"--server", "http://127.0.0.1:1", "--video", img, "--token-key", "short"}, nil, "at least 16"},
+		{[]string{"--server", "http://127.0.0.1:1", "--video", img, "--token", "x", "--audio", "/nonexistent/speech.wav"}, nil, "--audio: stat /nonexistent/speech.wav"},
 		{[]string{"--server", "http://127.0.0.1:1", "--video", img, "--token-key", "0123456789abcdef0123", "--identity", "candidate-"}, nil, `start with "load-"`},
 	}
 	for _, c := range cases {
