@@ -12,7 +12,12 @@ package pipeline
 //
 // A candidate without a live microphone track is judged by the video
 // workers instead (Engine.AudioMissing), so "no audio track at all" opens
-// microphone_off as surely as a muted one.
+// microphone_off as surely as a muted one. A track whose packets stop for
+// audioStallAfter without ending counts as no microphone from its last
+// packet on, until packets come again.
+//
+// Each track keeps its last 10 s of 16 kHz audio for evidence clips
+// (clip.go).
 //
 // Metrics:
 //
@@ -155,6 +160,8 @@ type audioTrack struct {
 	pcm16    []float32
 	pending  []rules.AudioChunk // verdicts awaiting the rules, stream ms since the track started
 	lastBusy time.Time
+	mic      *micRing // the clip ring
+	stalled  bool     // no packet for audioStallAfter: counted as no microphone
 }
 
 func (p *Pipeline) startAudioTrack(t media.Track) media.PacketWriter {
@@ -177,6 +184,9 @@ func (p *Pipeline) startAudioTrack(t media.Track) media.PacketWriter {
 	}
 	a.c = s.candidateLocked(t.Identity, p.cfg.DefaultPolicy)
 	a.c.audioTracks.Add(1)
+	a.c.audioLive.Add(1)
+	a.mic = &micRing{ring: audio.NewRing(clipSamples), started: t.Started}
+	a.c.mic.Store(a.mic)
 	p.wg.Add(1) // under s.mu: Close cannot be waiting yet
 	s.mu.Unlock()
 	p.am.active.Inc()
@@ -230,12 +240,22 @@ func (a *audioTrack) run() {
 	}
 	defer a.det.Close()
 	a.ds = audio.NewDownsampler3()
+	stall := time.NewTimer(audioStallAfter)
+	defer stall.Stop()
 	for {
 		select {
 		case <-a.p.ctx.Done():
 			return
 		case q := <-a.packets:
+			if a.stalled {
+				a.resume(q.arrival)
+			}
 			a.handle(q)
+			stall.Reset(audioStallAfter)
+		case <-stall.C:
+			a.p.log.Info("candidate microphone stalled: no audio packets", "identity", a.info.Identity,
+				"track", a.info.TrackID, "after", audioStallAfter)
+			a.stall()
 		case <-a.done:
 			for {
 				select {
@@ -337,6 +357,7 @@ func (a *audioTrack) restart(skip int64) {
 	_ = a.dec.Reset()
 	a.ds.Reset()
 	a.det.Reset()
+	a.mic.ring.WriteSilence(skip / 3) // the clip stays in time
 	a.pos += skip
 	a.vadBase = a.pos
 }
@@ -347,6 +368,7 @@ func (a *audioTrack) judge(pcm []float32) {
 	m := a.p.am
 	a.pos += int64(len(pcm))
 	a.pcm16 = a.ds.Process(a.pcm16[:0], pcm)
+	a.mic.ring.WriteFloat(a.pcm16)
 	chunks, err := a.det.Process(a.pcm16)
 	if err != nil {
 		a.p.log.Warn("speech detector failed", "identity", a.info.Identity, "err", err)
@@ -400,7 +422,7 @@ func (a *audioTrack) flush(force bool) {
 		a.pending[i].TMS += offset
 	}
 	for _, ev := range c.engine.ObserveAudio(a.pending) {
-		p.emit(p.ctx, c, ev, nil)
+		p.emitWith(p.ctx, c, ev, nil, p.micEvidenceLocked(c, ev, true))
 	}
 	a.pending = a.pending[:0]
 }
@@ -410,8 +432,9 @@ func (a *audioTrack) flush(force bool) {
 func (a *audioTrack) ended() {
 	p, c := a.p, a.c
 	p.am.active.Dec()
-	end := a.info.Started.Add(time.Duration(a.pos) * time.Second / audioClock)
-	c.audioGone.Store(end.UnixNano())
+	if !a.stalled {
+		a.stall()
+	}
 	s := p.sched
 	s.mu.Lock()
 	c.audioTracks.Add(-1)
@@ -422,10 +445,40 @@ func (a *audioTrack) ended() {
 	p.log.Info("candidate audio track ended", "identity", a.info.Identity, "track", a.info.TrackID)
 }
 
+// stall: no packet for audioStallAfter (or the track ended). From the
+// end of its last audio the candidate has no microphone, unless another
+// track is live.
+func (a *audioTrack) stall() {
+	c := a.c
+	a.stalled = true
+	end := a.info.Started.Add(time.Duration(a.pos) * time.Second / audioClock)
+	// audioGone before audioLive: a worker that sees no live track finds
+	// the time it went.
+	c.audioGone.Store(end.UnixNano())
+	c.audioLive.Add(-1)
+	c.mic.CompareAndSwap(a.mic, nil)
+}
+
+// resume: packets come again after a stall. The wall clock, not the RTP
+// timestamps (a sender may pause them with the packets, or jump), says how
+// long the silence was: the stream clock moves on by it, so the audio
+// that comes is judged at the time it is heard.
+func (a *audioTrack) resume(arrival time.Time) {
+	if skip := int64(arrival.Sub(a.info.Started))*audioClock/int64(time.Second) - a.pos; skip > 0 && a.dec != nil {
+		a.p.am.clockResets.Inc()
+		a.restart(skip)
+		a.haveSeq = false
+	}
+	a.stalled = false
+	a.c.mic.Store(a.mic)
+	a.c.audioLive.Add(1)
+	a.p.log.Info("candidate microphone sends again", "identity", a.info.Identity, "track", a.info.TrackID)
+}
+
 // audioMissingLocked judges a candidate without a live microphone at a
 // frame's stream time (analysisMu held).
 func (p *Pipeline) audioMissingLocked(c *candidate, tMS int64) []rules.Event {
-	if c.audioTracks.Load() > 0 {
+	if c.audioLive.Load() > 0 {
 		return nil
 	}
 	since := int64(0)

@@ -93,8 +93,12 @@ type Violation struct {
 	OpenedAt  time.Time `json:"opened_at"`
 	EndedAt   time.Time `json:"ended_at,omitzero"`
 	// Evidence is a JPEG of the frame at the onset with what the detectors
-	// saw; set on open only.
+	// saw (for an audio rule: the newest analysed frame); set on open only.
 	Evidence []byte `json:"-"`
+	// Clip is a WAV (16 kHz mono, at most 10 s) of what the candidate's
+	// microphone heard up to the opening; set on open only, and only
+	// while the candidate has a live microphone.
+	Clip []byte `json:"-"`
 }
 
 // Config configures a Pipeline; zero values take the defaults.
@@ -485,6 +489,11 @@ func (p *Pipeline) closeViolationsLocked(ctx context.Context, c *candidate) {
 
 // emit turns a rules event into a Violation for the sink.
 func (p *Pipeline) emit(ctx context.Context, c *candidate, ev rules.Event, evidence []byte) {
+	p.emitWith(ctx, c, ev, evidence, nil)
+}
+
+// emitWith is emit with evidence for the sink's goroutine to encode.
+func (p *Pipeline) emitWith(ctx context.Context, c *candidate, ev rules.Event, evidence []byte, pending *pendingEvidence) {
 	v := Violation{
 		Key:       fmt.Sprintf("%s-%d", c.engineKey, ev.Violation.ID),
 		Identity:  c.identity,
@@ -503,7 +512,24 @@ func (p *Pipeline) emit(ctx context.Context, c *candidate, ev rules.Event, evide
 	p.m.violations.WithLabelValues(string(ev.Violation.Type), string(ev.Kind)).Inc()
 	p.log.Info("violation "+string(ev.Kind), "identity", v.Identity, "type", v.Type, "key", v.Key,
 		"start_ms", v.StartMS, "reason", v.Reason)
-	p.sink.enqueue(ctx, sinkEvent{kind: ev.Kind, v: v})
+	if pending.empty() {
+		pending = nil
+	}
+	p.sink.enqueue(ctx, sinkEvent{kind: ev.Kind, v: v, pending: pending})
+}
+
+// micEvidenceLocked is the evidence an opening violation gets from the
+// candidate's live microphone: the clip up to the opening and, when pic,
+// the newest analysed frame (analysisMu held).
+func (p *Pipeline) micEvidenceLocked(c *candidate, ev rules.Event, pic bool) *pendingEvidence {
+	if ev.Kind != rules.Opened {
+		return nil
+	}
+	e := &pendingEvidence{clip: c.clipAt(c.engineEpoch.Add(time.Duration(ev.Violation.OpenedMS) * time.Millisecond))}
+	if pic {
+		e.pic = c.lastPicture.clone()
+	}
+	return e
 }
 
 // startEngineLocked starts the rules and detector state of a new

@@ -90,6 +90,14 @@ type candidate struct {
 	// video goroutines read them without a common lock.
 	audioTracks atomic.Int32
 	audioGone   atomic.Int64
+	// audioLive counts the microphone tracks that are sending (not ended,
+	// not stalled); mic is the clip ring of the newest of them (nil
+	// without one). Written by the audio goroutines, read by anyone.
+	audioLive atomic.Int32
+	mic       atomic.Pointer[micRing]
+	// lastPicture is the newest analysed frame, kept while a microphone is
+	// live, for the evidence image of the audio rules (analysisMu).
+	lastPicture keptFrame
 }
 
 // job is one analysis handed to a worker, with the settings that were

@@ -9,8 +9,9 @@ import (
 )
 
 type sinkEvent struct {
-	kind rules.EventKind
-	v    Violation
+	kind    rules.EventKind
+	v       Violation
+	pending *pendingEvidence // encoded here, before the sink sees v
 }
 
 // sinkQueue delivers violation events to the sink from one goroutine, in
@@ -58,6 +59,13 @@ func (q *sinkQueue) enqueue(ctx context.Context, ev sinkEvent) {
 func (q *sinkQueue) run() {
 	defer close(q.done)
 	for ev := range q.ch {
+		if ev.pending != nil {
+			start := time.Now()
+			if err := ev.pending.render(&ev.v); err != nil {
+				q.log.Warn("incomplete evidence", "identity", ev.v.Identity, "type", ev.v.Type, "key", ev.v.Key, "err", err)
+			}
+			q.m.stage(stageEvidence, time.Since(start))
+		}
 		ctx, cancel := context.WithTimeout(q.ctx, q.timeout)
 		var err error
 		if ev.kind == rules.Opened {

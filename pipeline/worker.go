@@ -107,6 +107,12 @@ func (w *worker) process(ctx context.Context, j job) (r analysisResult) {
 	r.analysed = true
 	r.deadline, r.hasDeadline = c.engine.NextDeadline()
 	c.snapshot.Store(newSnapshot(c, f, &obs))
+	if c.mic.Load() != nil {
+		// The audio rules' evidence image (micEvidenceLocked).
+		c.lastPicture.keep(f.i420, &obs)
+	} else if c.lastPicture.i420 != nil {
+		c.lastPicture = keptFrame{}
+	}
 	done := time.Now()
 	m.stage(stageRules, done.Sub(observed))
 	c.lastTMS, c.analysedAny, c.lastTrack = f.tMS, true, f.track
@@ -130,7 +136,7 @@ func (w *worker) process(ctx context.Context, j job) (r analysisResult) {
 			}
 			m.stage(stageEvidence, time.Since(t))
 		}
-		p.emit(ctx, c, ev, evidence)
+		p.emitWith(ctx, c, ev, evidence, p.micEvidenceLocked(c, ev, false))
 	}
 	return r
 }

@@ -1,0 +1,94 @@
+package audio
+
+import (
+	"math"
+	"sync"
+)
+
+// Ring keeps the most recent samples of a mono 16-bit stream, for evidence
+// clips: the listening path writes every down-sampled chunk into it, and
+// whoever opens a violation copies the last seconds out. Writing never
+// allocates; the lock is held only for a copy, so a reader costs a writer
+// microseconds.
+type Ring struct {
+	mu      sync.Mutex
+	buf     []int16
+	written int64 // samples written since the stream started (silence included)
+}
+
+// NewRing keeps the last capacity samples.
+func NewRing(capacity int) *Ring {
+	return &Ring{buf: make([]int16, max(capacity, 1))}
+}
+
+// Written is the stream position after the last sample written.
+func (r *Ring) Written() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.written
+}
+
+// WriteFloat appends samples in [-1, 1], converted as FromFloat does.
+func (r *Ring) WriteFloat(samples []float32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := int64(len(r.buf))
+	if int64(len(samples)) > n {
+		r.written += int64(len(samples)) - n
+		samples = samples[int64(len(samples))-n:]
+	}
+	for _, s := range samples {
+		r.buf[r.written%n] = floatToPCM(s)
+		r.written++
+	}
+}
+
+// WriteSilence appends n samples of silence: a gap the stream kept in time
+// but did not decode.
+func (r *Ring) WriteSilence(n int64) {
+	if n <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	size := int64(len(r.buf))
+	if n > size {
+		r.written += n - size
+		n = size
+	}
+	for ; n > 0; n-- {
+		r.buf[r.written%size] = 0
+		r.written++
+	}
+}
+
+// Copy returns up to maxSamples samples ending at stream position end
+// (clamped to what was written), as far back as the ring still holds.
+func (r *Ring) Copy(end int64, maxSamples int) []int16 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	size := int64(len(r.buf))
+	end = min(end, r.written)
+	start := max(end-int64(maxSamples), r.written-size, 0)
+	if end <= start {
+		return nil
+	}
+	out := make([]int16, end-start)
+	for i := range out {
+		out[i] = r.buf[(start+int64(i))%size]
+	}
+	return out
+}
+
+func floatToPCM(s float32) int16 {
+	v := math.Round(float64(s) * 32768)
+	switch {
+	case v != v: // NaN
+		return 0
+	case v > math.MaxInt16:
+		return math.MaxInt16
+	case v < math.MinInt16:
+		return math.MinInt16
+	}
+	return int16(v)
+}

@@ -1,0 +1,44 @@
+package audio
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestRing(t *testing.T) {
+	r := NewRing(5)
+	if got := r.Copy(10, 5); got != nil {
+		t.Fatalf("empty ring gave %v", got)
+	}
+	r.WriteFloat([]float32{1.0 / 32768, 2.0 / 32768, 3.0 / 32768})
+	if got := r.Copy(3, 10); !slices.Equal(got, []int16{1, 2, 3}) {
+		t.Fatalf("got %v", got)
+	}
+	r.WriteSilence(2)
+	r.WriteFloat([]float32{6.0 / 32768, 7.0 / 32768, 2}) // 2 clips
+	if w := r.Written(); w != 8 {
+		t.Fatalf("written %d", w)
+	}
+	if got := r.Copy(8, 10); !slices.Equal(got, []int16{0, 0, 6, 7, 32767}) {
+		t.Fatalf("wrapped: %v", got)
+	}
+	if got := r.Copy(7, 2); !slices.Equal(got, []int16{6, 7}) {
+		t.Fatalf("ending earlier: %v", got)
+	}
+	if got := r.Copy(100, 3); !slices.Equal(got, []int16{6, 7, 32767}) {
+		t.Fatalf("end past what was written: %v", got)
+	}
+	r.WriteSilence(100)
+	r.WriteFloat(make([]float32, 12))
+	if w, got := r.Written(), r.Copy(1000, 10); w != 120 || len(got) != 5 {
+		t.Fatalf("long writes: written %d, %v", w, got)
+	}
+}
+
+func TestRingWriteDoesNotAllocate(t *testing.T) {
+	r := NewRing(16000 * 10)
+	chunk := make([]float32, 320)
+	if n := testing.AllocsPerRun(100, func() { r.WriteFloat(chunk) }); n != 0 {
+		t.Fatalf("%v allocations per write", n)
+	}
+}

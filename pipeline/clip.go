@@ -1,0 +1,128 @@
+package pipeline
+
+import (
+	"bytes"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"invigil/audio"
+	"invigil/detectors"
+	"invigil/detectors/rules"
+	"invigil/vpx"
+)
+
+// Evidence of what a candidate's microphone heard: each live microphone
+// track keeps its last clipSeconds of 16 kHz audio in a ring, and a
+// violation opened while the candidate has a live microphone (talking,
+// microphone_off by silence, or a video rule) carries the clip that ends
+// at its opening: the onset lies the rule's minimum before that. The audio
+// rules open on the audio goroutine, which has no picture: their evidence
+// image is the candidate's newest analysed frame, which the workers keep a
+// copy of while a microphone is live. The ring and picture are copied
+// under their locks; the JPEG and WAV are encoded on the sink's
+// goroutine, off the analysis lock and the audio goroutine.
+
+const (
+	clipSeconds = 10
+	clipRate    = 16000
+	clipSamples = clipSeconds * clipRate
+	// audioStallAfter: a microphone track whose packets stop this long
+	// (RTP just stops; the track never ends) counts as no microphone
+	// from its last packet on, until packets come again.
+	audioStallAfter = 3 * time.Second
+)
+
+// micRing is a live microphone's clip ring and its stream time 0.
+type micRing struct {
+	ring    *audio.Ring
+	started time.Time
+}
+
+// clipAt copies the candidate's audio up to wall time at (nil without a
+// live microphone).
+func (c *candidate) clipAt(at time.Time) []int16 {
+	m := c.mic.Load()
+	if m == nil {
+		return nil
+	}
+	end := int64(at.Sub(m.started) * clipRate / time.Second)
+	return m.ring.Copy(end, clipSamples)
+}
+
+// keptFrame is a copy of an analysed I420 frame and what the detectors saw
+// in it (the candidate's, guarded by analysisMu).
+type keptFrame struct {
+	rows, cols int
+	i420       []byte
+	obs        rules.Observation
+}
+
+// keep copies the analysed frame into p, reusing its buffer.
+func (p *keptFrame) keep(i420 gocv.Mat, obs *rules.Observation) bool {
+	if i420.Empty() || !i420.IsContinuous() || i420.Type() != gocv.MatTypeCV8UC1 {
+		return false
+	}
+	data, err := i420.DataPtrUint8()
+	if err != nil {
+		return false
+	}
+	p.rows, p.cols = i420.Rows(), i420.Cols()
+	p.i420 = append(p.i420[:0], data...)
+	p.obs = *obs
+	return true
+}
+
+// clone is the picture for an evidence image to be drawn later.
+func (p *keptFrame) clone() *keptFrame {
+	if len(p.i420) == 0 {
+		return nil
+	}
+	out := *p
+	out.i420 = append([]byte(nil), p.i420...)
+	return &out
+}
+
+// pendingEvidence is evidence to encode on the sink's goroutine.
+type pendingEvidence struct {
+	pic  *keptFrame // nil: the image is made already, or there is none
+	clip []int16    // 16 kHz mono; nil: no clip
+}
+
+func (e *pendingEvidence) empty() bool { return e == nil || (e.pic == nil && len(e.clip) == 0) }
+
+// render fills in v's evidence image (unless it has one) and clip.
+func (e *pendingEvidence) render(v *Violation) error {
+	var firstErr error
+	if e.pic != nil && len(v.Evidence) == 0 {
+		img, err := e.pic.jpeg(v.Violation)
+		if err != nil {
+			firstErr = err
+		}
+		v.Evidence = img
+	}
+	if len(e.clip) > 0 {
+		var b bytes.Buffer
+		b.Grow(44 + 2*len(e.clip))
+		if err := audio.WriteWAV(&b, &audio.WAV{SampleRate: clipRate, Channels: 1, Samples: e.clip}); err != nil && firstErr == nil {
+			firstErr = err
+		} else {
+			v.Clip = b.Bytes()
+		}
+	}
+	return firstErr
+}
+
+func (p *keptFrame) jpeg(v rules.Violation) ([]byte, error) {
+	i420, err := gocv.NewMatFromBytes(p.rows, p.cols, gocv.MatTypeCV8UC1, p.i420)
+	if err != nil {
+		return nil, err
+	}
+	defer i420.Close()
+	bgr := gocv.NewMat()
+	defer bgr.Close()
+	if err := vpx.I420ToBGR(i420, &bgr); err != nil {
+		return nil, err
+	}
+	return detectors.Evidence(bgr, &p.obs, v)
+}
