@@ -65,6 +65,7 @@ var expectedAccess = map[string][]string{
 
 	"GET /api/v1/violations/{violation}":           {"admin", "assistant", "examiner", "proctor"},
 	"GET /api/v1/violations/{violation}/evidence":  {"admin", "assistant", "examiner", "proctor"},
+	"GET /api/v1/violations/{violation}/clip":      {"admin", "assistant", "examiner", "proctor"},
 	"GET /api/v1/violations/{violation}/recording": {"admin", "assistant", "examiner", "proctor"},
 	"POST /api/v1/violations/{violation}/review":   {"admin", "proctor"},
 }
@@ -419,7 +420,7 @@ func TestOpenAPIInStep(t *testing.T) {
 
 // scopeDay is exam A in the middle of an interview: a candidate in an
 // accepted interview call with examiner ex2, a stored score, a violation
-// with evidence and a recording. as2, ex2, ex3 and pr2 are on A's staff;
+// with evidence, an audio clip and a recording. as2, ex2, ex3 and pr2 are on A's staff;
 // as, ex and pr only on exam B.
 type scopeDay struct {
 	h            *harness
@@ -457,7 +458,8 @@ func newScopeDay(t *testing.T) *scopeDay {
 	off := int64(0)
 	if err := h.srv.ViolationOpened(t.Context(), ViolationReport{Key: "scope-1", Identity: "candidate-" + itoa(d.cand.ID),
 		Type: "head_turn", Confidence: 0.9, StartedAt: h.clock.Now(), OpenedAt: h.clock.Now(),
-		Evidence: []byte("\xff\xd8\xff\xe0 jpeg"), RecordingPath: "recordings/a.webm", RecordingOffsetMS: &off}); err != nil {
+		Evidence: []byte("\xff\xd8\xff\xe0 jpeg"), Clip: []byte("RIFF$\x00\x00\x00WAVE wav"),
+		RecordingPath: "recordings/a.webm", RecordingOffsetMS: &off}); err != nil {
 		t.Fatal(err)
 	}
 	var list []violationView

@@ -84,6 +84,7 @@ func (c *control) routes() []route {
 		{"GET", "/api/v1/exams/{exam}/violations", staff, "Violations, filtered.", nil, []violationView{}, "", []string{"candidate", "type", "status", "from", "to"}, c.listViolations},
 		{"GET", "/api/v1/violations/{violation}", staff, "One violation.", nil, violationView{}, "", nil, c.getViolation},
 		{"GET", "/api/v1/violations/{violation}/evidence", staff, "The evidence image taken at the onset.", nil, nil, "image/jpeg", nil, c.evidence},
+		{"GET", "/api/v1/violations/{violation}/clip", staff, "The microphone's audio clip up to the opening, WAV 16 kHz mono (Range requests); only for violations opened while the microphone was live.", nil, nil, "audio/wav", nil, c.clip},
 		{"GET", "/api/v1/violations/{violation}/recording", staff, "The recording segment holding the violation (Range requests).", nil, nil, "video/webm", nil, c.recording},
 		{"POST", "/api/v1/violations/{violation}/review", reviewers, "Confirm or dismiss a violation with a note.", reviewRequest{}, violationView{}, "", nil, c.review},
 		{"GET", "/api/v1/candidates/{candidate}/timeline", staff, "A candidate's stages, calls, violations and risk score.", nil, timelineView{}, "", nil, c.timeline},

@@ -37,6 +37,10 @@ type ViolationReport struct {
 	Details    map[string]any
 	// Evidence is a JPEG of the onset frame (opens only).
 	Evidence []byte
+	// Clip is a WAV of the candidate's microphone up to the opening (opens
+	// only; nil without a live microphone). Optional in the outbox's
+	// entries, so entries queued before clips existed still decode.
+	Clip []byte `json:",omitempty"`
 	// RecordingPath (relative to the data directory) and offset locate the
 	// onset in the recording; "" when it is not recorded.
 	RecordingPath     string
@@ -101,6 +105,20 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 		}
 		row.EvidencePath = rel
 	}
+	if len(v.Clip) > 0 {
+		rel := clipPath(v.Key)
+		if err := writeFileDurably(filepath.Join(c.opts.DataDir, rel), v.Clip); err != nil {
+			if row.EvidencePath != "" {
+				c.removeUnreferencedEvidence(row.EvidencePath)
+			}
+			if errors.Is(err, syscall.ENOSPC) {
+				return fmt.Errorf("violation %s: save audio clip: the disk under %s is full (free disk space): %w",
+					v.Key, filepath.Join(c.opts.DataDir, "evidence"), err)
+			}
+			return fmt.Errorf("violation %s: save audio clip: %w", v.Key, err)
+		}
+		row.ClipPath = rel
+	}
 	var inserted bool
 	err = c.update(ctx, func(tx *store.Tx) error {
 		if v.RecordingPath != "" {
@@ -118,8 +136,10 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 		return err
 	})
 	if err != nil {
-		if row.EvidencePath != "" {
-			c.removeUnreferencedEvidence(row.EvidencePath)
+		for _, rel := range []string{row.EvidencePath, row.ClipPath} {
+			if rel != "" {
+				c.removeUnreferencedEvidence(rel)
+			}
 		}
 		return fmt.Errorf("store violation %s: %w", v.Key, rejectMissing(err))
 	}
@@ -142,6 +162,11 @@ func rejectMissing(err error) error {
 // data directory.
 func evidencePath(key string) string {
 	return filepath.Join("evidence", safeFileName(key)+".jpg")
+}
+
+// clipPath is where a violation's audio clip goes, next to its image.
+func clipPath(key string) string {
+	return filepath.Join("evidence", safeFileName(key)+".wav")
 }
 
 // removeUnreferencedEvidence removes an evidence file whose row could not
@@ -190,6 +215,7 @@ func (s *Server) RemoveOrphanEvidence(ctx context.Context, pendingKeys []string)
 	}
 	for _, k := range pendingKeys {
 		used[evidencePath(k)] = true
+		used[clipPath(k)] = true
 	}
 	removed := 0
 	for _, de := range des {
@@ -198,7 +224,8 @@ func (s *Server) RemoveOrphanEvidence(ctx context.Context, pendingKeys []string)
 			continue
 		}
 		unfinished := durable.IsTemp(name)
-		if !unfinished && (!strings.HasSuffix(name, ".jpg") || used[filepath.Join("evidence", name)]) {
+		evidenceFile := strings.HasSuffix(name, ".jpg") || strings.HasSuffix(name, ".wav")
+		if !unfinished && (!evidenceFile || used[filepath.Join("evidence", name)]) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -281,6 +308,7 @@ type violationView struct {
 	Details           json.RawMessage `json:"details"`
 	Status            string          `json:"status"`
 	EvidenceURL       string          `json:"evidence_url"`
+	ClipURL           string          `json:"clip_url"`
 	RecordingURL      string          `json:"recording_url"`
 	RecordingOffsetMS *int64          `json:"recording_offset_ms"`
 	Reviews           []store.Review  `json:"reviews"`
@@ -303,6 +331,9 @@ func (c *control) viewViolation(v store.Violation, name string) violationView {
 	base := "/api/v1/violations/" + strconv.FormatInt(v.ID, 10)
 	if v.EvidencePath != "" {
 		out.EvidenceURL = base + "/evidence"
+	}
+	if v.ClipPath != "" {
+		out.ClipURL = base + "/clip"
 	}
 	if v.RecordingPath != "" {
 		out.RecordingURL = base + "/recording"
@@ -420,6 +451,14 @@ func (c *control) evidence(w http.ResponseWriter, r *http.Request, p *principal)
 		return err
 	}
 	return c.serveDataFile(w, r, v.EvidencePath, "image/jpeg")
+}
+
+func (c *control) clip(w http.ResponseWriter, r *http.Request, p *principal) error {
+	v, err := c.violationFor(r, p)
+	if err != nil {
+		return err
+	}
+	return c.serveDataFile(w, r, v.ClipPath, "audio/wav")
 }
 
 func (c *control) recording(w http.ResponseWriter, r *http.Request, p *principal) error {

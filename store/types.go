@@ -186,9 +186,11 @@ type Violation struct {
 	EndedAt     time.Time `json:"ended_at,omitzero"` // zero while the condition lasts
 	// Details are the detector's numbers at the onset (JSON object).
 	Details json.RawMessage `json:"details,omitempty"`
-	// EvidencePath and RecordingPath are relative to the data directory;
-	// "" when there is none.
+	// EvidencePath, ClipPath (the WAV of the microphone up to the opening)
+	// and RecordingPath are relative to the data directory; "" when there
+	// is none.
 	EvidencePath      string   `json:"-"`
+	ClipPath          string   `json:"-"`
 	RecordingPath     string   `json:"-"`
 	RecordingOffsetMS *int64   `json:"recording_offset_ms"`
 	Status            string   `json:"status"`

@@ -42,7 +42,8 @@ var _ pipeline.ViolationSink = (*storeSink)(nil)
 
 func (s *storeSink) report(v pipeline.Violation) api.ViolationReport {
 	r := api.ViolationReport{Key: v.Key, Identity: v.Identity, Type: string(v.Type), Policy: v.Policy, Reason: v.Reason,
-		Confidence: v.Confidence, StartedAt: v.StartedAt, OpenedAt: v.OpenedAt, EndedAt: v.EndedAt, Evidence: v.Evidence}
+		Confidence: v.Confidence, StartedAt: v.StartedAt, OpenedAt: v.OpenedAt, EndedAt: v.EndedAt, Evidence: v.Evidence,
+		Clip: v.Clip}
 	if len(v.Details) > 0 {
 		r.Details = make(map[string]any, len(v.Details))
 		for k, x := range v.Details {
@@ -78,12 +79,14 @@ func (s *storeSink) ViolationClosed(ctx context.Context, v pipeline.Violation) e
 		return nil
 	}
 	r := s.report(v)
-	r.Evidence = nil
+	r.Evidence, r.Clip = nil, nil
 	return s.append(entryClosed, r)
 }
 
 // append queues the report; the evidence image travels as the entry's
-// attachment, so the entry alone suffices to store the violation.
+// attachment and the audio clip inside the report (an optional field, so
+// entries queued by older builds still decode), so the entry alone
+// suffices to store the violation.
 func (s *storeSink) append(kind string, r api.ViolationReport) error {
 	evidence := r.Evidence
 	r.Evidence = nil
