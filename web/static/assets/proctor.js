@@ -315,6 +315,7 @@ async function openDetail(id, { keepPlayer = false } = {}) {
   if (!keepPlayer) {
     $('#review-note').value = '';
     loadEvidence(v);
+    loadClip(v);
     loadPlayer(v);
   } else {
     drawMarkers();
@@ -361,6 +362,15 @@ function loadEvidence(v) {
   img.dataset.loaded = '';
   img.alt = t('detail.evidence_alt', { type: typeText(v.type) });
   img.src = v.evidence_url || `/api/v1/violations/${v.id}/evidence`;
+}
+
+// loadClip offers what the microphone heard up to the opening, when the
+// violation has a clip (it opened while the candidate's microphone was live).
+function loadClip(v) {
+  const audio = $('#clip');
+  show($('#clip-box'), Boolean(v.clip_url));
+  if (!v.clip_url) { audio.removeAttribute('src'); audio.load(); return; }
+  if (audio.getAttribute('src') !== v.clip_url) audio.src = v.clip_url;
 }
 
 function loadPlayer(v) {
