@@ -56,11 +56,15 @@ const (
 // proctor watching every candidate, so this process's CPU is the server's
 // alone. Before the ramp, the server's CPU per candidate is split into
 // receive+forward, recording, and the pipeline's stages by running the
-// same load through the SFU alone, with the recorder, and with both taps.
+// same load through the SFU alone, with the recorder, and with both taps;
+// then the audio path's cost is measured on the full stack with every
+// candidate's microphone quiet, and speaking half the time. In the ramp
+// every candidate publishes the speaking microphone too.
 func BenchmarkCandidates(b *testing.B) {
 	start := time.Now()
 	dir := b.TempDir()
 	face, empty := scene(b, dir, "a", []person{personA}), scene(b, dir, "empty", nil)
+	quietMic, speakingMic := benchMics(b, dir)
 	cores := runtime.NumCPU()
 	var sustained int
 	var rows []benchStep
@@ -68,14 +72,19 @@ func BenchmarkCandidates(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		// Cost split at a load every machine sustains.
 		const costN = 4
-		sfuOnly := measureCost(b, stackOptions{noRecorder: true, noPipeline: true}, face, empty, costN)
-		withRec := measureCost(b, stackOptions{noPipeline: true}, face, empty, costN)
-		full := measureCost(b, stackOptions{workers: cores}, face, empty, costN)
+		sfuOnly := measureCost(b, stackOptions{noRecorder: true, noPipeline: true}, face, empty, "", costN)
+		withRec := measureCost(b, stackOptions{noPipeline: true}, face, empty, "", costN)
+		full := measureCost(b, stackOptions{workers: cores}, face, empty, "", costN)
 		printCostSplit(costN, sfuOnly, withRec, full)
+		quiet := measureCost(b, stackOptions{workers: cores}, face, empty, quietMic, costN)
+		speaking := measureCost(b, stackOptions{workers: cores}, face, empty, speakingMic, costN)
+		printAudioCost(costN, full, quiet, speaking)
+		b.ReportMetric(quiet.audioBusy*1000, "audio-quiet-ms/cand-s")
+		b.ReportMetric(speaking.audioBusy*1000, "audio-speaking-ms/cand-s")
 
 		// The ramp.
 		st := newStack(b, stackOptions{workers: cores})
-		gen := startLoadGen(b, st.url, face, empty)
+		gen := startLoadGen(b, st.url, face, empty, speakingMic)
 		var rampRows []benchStep
 		for _, n := range []int{2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 64} {
 			if time.Since(start)+settle+window+10*time.Second > benchBudget {
@@ -308,12 +317,16 @@ type costResult struct {
 	triggers map[string]float64 // analyses per candidate-second by what made them due
 	genCPU   float64
 	machine  float64 // cores busy on the whole machine during the window
+	// audioBusy is the audio goroutines' busy time per candidate-second;
+	// speechShare and gatedShare the shares of 32 ms chunks judged speech
+	// and skipped by the energy gate.
+	audioBusy, speechShare, gatedShare float64
 }
 
-func measureCost(b *testing.B, o stackOptions, face, empty string, n int) costResult {
+func measureCost(b *testing.B, o stackOptions, face, empty, mic string, n int) costResult {
 	b.Helper()
 	st := newStack(b, o)
-	gen := startLoadGen(b, st.url, face, empty)
+	gen := startLoadGen(b, st.url, face, empty, mic)
 	gen.add(b, n)
 	time.Sleep(3 * time.Second)
 	stages := []string{"depacketize", "decode", "thumbnail", "convert", "inference", "rules", "evidence"}
@@ -325,6 +338,10 @@ func measureCost(b *testing.B, o stackOptions, face, empty string, n int) costRe
 		}
 		for _, tr := range triggers {
 			m["trigger "+tr] = st.metric("invigil_pipeline_analyses_total", "trigger", tr)
+		}
+		m["audio busy"] = st.metric("invigil_pipeline_audio_busy_seconds_total")
+		for _, v := range []string{"speech", "no_speech", "gated"} {
+			m["chunks "+v] = st.metric("invigil_pipeline_audio_chunks_total", "verdict", v)
 		}
 		return m
 	}
@@ -341,6 +358,15 @@ func measureCost(b *testing.B, o stackOptions, face, empty string, n int) costRe
 	}
 	for _, tr := range triggers {
 		r.triggers[tr] = (s1["trigger "+tr] - s0["trigger "+tr]) / candSecs
+	}
+	r.audioBusy = (s1["audio busy"] - s0["audio busy"]) / candSecs
+	var chunks float64
+	for _, v := range []string{"speech", "no_speech", "gated"} {
+		chunks += s1["chunks "+v] - s0["chunks "+v]
+	}
+	if chunks > 0 {
+		r.speechShare = (s1["chunks speech"] - s0["chunks speech"]) / chunks
+		r.gatedShare = (s1["chunks gated"] - s0["chunks gated"]) / chunks
 	}
 	return r
 }
@@ -434,9 +460,11 @@ type loadSwitch struct {
 	At time.Time
 }
 
-func startLoadGen(b *testing.B, url, face, empty string) *loadGen {
+// startLoadGen starts the load generator; mic, if set, is a WAV file every
+// candidate publishes as its microphone.
+func startLoadGen(b *testing.B, url, face, empty, mic string) *loadGen {
 	b.Helper()
-	cfg, _ := json.Marshal(map[string]string{"url": url, "face": face, "empty": empty})
+	cfg, _ := json.Marshal(map[string]string{"url": url, "face": face, "empty": empty, "mic": mic})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLoadGenerator$", "-test.timeout="+loadGenTimeout.String())
 	cmd.Env = append(os.Environ(), loadGenEnv+"="+string(cfg))
 	cmd.Stderr = os.Stderr
@@ -564,7 +592,7 @@ func TestLoadGenerator(t *testing.T) {
 	if raw == "" {
 		t.Skip("runs only as BenchmarkCandidates' load generator")
 	}
-	var cfg struct{ URL, Face, Empty string }
+	var cfg struct{ URL, Face, Empty, Mic string }
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -584,6 +612,12 @@ func TestLoadGenerator(t *testing.T) {
 	cam.Close()
 	if err != nil {
 		t.Fatal(err)
+	}
+	var mic *simulate.Audio
+	if cfg.Mic != "" {
+		if mic, err = simulate.FileAudio(cfg.Mic); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tokens := sfu.HMACTokens{Key: tokenKey}
 	issue := func(g sfu.Grants) string {
@@ -666,7 +700,7 @@ func TestLoadGenerator(t *testing.T) {
 					defer func() { <-sem }()
 					id := fmt.Sprintf("load-%d", base+k+1)
 					prevClip := -1
-					c, err := simulate.Join(ctx, simulate.Config{URL: cfg.URL, Stream: stream, LoopbackOnly: true,
+					c, err := simulate.Join(ctx, simulate.Config{URL: cfg.URL, Stream: stream, Audio: mic, LoopbackOnly: true,
 						StartFrame: (base + k) * len(stream.Frames) / 7, Logger: testLogger(),
 						Token: issue(sfu.Grants{Identity: id, Role: "candidate", CanPublish: true, CanSubscribe: true}),
 						OnFrame: func(f simulate.SentFrame) {
