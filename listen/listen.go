@@ -249,7 +249,8 @@ func LoadAudio(ctx context.Context, path string) ([]float32, error) {
 	if errors.Is(merr, ErrNoAudio) {
 		return nil, merr
 	}
-	return nil, fmt.Errorf("%s: not a WAV file (%v), and not a media file with sound: %v", path, werr, merr)
+	strip := func(err error) string { return strings.ReplaceAll(err.Error(), path+": ", "") }
+	return nil, fmt.Errorf("%s is neither a WAV file (%s) nor a media file with sound (%s)", path, strip(werr), strip(merr))
 }
 
 func runRaw(ctx context.Context, name string, args ...string) ([]float32, error) {

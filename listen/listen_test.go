@@ -115,7 +115,7 @@ func TestLoadAudioErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := LoadAudio(context.Background(), junk)
-	if err == nil || !strings.Contains(err.Error(), "not a WAV file") {
+	if err == nil || !strings.Contains(err.Error(), "neither a WAV file") {
 		t.Errorf("junk file: %v", err)
 	}
 	// A video without sound: ffmpeg makes one.

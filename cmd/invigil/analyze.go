@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,13 +17,18 @@ import (
 	"invigil/config"
 	"invigil/detectors"
 	"invigil/detectors/rules"
+	"invigil/listen"
+	"invigil/models"
+	"invigil/vad"
 )
 
-const analyzeUsage = "[--policy rest_room|interview|waiting] [--frames] [--annotate OUT] [--evidence DIR] FILE"
+const analyzeUsage = "[--policy rest_room|interview|waiting] [--frames] [--annotate OUT] [--evidence DIR] [--audio SOUND] [FILE]"
 
 // runAnalyze analyses a video or image file and prints JSON Lines
 // (DESIGN.md): a "violation" line per violation and, with --frames, a
-// "frame" line per analysed frame.
+// "frame" line per analysed frame. The sound (--audio, or else a video's
+// own audio track) is judged by the audio rules (talking, microphone_off)
+// through the live pipeline's listening path; see analyzeAudio.
 func runAnalyze(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "analyze", analyzeUsage)
 	flags := config.Register(fs, "models")
@@ -34,11 +41,12 @@ func runAnalyze(ctx context.Context, e env, args []string) error {
 	hfov := fs.Float64("hfov", detectors.DefaultHFOVDeg, "assumed horizontal field of view of the camera in `degrees` (without calibration)")
 	fullHands := fs.Bool("full-hands", false, "use the full (slower) palm and hand landmark models")
 	progress := fs.String("progress", "auto", "progress bar on stderr: auto (when a terminal), always, never")
+	audioFile := fs.String("audio", "", "judge the sound of `SOUND` (WAV of any rate and channels, or any file ffmpeg reads) for talking; without it a video's own audio track is judged")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usageError{"want exactly one FILE; usage: invigil analyze " + analyzeUsage}
+	if fs.NArg() > 1 || (fs.NArg() == 0 && *audioFile == "") {
+		return usageError{"want one FILE, or --audio SOUND, or both; usage: invigil analyze " + analyzeUsage}
 	}
 	cfg, err := flags.Resolve(e.getenv)
 	if err != nil {
@@ -59,6 +67,9 @@ func runAnalyze(ctx context.Context, e env, args []string) error {
 	}
 	if *calibrate < 0 {
 		return usageError{"--calibrate-ms must be ≥ 0"}
+	}
+	if *audioFile != "" && !policy.Rules[rules.Talking].Enabled {
+		return usageError{fmt.Sprintf("policy %s does not judge talking; use --policy %s or %s with --audio", policy.Name, rules.PolicyRestRoom, rules.PolicyWaiting)}
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -81,6 +92,18 @@ func runAnalyze(ctx context.Context, e env, args []string) error {
 		opts.Progress = bar.update
 		defer bar.finish()
 	}
+	// The sound is read before the pictures are analysed, so a bad sound
+	// file fails at once rather than after a long video.
+	var sound []float32
+	if sound, err = readSound(ctx, e, *audioFile, fs.Arg(0), policy); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	if fs.NArg() == 0 {
+		if err := analyzeAudio(sound, cfg.ModelsDir, policy, *frames, enc); err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+		return out.Flush()
+	}
 	err = detectors.AnalyzeFile(ctx, fs.Arg(0), opts, func(rec any) error {
 		if err := enc.Encode(rec); err != nil {
 			return err
@@ -94,7 +117,94 @@ func runAnalyze(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
+	if sound != nil {
+		if err := analyzeAudio(sound, cfg.ModelsDir, policy, *frames, enc); err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+	}
 	return out.Flush()
+}
+
+// AudioChunkRecord is printed, with --frames, for every 32 ms chunk the
+// speech detector judged.
+type AudioChunkRecord struct {
+	Kind string `json:"kind"` // "audio"
+	listen.Chunk
+}
+
+// AudioSummaryRecord is printed once for the analysed sound.
+type AudioSummaryRecord struct {
+	Kind       string `json:"kind"` // "audio_summary"
+	DurationMS int64  `json:"duration_ms"`
+	listen.Stats
+}
+
+// readSound loads what analyzeAudio judges: the --audio file, or else the
+// sound track of a video FILE when the policy judges talking. nil means
+// there is no sound to judge.
+func readSound(ctx context.Context, e env, audioFile, file string, policy rules.Policy) ([]float32, error) {
+	if audioFile != "" {
+		pcm, err := listen.LoadAudio(ctx, audioFile)
+		if err != nil {
+			return nil, fmt.Errorf("--audio: %w", err)
+		}
+		if len(pcm) == 0 {
+			return nil, fmt.Errorf("audio %s: holds no samples", audioFile)
+		}
+		return pcm, nil
+	}
+	if file == "" || !policy.Rules[rules.Talking].Enabled {
+		return nil, nil
+	}
+	if _, err := os.Stat(file); err != nil {
+		return nil, nil // AnalyzeFile reports it
+	}
+	pcm, err := listen.LoadMedia(ctx, file)
+	switch {
+	case errors.Is(err, listen.ErrNoAudio):
+		return nil, nil
+	case err != nil:
+		// The pictures can still be analysed: say why the sound is not.
+		fmt.Fprintf(e.stderr, "invigil analyze: sound of %s not analysed: %v\n", file, err)
+		return nil, nil
+	}
+	if len(pcm) == 0 {
+		return nil, nil
+	}
+	return pcm, nil
+}
+
+// analyzeAudio judges 48 kHz mono sound the way the server judges a
+// candidate's microphone (Opus round trip, 16 kHz, Silero VAD, the
+// policy's audio rules) and prints the audio violations in the same
+// format as the video ones, a summary and, with frames, every chunk.
+func analyzeAudio(pcm []float32, modelsDir string, policy rules.Policy, frames bool, enc *json.Encoder) error {
+	if modelsDir == "" {
+		d, err := models.DefaultDir()
+		if err != nil {
+			return err
+		}
+		modelsDir = d
+	}
+	res, err := listen.Listen(pcm, listen.Options{VAD: vad.DefaultConfig(modelsDir), Policy: policy, Opus: true})
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if frames {
+		for _, c := range res.Chunks {
+			if err := enc.Encode(AudioChunkRecord{Kind: "audio", Chunk: c}); err != nil {
+				return err
+			}
+		}
+	}
+	for _, v := range res.Violations {
+		rec := detectors.ViolationRecord{Kind: "violation", Type: string(v.Type), StartMS: v.StartMS, EndMS: v.EndMS,
+			Confidence: math.Round(v.Confidence*1000) / 1000}
+		if err := enc.Encode(rec); err != nil {
+			return err
+		}
+	}
+	return enc.Encode(AudioSummaryRecord{Kind: "audio_summary", DurationMS: res.DurationMS, Stats: res.Stats})
 }
 
 func showProgress(mode string, w io.Writer) bool {
