@@ -31,6 +31,7 @@ package pipeline
 //	invigil_pipeline_audio_chunks_unjudged_total         chunks before the candidate's rules started
 //	invigil_pipeline_audio_busy_seconds_total            CPU-side time of the audio goroutines
 //	invigil_pipeline_audio_tracks_active
+//	invigil_pipeline_audio_stalls_total                  tracks whose packets stopped for 3 s without ending
 
 import (
 	"errors"
@@ -79,6 +80,7 @@ type audioMetrics struct {
 	unjudged    prometheus.Counter
 	busy        prometheus.Counter
 	active      prometheus.Gauge
+	stalls      prometheus.Counter
 }
 
 func newAudioMetrics(reg *prometheus.Registry) (*audioMetrics, error) {
@@ -103,9 +105,11 @@ func newAudioMetrics(reg *prometheus.Registry) (*audioMetrics, error) {
 			Help: "Time the audio goroutines spent decoding, resampling and detecting speech."}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "invigil_pipeline_audio_tracks_active",
 			Help: "Candidate microphone tracks being listened to."}),
+		stalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "invigil_pipeline_audio_stalls_total",
+			Help: "Microphone tracks whose packets stopped for 3 s without the track ending (judged as no microphone)."}),
 	}
 	for _, c := range []prometheus.Collector{m.packets, m.dropped, m.decodeErrs, m.concealed, m.clockResets,
-		m.decoded, m.chunks, m.unjudged, m.busy, m.active} {
+		m.decoded, m.chunks, m.unjudged, m.busy, m.active, m.stalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("pipeline: register audio metrics: %w", err)
 		}
@@ -255,6 +259,7 @@ func (a *audioTrack) run() {
 		case <-stall.C:
 			a.p.log.Info("candidate microphone stalled: no audio packets", "identity", a.info.Identity,
 				"track", a.info.TrackID, "after", audioStallAfter)
+			a.p.am.stalls.Inc()
 			a.stall()
 		case <-a.done:
 			for {

@@ -142,6 +142,9 @@ func TestStalledMicrophone(t *testing.T) {
 	if back.EndMS < v.OpenedMS {
 		t.Errorf("microphone_off closed at %d ms, before it opened at %d", back.EndMS, v.OpenedMS)
 	}
+	if n := metricValue(t, reg, "invigil_pipeline_audio_stalls_total"); n != 1 {
+		t.Errorf("%v stalls counted, want 1", n)
+	}
 	if n := metricValue(t, reg, "invigil_pipeline_audio_tracks_active"); n != 1 {
 		t.Errorf("%v active audio tracks: the stalled one must still count", n)
 	}
