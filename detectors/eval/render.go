@@ -125,6 +125,9 @@ func (r *renderer) handSprite(mirror bool) (*sprite, error) {
 	return s, nil
 }
 
+// liftHalfWidth is half a hand's width across the thumb, in hand heights.
+const liftHalfWidth = 0.38
+
 // liftGeometry is how a lifted hand is drawn, in face widths W of the
 // candidate's face box (centre X, Y): the hand's height (wrist to
 // fingertips; a real hand is about 1.3 face widths long), where its wrist
@@ -142,8 +145,11 @@ var liftGeometries = map[HandPose]liftGeometry{
 	HandAtCheek: {height: 1.15, dx: 0.5, dy: 0.95, tilt: -6},
 	// Wrist under the chin, fingertips at the lips.
 	HandOnChin: {height: 1.15, dx: 0, dy: 1.45, tilt: 0},
-	// Raised beside the head, a hand's width clear of it.
-	HandBeside: {height: 1.3, dx: 1.45, dy: 0.7, tilt: 5},
+	// Raised beside the head, clear of it (its inner edge about a face
+	// width out) and wholly inside the frame: at 1.45 face widths the
+	// thumb of a hand beside a 170 px face left the frame, and the palm
+	// detector found none of it.
+	HandBeside: {height: 1.3, dx: 1.3, dy: 0.7, tilt: 5},
 }
 
 // liftedHand is the open hand scaled and turned for a pose beside a face

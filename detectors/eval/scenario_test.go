@@ -133,6 +133,31 @@ func TestSetCoversEveryType(t *testing.T) {
 	}
 }
 
+// TestLiftedHandsInFrame: a lifted hand is drawn wholly inside the frame
+// (a hand half outside is another scene, and one the detector misses).
+func TestLiftedHandsInFrame(t *testing.T) {
+	for _, s := range Set() {
+		for i, sg := range s.Segments {
+			sc := sg.Scene
+			if sc.Lift == HandDown {
+				continue
+			}
+			g, w := liftGeometries[sc.Lift], sc.Candidate.W
+			side := -1.0
+			if sc.LiftRight {
+				side = 1
+			}
+			x := sc.Candidate.X + side*g.dx*w
+			half := liftHalfWidth*g.height*w + 4 // and the sway
+			top := sc.Candidate.Y + g.dy*w - g.height*w - 3
+			if x-half < 0 || x+half > FrameWidth || top < 0 {
+				t.Errorf("%s segment %d: the lifted hand spans x %.0f–%.0f from y %.0f, outside the %d×%d frame",
+					s.Name, i, x-half, x+half, top, FrameWidth, FrameHeight)
+			}
+		}
+	}
+}
+
 func TestSetHashIsStable(t *testing.T) {
 	a, err := SetHash()
 	if err != nil {
