@@ -470,6 +470,7 @@ $('#detail-close').addEventListener('click', () => $('#detail').close());
 $('#detail').addEventListener('close', () => {
   const video = $('#player');
   video.pause();
+  $('#clip').pause();
   S.detail = null;
 });
 
