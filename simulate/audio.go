@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pion/webrtc/v4/pkg/media/oggreader"
-
 	"invigil/audio"
 	"invigil/opus"
 )
@@ -66,49 +64,56 @@ func SineAudio(ctx context.Context, hz float64, seconds int) (*Audio, error) {
 	return readOpusPackets(f)
 }
 
-// readOpusPackets reads an Ogg Opus stream written with one packet per
-// page, checking that each page advances by exactly one 20 ms packet.
+// readOpusPackets reads an Ogg Opus stream (any number of packets per
+// page) into 20 ms packets: a stream of 20 ms packets is kept as it is, as a
+// browser would have sent it; any other framing (10, 40, 60 ms, mixed) is
+// decoded and encoded again in 20 ms frames, since the microphone's RTP
+// clock advances one 20 ms frame per packet.
 func readOpusPackets(r io.Reader) (*Audio, error) {
-	ogg, _, err := oggreader.NewWith(r)
-	if err != nil {
+	o, err := readOggOpus(r)
+	if errors.Is(err, errNotOgg) {
 		return nil, fmt.Errorf("read Ogg Opus: %w", err)
 	}
-	a := &Audio{}
-	var last uint64
-	for {
-		payload, h, err := ogg.ParseNextPage()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+	if err != nil {
+		return nil, err
+	}
+	all20 := true
+	for i, p := range o.packets {
+		info, err := opus.ParsePacket(p)
 		if err != nil {
-			return nil, fmt.Errorf("read Ogg Opus page %d: %w", len(a.Packets)+1, err)
+			return nil, fmt.Errorf("Ogg Opus packet %d: %w", i+1, err)
 		}
-		if t, ok := h.HeaderType(payload); ok && t == oggreader.HeaderOpusTags {
-			continue
+		if info.Samples() != opusFrameTS {
+			all20 = false
 		}
-		if len(payload) == 0 {
-			continue
-		}
-		// The last page may hold a shorter, trimmed packet: keep it anyway,
-		// its RTP duration is still one frame.
-		if len(a.Packets) > 0 && h.GranulePosition-last != opusFrameTS && h.GranulePosition > last+opusFrameTS {
-			return nil, fmt.Errorf("Ogg page %d spans %d samples: several Opus packets per page are not supported",
-				len(a.Packets)+1, h.GranulePosition-last)
-		}
-		last = h.GranulePosition
-		a.Packets = append(a.Packets, payload)
 	}
-	if len(a.Packets) == 0 {
-		return nil, errors.New("read Ogg Opus: no audio packets")
+	if all20 {
+		return &Audio{Packets: o.packets}, nil
 	}
-	return a, nil
+	dec, err := opus.NewDecoder()
+	if err != nil {
+		return nil, fmt.Errorf("Opus decoder: %w", err)
+	}
+	defer dec.Close()
+	var pcm []float32
+	for i, p := range o.packets {
+		if pcm, err = dec.AppendDecode(pcm, p); err != nil {
+			return nil, fmt.Errorf("Ogg Opus packet %d: %w", i+1, err)
+		}
+		if time.Duration(len(pcm))*time.Second/opusClockRate > maxAudioFile {
+			return nil, fmt.Errorf("Ogg Opus file longer than %s", maxAudioFile)
+		}
+	}
+	pcm = pcm[min(o.preSkip, len(pcm)):]
+	return encodePCM(pcm)
 }
 
 // FileAudio reads a microphone to publish from a file: a 16-bit PCM WAV
 // file (any rate and channel count: mixed to mono, resampled to 48 kHz and
 // encoded with libopus in 20 ms packets, as a browser sends) or an Ogg Opus
-// file with one packet per page (what ffmpeg's libopus writes with
-// -page_duration 20000). The packets loop like the camera's clip.
+// file (any paging; packets of other durations than 20 ms are re-encoded in
+// 20 ms frames). The packets loop like the camera's clip. Anything else, an
+// empty, truncated or corrupt file, is an error that says so.
 func FileAudio(path string) (*Audio, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -153,7 +158,19 @@ func encodeOpus(w *audio.WAV) (*Audio, error) {
 	if w.Duration() > maxAudioFile {
 		return nil, fmt.Errorf("%s of audio: at most %s is looped", w.Duration().Round(time.Second), maxAudioFile)
 	}
-	pcm := resampleLinear(w.Mono(), w.SampleRate, opusClockRate)
+	pcm, err := audio.Resample(w.Mono(), w.SampleRate, opusClockRate)
+	if err != nil {
+		return nil, err
+	}
+	return encodePCM(pcm)
+}
+
+// encodePCM encodes 48 kHz mono audio to 20 ms Opus packets with the
+// project's libopus encoder, at the bitrate and frame a browser uses.
+func encodePCM(pcm []float32) (*Audio, error) {
+	if len(pcm) == 0 {
+		return nil, errors.New("no audio samples")
+	}
 	enc, err := opus.NewEncoder(opus.EncoderOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("Opus encoder: %w", err)
@@ -173,27 +190,4 @@ func encodeOpus(w *audio.WAV) (*Audio, error) {
 		a.Packets = append(a.Packets, append([]byte(nil), p...))
 	}
 	return a, nil
-}
-
-// resampleLinear converts rate by linear interpolation: a simulated
-// microphone needs the speech intelligible to a speech detector, not
-// studio quality (the detector itself hears 16 kHz).
-func resampleLinear(x []float32, from, to int) []float32 {
-	if from == to || len(x) == 0 {
-		return x
-	}
-	n := int(int64(len(x)) * int64(to) / int64(from))
-	out := make([]float32, n)
-	step := float64(from) / float64(to)
-	for i := range out {
-		pos := float64(i) * step
-		j := int(pos)
-		if j >= len(x)-1 {
-			out[i] = x[len(x)-1]
-			continue
-		}
-		frac := float32(pos - float64(j))
-		out[i] = x[j]*(1-frac) + x[j+1]*frac
-	}
-	return out
 }

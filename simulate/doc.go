@@ -8,8 +8,9 @@
 // encodes it live to VP8 with libvpx (package vpx), answering keyframe
 // requests with a keyframe, or replays a Stream encoded once, so that many
 // candidates cost little more than sending their packets (`invigil simulate
-// --candidates N`). Audio, if asked for, is a sine encoded once to Opus by
-// ffmpeg and replayed.
+// --candidates N`). A microphone, if asked for, is a WAV file (mixed to
+// mono, resampled to 48 kHz, encoded with libopus in 20 ms packets), an Ogg
+// Opus file, or a sine made with ffmpeg, encoded once and looped.
 //
 // A candidate whose signalling socket drops resumes its session within the
 // SFU's resume window, as the web page does; the first frame on the new

@@ -27,11 +27,15 @@ type Options struct {
 	// candidate; more than one candidate always replay, so the load
 	// generator costs little more than sending packets.
 	Replay bool
-	// Audio adds a synthetic microphone (a 440 Hz sine in Opus).
+	// Audio adds a synthetic microphone (a 440 Hz sine in Opus, made with
+	// ffmpeg: `--audio sine`).
 	Audio bool
 	// AudioFile publishes this WAV or Ogg Opus file as the microphone,
 	// looping (see FileAudio); it overrides Audio.
 	AudioFile string
+	// Microphone, if set, is published as every candidate's microphone
+	// (already read, e.g. with FileAudio); it overrides AudioFile and Audio.
+	Microphone *Audio
 	// Duration ends the run after this long (0: when ctx ends); every
 	// candidate then leaves.
 	Duration     time.Duration
@@ -77,8 +81,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	var audio *Audio
-	if o.AudioFile != "" {
+	audio := o.Microphone
+	if audio != nil {
+	} else if o.AudioFile != "" {
 		var err error
 		if audio, err = FileAudio(o.AudioFile); err != nil {
 			return Summary{}, err

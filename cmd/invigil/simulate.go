@@ -42,13 +42,18 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	audioFile := ""
+	// The microphone file is read and encoded before any login or
+	// connection, so a typo or a broken file costs no invitation code use.
+	var mic *simulate.Audio
 	if *audio != "" && *audio != "sine" {
-		// Checked before any login, so a typo costs no invitation code use.
 		if _, err := os.Stat(*audio); err != nil {
 			return usageError{fmt.Sprintf("--audio: %v", err)}
 		}
-		audioFile = *audio
+		a, err := simulate.FileAudio(*audio)
+		if err != nil {
+			return fmt.Errorf("--audio: %w", err)
+		}
+		mic = a
 	}
 	cfg, err := flags.Resolve(e.getenv)
 	if err != nil {
@@ -132,7 +137,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 		Encode:       simulate.EncodeOptions{BitrateKbps: *bitrate},
 		Replay:       *replay,
 		Audio:        *audio == "sine",
-		AudioFile:    audioFile,
+		Microphone:   mic,
 		Duration:     *duration,
 		LoopbackOnly: *loopback,
 		Logger:       log,

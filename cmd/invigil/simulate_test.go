@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +40,31 @@ func TestSimulateUsage(t *testing.T) {
 		code, _, stderr := invoke(t, c.vars, append([]string{"simulate"}, c.args...)...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
 			t.Errorf("simulate %v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+}
+
+// A microphone file that is not audio is refused with one line naming
+// the problem, before any connection (the server here would refuse one).
+func TestSimulateBadAudioFile(t *testing.T) {
+	img := testassets.Photo(t, "building.jpg")
+	dir := t.TempDir()
+	for name, c := range map[string]struct{ body, want string }{
+		"notes.wav": {"these are my notes", "not a WAV (RIFF) or Ogg Opus"},
+		"empty.wav": {"", "too short"},
+		"cut.wav":   {"RIFF\x24\x00\x00\x00WAVEfmt ", "fmt chunk"},
+		"bad.ogg":   {"OggS\x00\x02" + strings.Repeat("\x00", 40), "CRC mismatch"},
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(c.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := invoke(t, nil, "simulate", "--server", "http://127.0.0.1:1", "--token", "x", "--video", img, "--audio", path)
+		if code != 1 || !strings.Contains(stderr, "--audio: ") || !strings.Contains(stderr, c.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 1 and %q", name, code, stderr, c.want)
+		}
+		if strings.Contains(stderr, "refused") || strings.Contains(stderr, "dial") || stdout != "" {
+			t.Errorf("%s: tried to connect: stdout %q, stderr %q", name, stdout, stderr)
 		}
 	}
 }
