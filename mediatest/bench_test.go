@@ -78,9 +78,12 @@ func BenchmarkCandidates(b *testing.B) {
 		printCostSplit(costN, sfuOnly, withRec, full)
 		quiet := measureCost(b, stackOptions{workers: cores}, face, empty, quietMic, costN)
 		speaking := measureCost(b, stackOptions{workers: cores}, face, empty, speakingMic, costN)
-		printAudioCost(costN, full, quiet, speaking)
-		b.ReportMetric(quiet.audioBusy*1000, "audio-quiet-ms/cand-s")
-		b.ReportMetric(speaking.audioBusy*1000, "audio-speaking-ms/cand-s")
+		quietCPU, speakingCPU := audioPathCPU(b, quietMic, 60), audioPathCPU(b, speakingMic, 60)
+		printAudioCost(costN, full, quiet, speaking, quietCPU, speakingCPU)
+		b.ReportMetric(quietCPU*1000, "audio-quiet-cpu-ms/cand-s")
+		b.ReportMetric(speakingCPU*1000, "audio-speaking-cpu-ms/cand-s")
+		b.ReportMetric(quiet.audioBusy*1000, "audio-quiet-busy-ms/cand-s")
+		b.ReportMetric(speaking.audioBusy*1000, "audio-speaking-busy-ms/cand-s")
 
 		// The ramp.
 		st := newStack(b, stackOptions{workers: cores})
