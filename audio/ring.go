@@ -3,6 +3,7 @@ package audio
 import (
 	"math"
 	"sync"
+	"time"
 )
 
 // Ring keeps the most recent samples of a mono 16-bit stream, for evidence
@@ -14,6 +15,10 @@ type Ring struct {
 	mu      sync.Mutex
 	buf     []int16
 	written int64 // samples written since the stream started (silence included)
+	// wake is closed once written reaches wakeAt (WaitWritten); nil
+	// without a waiter, so writes allocate nothing.
+	wake   chan struct{}
+	wakeAt int64
 }
 
 // NewRing keeps the last capacity samples.
@@ -41,6 +46,54 @@ func (r *Ring) WriteFloat(samples []float32) {
 		r.buf[r.written%n] = floatToPCM(s)
 		r.written++
 	}
+	r.wakeLocked()
+}
+
+func (r *Ring) wakeLocked() {
+	if r.wake != nil && r.written >= r.wakeAt {
+		close(r.wake)
+		r.wake = nil
+	}
+}
+
+// WaitWritten waits until the stream reaches position n or timeout
+// passes, and reports whether it did.
+func (r *Ring) WaitWritten(n int64, timeout time.Duration) bool {
+	r.mu.Lock()
+	if r.written >= n {
+		r.mu.Unlock()
+		return true
+	}
+	if r.wake == nil || n < r.wakeAt {
+		if r.wake != nil {
+			close(r.wake) // the earlier waiter looks again
+		}
+		r.wake, r.wakeAt = make(chan struct{}), n
+	}
+	wake := r.wake
+	r.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-wake:
+		case <-t.C:
+			return r.Written() >= n
+		}
+		r.mu.Lock()
+		if r.written >= n {
+			r.mu.Unlock()
+			return true
+		}
+		if r.wake == nil || n < r.wakeAt {
+			if r.wake != nil {
+				close(r.wake)
+			}
+			r.wake, r.wakeAt = make(chan struct{}), n
+		}
+		wake = r.wake
+		r.mu.Unlock()
+	}
 }
 
 // WriteSilence appends n samples of silence: a gap the stream kept in time
@@ -60,6 +113,7 @@ func (r *Ring) WriteSilence(n int64) {
 		r.buf[r.written%size] = 0
 		r.written++
 	}
+	r.wakeLocked()
 }
 
 // Copy returns up to maxSamples samples ending at stream position end

@@ -3,6 +3,7 @@ package audio
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestRing(t *testing.T) {
@@ -40,5 +41,25 @@ func TestRingWriteDoesNotAllocate(t *testing.T) {
 	chunk := make([]float32, 320)
 	if n := testing.AllocsPerRun(100, func() { r.WriteFloat(chunk) }); n != 0 {
 		t.Fatalf("%v allocations per write", n)
+	}
+}
+
+func TestRingWaitWritten(t *testing.T) {
+	r := NewRing(100)
+	r.WriteSilence(10)
+	if !r.WaitWritten(10, 0) {
+		t.Fatal("written already")
+	}
+	done := make(chan bool)
+	go func() { done <- r.WaitWritten(50, time.Minute) }()
+	go func() { done <- r.WaitWritten(30, time.Minute) }()
+	for r.Written() < 50 {
+		r.WriteFloat(make([]float32, 5))
+	}
+	if !<-done || !<-done {
+		t.Fatal("a waiter gave up although the stream got there")
+	}
+	if r.WaitWritten(1000, time.Millisecond) {
+		t.Fatal("never written, yet reached")
 	}
 }

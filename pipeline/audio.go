@@ -189,7 +189,7 @@ func (p *Pipeline) startAudioTrack(t media.Track) media.PacketWriter {
 	a.c = s.candidateLocked(t.Identity, p.cfg.DefaultPolicy)
 	a.c.audioTracks.Add(1)
 	a.c.audioLive.Add(1)
-	a.mic = &micRing{ring: audio.NewRing(clipSamples), started: t.Started}
+	a.mic = &micRing{ring: audio.NewRing(ringSamples), started: t.Started}
 	a.c.mic.Store(a.mic)
 	p.wg.Add(1) // under s.mu: Close cannot be waiting yet
 	s.mu.Unlock()

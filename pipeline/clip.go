@@ -20,13 +20,20 @@ import (
 // rules open on the audio goroutine, which has no picture: their evidence
 // image is the candidate's newest analysed frame, which the workers keep a
 // copy of while a microphone is live. The ring and picture are copied
-// under their locks; the JPEG and WAV are encoded on the sink's
-// goroutine, off the analysis lock and the audio goroutine.
+// under their locks on the sink's goroutine, where the JPEG and WAV are
+// encoded, off the analysis lock and the audio goroutine. The ring holds
+// a little more than a clip, so a clip copied late (the sink was behind)
+// still reaches back its full length; one copied early (a video rule
+// opened before the audio goroutine caught up) waits briefly for it.
 
 const (
 	clipSeconds = 10
 	clipRate    = 16000
 	clipSamples = clipSeconds * clipRate
+	ringSamples = (clipSeconds + 2) * clipRate
+	// clipWait bounds how long the sink waits for the audio to reach a
+	// violation's opening.
+	clipWait = time.Second
 	// audioStallAfter: a microphone track whose packets stop this long
 	// (RTP just stops; the track never ends) counts as no microphone
 	// from its last packet on, until packets come again.
@@ -39,15 +46,9 @@ type micRing struct {
 	started time.Time
 }
 
-// clipAt copies the candidate's audio up to wall time at (nil without a
-// live microphone).
-func (c *candidate) clipAt(at time.Time) []int16 {
-	m := c.mic.Load()
-	if m == nil {
-		return nil
-	}
-	end := int64(at.Sub(m.started) * clipRate / time.Second)
-	return m.ring.Copy(end, clipSamples)
+// position is the ring's stream position at wall time at.
+func (m *micRing) position(at time.Time) int64 {
+	return int64(at.Sub(m.started) * clipRate / time.Second)
 }
 
 // keptFrame is a copy of an analysed I420 frame and what the detectors saw
@@ -85,11 +86,12 @@ func (p *keptFrame) clone() *keptFrame {
 
 // pendingEvidence is evidence to encode on the sink's goroutine.
 type pendingEvidence struct {
-	pic  *keptFrame // nil: the image is made already, or there is none
-	clip []int16    // 16 kHz mono; nil: no clip
+	pic     *keptFrame // nil: the image is made already, or there is none
+	mic     *micRing   // nil: no clip
+	clipEnd int64      // the clip's end in mic's stream position
 }
 
-func (e *pendingEvidence) empty() bool { return e == nil || (e.pic == nil && len(e.clip) == 0) }
+func (e *pendingEvidence) empty() bool { return e == nil || (e.pic == nil && e.mic == nil) }
 
 // render fills in v's evidence image (unless it has one) and clip.
 func (e *pendingEvidence) render(v *Violation) error {
@@ -101,10 +103,15 @@ func (e *pendingEvidence) render(v *Violation) error {
 		}
 		v.Evidence = img
 	}
-	if len(e.clip) > 0 {
+	var clip []int16
+	if e.mic != nil {
+		e.mic.ring.WaitWritten(e.clipEnd, clipWait)
+		clip = e.mic.ring.Copy(e.clipEnd, clipSamples)
+	}
+	if len(clip) > 0 {
 		var b bytes.Buffer
-		b.Grow(44 + 2*len(e.clip))
-		if err := audio.WriteWAV(&b, &audio.WAV{SampleRate: clipRate, Channels: 1, Samples: e.clip}); err != nil && firstErr == nil {
+		b.Grow(44 + 2*len(clip))
+		if err := audio.WriteWAV(&b, &audio.WAV{SampleRate: clipRate, Channels: 1, Samples: clip}); err != nil && firstErr == nil {
 			firstErr = err
 		} else {
 			v.Clip = b.Bytes()

@@ -525,7 +525,11 @@ func (p *Pipeline) micEvidenceLocked(c *candidate, ev rules.Event, pic bool) *pe
 	if ev.Kind != rules.Opened {
 		return nil
 	}
-	e := &pendingEvidence{clip: c.clipAt(c.engineEpoch.Add(time.Duration(ev.Violation.OpenedMS) * time.Millisecond))}
+	e := &pendingEvidence{}
+	if m := c.mic.Load(); m != nil {
+		e.mic = m
+		e.clipEnd = m.position(c.engineEpoch.Add(time.Duration(ev.Violation.OpenedMS) * time.Millisecond))
+	}
 	if pic {
 		e.pic = c.lastPicture.clone()
 	}
