@@ -533,3 +533,37 @@ func cpuTime(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// The gain control lets the model hear a voice that reaches the microphone
+// quietly: the real voice scaled down by 30 dB (about -40 dBFS at its
+// loudest) is still mostly speech, the real noise scaled to the same loudness
+// the voice had stays non-speech, and each chunk's RMS is the level given,
+// not the amplified one.
+func TestQuietVoiceHeard(t *testing.T) {
+	d := newDetector(t, config(t))
+	scaled := func(s []float32, by float32) []float32 {
+		out := make([]float32, len(s))
+		for i, v := range s {
+			out[i] = v * by
+		}
+		return out
+	}
+	voice := alsaSound(t, "Front_Center.wav")
+	loud := feed(t, d, voice)
+	d.Reset()
+	quiet := feed(t, d, scaled(voice, 0.0316))
+	loudSpeech, quietSpeech := countSpeech(loud), countSpeech(quiet)
+	t.Logf("Front_Center.wav: %d speech chunks at its level, %d at -30 dB", loudSpeech, quietSpeech)
+	if quietSpeech*2 <= len(quiet) || quietSpeech < loudSpeech-6 {
+		t.Errorf("voice at -30 dB: %d of %d chunks speech (at its own level %d)", quietSpeech, len(quiet), loudSpeech)
+	}
+	for i := range quiet {
+		if want := loud[i].RMS * 0.0316; math.Abs(float64(quiet[i].RMS-want)) > 1e-4+float64(want)*0.01 {
+			t.Fatalf("chunk %d: RMS %.5f, want the given level %.5f", i, quiet[i].RMS, want)
+		}
+	}
+	d.Reset()
+	if n := countSpeech(feed(t, d, scaled(alsaSound(t, "Noise.wav"), 0.1))); n != 0 {
+		t.Errorf("Noise.wav at -20 dB: %d chunks called speech, want none", n)
+	}
+}
