@@ -1,7 +1,6 @@
 package audio
 
 import (
-	"math"
 	"sync"
 	"time"
 )
@@ -59,40 +58,29 @@ func (r *Ring) wakeLocked() {
 // WaitWritten waits until the stream reaches position n or timeout
 // passes, and reports whether it did.
 func (r *Ring) WaitWritten(n int64, timeout time.Duration) bool {
-	r.mu.Lock()
-	if r.written >= n {
-		r.mu.Unlock()
-		return true
-	}
-	if r.wake == nil || n < r.wakeAt {
-		if r.wake != nil {
-			close(r.wake) // the earlier waiter looks again
-		}
-		r.wake, r.wakeAt = make(chan struct{}), n
-	}
-	wake := r.wake
-	r.mu.Unlock()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
-		select {
-		case <-wake:
-		case <-t.C:
-			return r.Written() >= n
-		}
 		r.mu.Lock()
 		if r.written >= n {
 			r.mu.Unlock()
 			return true
 		}
+		// One channel serves the nearest position waited for; a waiter for
+		// a nearer one closes it so the farther waiter looks again.
 		if r.wake == nil || n < r.wakeAt {
 			if r.wake != nil {
 				close(r.wake)
 			}
 			r.wake, r.wakeAt = make(chan struct{}), n
 		}
-		wake = r.wake
+		wake := r.wake
 		r.mu.Unlock()
+		select {
+		case <-wake:
+		case <-t.C:
+			return r.Written() >= n
+		}
 	}
 }
 
@@ -132,17 +120,4 @@ func (r *Ring) Copy(end int64, maxSamples int) []int16 {
 		out[i] = r.buf[(start+int64(i))%size]
 	}
 	return out
-}
-
-func floatToPCM(s float32) int16 {
-	v := math.Round(float64(s) * 32768)
-	switch {
-	case v != v: // NaN
-		return 0
-	case v > math.MaxInt16:
-		return math.MaxInt16
-	case v < math.MinInt16:
-		return math.MinInt16
-	}
-	return int16(v)
 }

@@ -269,16 +269,20 @@ func WriteWAV(out io.Writer, w *WAV) error {
 func FromFloat(samples []float32) []int16 {
 	out := make([]int16, len(samples))
 	for i, s := range samples {
-		v := math.Round(float64(s) * 32768)
-		switch {
-		case v != v: // NaN
-			v = 0
-		case v > math.MaxInt16:
-			v = math.MaxInt16
-		case v < math.MinInt16:
-			v = math.MinInt16
-		}
-		out[i] = int16(v)
+		out[i] = floatToPCM(s)
 	}
 	return out
+}
+
+func floatToPCM(s float32) int16 {
+	v := math.Round(float64(s) * 32768)
+	switch {
+	case v != v: // NaN
+		return 0
+	case v > math.MaxInt16:
+		return math.MaxInt16
+	case v < math.MinInt16:
+		return math.MinInt16
+	}
+	return int16(v)
 }

@@ -190,9 +190,9 @@ func codecRoundTrip(pcm []float32, bitrate int) ([]float32, error) {
 // ErrNoAudio reports a media file without an audio stream.
 var ErrNoAudio = errors.New("no audio stream")
 
-// LoadWAV reads a WAV file as 48 kHz mono: 48 kHz files are read directly
-// (channels mixed down), other rates are converted with sox.
-func LoadWAV(ctx context.Context, path string) ([]float32, error) {
+// LoadWAV reads a WAV file as 48 kHz mono: channels are mixed down and
+// other rates resampled (audio.Resample), so no outside tool is needed.
+func LoadWAV(path string) ([]float32, error) {
 	w, err := audio.ReadWAVFile(path)
 	if err != nil {
 		return nil, err
@@ -200,11 +200,11 @@ func LoadWAV(ctx context.Context, path string) ([]float32, error) {
 	if w.SampleRate == Rate {
 		return w.Mono(), nil
 	}
-	sox, err := exec.LookPath("sox")
+	pcm, err := audio.Resample(w.Mono(), w.SampleRate, Rate)
 	if err != nil {
-		return nil, fmt.Errorf("%s is %d Hz; converting it to %d Hz needs sox on PATH (apt-get install sox)", path, w.SampleRate, Rate)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return runRaw(ctx, sox, "-V1", path, "-r", fmt.Sprint(Rate), "-c", "1", "-b", "32", "-e", "floating-point", "-L", "-t", "raw", "-")
+	return pcm, nil
 }
 
 // LoadMedia decodes the first audio stream of any file ffmpeg reads (a
@@ -238,7 +238,7 @@ func LoadAudio(ctx context.Context, path string) ([]float32, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
-	pcm, werr := LoadWAV(ctx, path)
+	pcm, werr := LoadWAV(path)
 	if werr == nil {
 		return pcm, nil
 	}

@@ -32,11 +32,10 @@ func tool(t *testing.T, name string) {
 	}
 }
 
-// Real Chinese speech (espeak-ng, 22.05 kHz, converted by sox) through
+// Real Chinese speech (espeak-ng, 22.05 kHz, resampled by LoadWAV) through
 // Opus opens talking; the same length of silence does not.
 func TestListenTalkingAndSilence(t *testing.T) {
 	tool(t, "espeak-ng")
-	tool(t, "sox")
 	opts := options(t)
 	wav := filepath.Join(t.TempDir(), "zh.wav")
 	if out, err := exec.Command("espeak-ng", "-v", "zh", "-w", wav, "请将双手放在桌面上，不要离开画面。我现在回答第三个问题。").CombinedOutput(); err != nil {

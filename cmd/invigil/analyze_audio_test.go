@@ -38,8 +38,14 @@ func talkingCount(recs map[string][]map[string]any) int {
 	return n
 }
 
-// makeSound runs a tool and returns its last argument (the output file
-// for ffmpeg).
+// spokenAnswer is what the tests' talking candidate says: a candidate in
+// the rest room passing an answer on, about 6 s in espeak-ng's Chinese.
+const spokenAnswer = "第三题的答案是选项二，你记下来了吗，下一位考生马上就要进去了"
+
+// makeSound runs a tool and returns its last argument, for the callers
+// whose last argument is the output file (espeak-ng takes its text before
+// -w FILE; sox's effects come after its output, so sox callers name the
+// file themselves).
 func makeSound(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
@@ -57,11 +63,7 @@ func TestAnalyzeAudio(t *testing.T) {
 	testassets.Model(t, "silero_vad_v5.onnx")
 	vars := map[string]string{"INVIGIL_MODELS": models}
 	dir := t.TempDir()
-	speech := filepath.Join(dir, "speech.wav")
-	if out, err := exec.Command("espeak-ng", "-v", "zh", "-s", "150", "-w", speech,
-		"第三题的答案是选项二，你记下来了吗，下一位考生马上就要进去了").CombinedOutput(); err != nil {
-		t.Fatalf("espeak-ng (scripts/install.sh installs it): %v\n%s", err, out)
-	}
+	speech := makeSound(t, "espeak-ng", "-v", "zh", "-s", "150", spokenAnswer, "-w", filepath.Join(dir, "speech.wav"))
 	silent := filepath.Join(dir, "silent.wav")
 	makeSound(t, "sox", "-n", "-r", "44100", "-c", "2", "-b", "16", silent, "trim", "0", "6")
 

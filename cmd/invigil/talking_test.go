@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,15 +19,9 @@ func TestSimulatedCandidateTalks(t *testing.T) {
 		t.Fatalf("%v (make test provisions them)", err)
 	}
 	dir := t.TempDir()
-	speech := filepath.Join(dir, "speech.wav")
-	if out, err := exec.Command("espeak-ng", "-v", "zh", "-s", "150", "-w", speech,
-		"第三题的答案是选项二，你记下来了吗，下一位考生马上就要进去了").CombinedOutput(); err != nil {
-		t.Fatalf("espeak-ng (scripts/install.sh installs it): %v\n%s", err, out)
-	}
+	speech := makeSound(t, "espeak-ng", "-v", "zh", "-s", "150", spokenAnswer, "-w", filepath.Join(dir, "speech.wav"))
 	silent := filepath.Join(dir, "silent.wav")
-	if out, err := exec.Command("sox", "-n", "-r", "48000", "-c", "1", "-b", "16", silent, "trim", "0", "6").CombinedOutput(); err != nil {
-		t.Fatalf("sox (scripts/install.sh installs it): %v\n%s", err, out)
-	}
+	makeSound(t, "sox", "-n", "-r", "48000", "-c", "1", "-b", "16", silent, "trim", "0", "6")
 	_, base := serveProcess(t, filepath.Join(dir, "data"))
 	admin := adminClient(t, base)
 	photo := testassets.Photo(t, "sample3.jpg")

@@ -46,7 +46,7 @@ func AnalyzeAudio(ctx context.Context, set *BuiltAudioSet, modelsDir string, log
 	opts := listen.Options{VAD: vad.DefaultConfig(modelsDir), Policy: policy, Opus: true}
 	var out []AudioResult
 	for _, c := range set.Clips {
-		pcm, err := listen.LoadWAV(ctx, c.Path)
+		pcm, err := listen.LoadWAV(c.Path)
 		if err != nil {
 			return nil, fmt.Errorf("audio clip %s: %w", c.Clip.Name, err)
 		}
