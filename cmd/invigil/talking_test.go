@@ -13,7 +13,8 @@ import (
 // `simulate --video … --audio speech.wav` makes a talking candidate: the
 // real server hears the file's speech through the SFU, libopus and the
 // speech detector, and opens talking in the rest room; the same run with a
-// silent file of the same length opens none.
+// silent file of the same length opens none, nor does speech in the device
+// check.
 func TestSimulatedCandidateTalks(t *testing.T) {
 	if err := models.CheckPresent(testassets.ModelsDir(t)); err != nil {
 		t.Fatalf("%v (make test provisions them)", err)
@@ -30,11 +31,11 @@ func TestSimulatedCandidateTalks(t *testing.T) {
 		exam, cand int64
 		done       chan string
 	}
-	start := func(file string) run {
+	start := func(kind, file string) run {
 		exam, cand, codes := examWithCandidate(t, admin)
 		r := run{exam, cand, make(chan string, 1)}
 		go func() {
-			code, _, errOut := invoke(t, nil, "simulate", "--server", base, "--code", codes["rest_room"],
+			code, _, errOut := invoke(t, nil, "simulate", "--server", base, "--code", codes[kind],
 				"--video", photo, "--audio", file, "--duration", "12s", "--loopback")
 			if code != 0 {
 				errOut = fmt.Sprintf("exit %d: %s", code, errOut)
@@ -45,7 +46,9 @@ func TestSimulatedCandidateTalks(t *testing.T) {
 		}()
 		return r
 	}
-	talker, quiet := start(speech), start(silent)
+	// The third speaks in the device check (the mock code), which asks
+	// candidates to speak to see their microphone's level: not talking.
+	talker, quiet, checking := start("rest_room", speech), start("rest_room", silent), start("mock", speech)
 	talking := func(r run) []violationJSON {
 		var list []violationJSON
 		if s := admin.call("GET", fmt.Sprintf("/api/v1/exams/%d/violations?type=talking", r.exam), nil, &list); s != 200 {
@@ -68,12 +71,15 @@ func TestSimulatedCandidateTalks(t *testing.T) {
 	if v := talking(talker)[0]; v.CandidateID != talker.cand {
 		t.Errorf("talking opened for candidate %d, want %d", v.CandidateID, talker.cand)
 	}
-	for _, r := range []run{talker, quiet} {
+	for _, r := range []run{talker, quiet, checking} {
 		if msg := <-r.done; msg != "" {
 			t.Errorf("simulate: %s", msg)
 		}
 	}
 	if list := talking(quiet); len(list) != 0 {
 		t.Errorf("a silent microphone opened talking: %+v", list)
+	}
+	if list := talking(checking); len(list) != 0 {
+		t.Errorf("speaking in the device check opened talking: %+v", list)
 	}
 }
