@@ -70,6 +70,13 @@ type AnalyzeOptions struct {
 	EvidenceDir string
 	// Progress is called after each decoded frame; total is 0 when unknown.
 	Progress func(done, total int)
+	// Audio, when set, is the microphone heard beside the pictures: its
+	// chunks in stream time (the listening path's verdicts, package listen).
+	// They reach the same rule engine as the frames, in time order, as the
+	// server's do, so talking, microphone_off and phone_call's "while speech
+	// is heard" are judged together; an image is shown for as long as the
+	// sound lasts.
+	Audio []rules.AudioChunk
 }
 
 // MaxImagePixels refuses images whose header promises more pixels than
@@ -129,10 +136,34 @@ type fileRun struct {
 	emit     func(any) error
 	path     string
 	last     rules.Observation
+	heard    int // Audio chunks already fed to the engine
+}
+
+// hear feeds the engine the audio chunks that end by tMS.
+func (r *fileRun) hear(frame gocv.Mat, tMS int64) error {
+	start := r.heard
+	for r.heard < len(r.opts.Audio) && r.opts.Audio[r.heard].TMS+r.opts.Audio[r.heard].DurationMS <= tMS {
+		r.heard++
+	}
+	if r.heard == start {
+		return nil
+	}
+	return r.handle(frame, &r.last, r.engine.ObserveAudio(r.opts.Audio[start:r.heard]))
+}
+
+// audioEnd is where the sound ends, 0 without one.
+func (r *fileRun) audioEnd() int64 {
+	if n := len(r.opts.Audio); n > 0 {
+		return r.opts.Audio[n-1].TMS + r.opts.Audio[n-1].DurationMS
+	}
+	return 0
 }
 
 // analyse observes one frame and emits what follows from it.
 func (r *fileRun) analyse(frame gocv.Mat, tMS int64, emitFrame bool) error {
+	if err := r.hear(frame, tMS); err != nil {
+		return err
+	}
 	o, err := r.analyzer.Observe(frame, tMS, r.stream)
 	if err != nil {
 		return fmt.Errorf("analyze %s at %d ms: %w", r.path, tMS, err)
@@ -151,7 +182,9 @@ func (r *fileRun) handle(frame gocv.Mat, o *rules.Observation, events []rules.Ev
 		v := ev.Violation
 		switch ev.Kind {
 		case rules.Opened:
-			if r.opts.EvidenceDir == "" {
+			// No picture when a sound outlasting the video opens a
+			// violation after the last frame was read.
+			if r.opts.EvidenceDir == "" || frame.Empty() {
 				continue
 			}
 			jpeg, err := Evidence(frame, o, v)
@@ -190,6 +223,7 @@ func (r *fileRun) image(ctx context.Context) error {
 	if r.opts.Policy.HandsEvery > 0 {
 		end += step * int64(r.opts.Policy.HandsEvery)
 	}
+	end = max(end, r.audioEnd())
 	var t int64
 	for ; t <= end; t += step {
 		if err := ctx.Err(); err != nil {
@@ -198,6 +232,9 @@ func (r *fileRun) image(ctx context.Context) error {
 		if err := r.analyse(img, t, t == 0); err != nil {
 			return err
 		}
+	}
+	if err := r.hear(img, t); err != nil {
+		return err
 	}
 	if err := r.handle(img, &r.last, r.engine.Finish(t)); err != nil {
 		return err
@@ -305,7 +342,12 @@ func (r *fileRun) video(ctx context.Context) error {
 	if frames == 0 {
 		return fmt.Errorf("%w: no frames could be read from %s (empty, corrupt or an unsupported codec)", ErrUnreadable, r.path)
 	}
-	end := int64(math.Round(float64(frames) * 1000 / fps))
+	// A sound longer than the pictures is heard to its end; the last
+	// picture stands for the rest.
+	end := max(int64(math.Round(float64(frames)*1000/fps)), r.audioEnd())
+	if err := r.hear(frame, end); err != nil {
+		return err
+	}
 	return r.handle(frame, &r.last, r.engine.Finish(end))
 }
 

@@ -98,11 +98,23 @@ func runAnalyze(ctx context.Context, e env, args []string) error {
 	if sound, err = readSound(ctx, e, *audioFile, fs.Arg(0), policy); err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
+	var heard *listen.Result
+	if sound != nil {
+		if heard, err = listenTo(sound, cfg.ModelsDir, policy); err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+	}
 	if fs.NArg() == 0 {
-		if err := analyzeAudio(sound, cfg.ModelsDir, policy, *frames, enc); err != nil {
+		if err := printAudio(heard, *frames, true, enc); err != nil {
 			return fmt.Errorf("analyze: %w", err)
 		}
 		return out.Flush()
+	}
+	if heard != nil {
+		// The pictures' engine hears the sound too, so its violations
+		// (talking, and phone_call while speech is heard) come with the
+		// video's, as the server judges a candidate.
+		opts.Audio = ruleChunks(heard.Chunks)
 	}
 	err = detectors.AnalyzeFile(ctx, fs.Arg(0), opts, func(rec any) error {
 		if err := enc.Encode(rec); err != nil {
@@ -117,8 +129,8 @@ func runAnalyze(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
-	if sound != nil {
-		if err := analyzeAudio(sound, cfg.ModelsDir, policy, *frames, enc); err != nil {
+	if heard != nil {
+		if err := printAudio(heard, *frames, false, enc); err != nil {
 			return fmt.Errorf("analyze: %w", err)
 		}
 	}
@@ -174,22 +186,38 @@ func readSound(ctx context.Context, e env, audioFile, file string, policy rules.
 	return pcm, nil
 }
 
-// analyzeAudio judges 48 kHz mono sound the way the server judges a
-// candidate's microphone (Opus round trip, 16 kHz, Silero VAD, the
-// policy's audio rules) and prints the audio violations in the same
-// format as the video ones, a summary and, with frames, every chunk.
-func analyzeAudio(pcm []float32, modelsDir string, policy rules.Policy, frames bool, enc *json.Encoder) error {
+// listenTo judges 48 kHz mono sound the way the server judges a
+// candidate's microphone: Opus round trip, 16 kHz, Silero VAD, the
+// policy's audio rules.
+func listenTo(pcm []float32, modelsDir string, policy rules.Policy) (*listen.Result, error) {
 	if modelsDir == "" {
 		d, err := models.DefaultDir()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		modelsDir = d
 	}
 	res, err := listen.Listen(pcm, listen.Options{VAD: vad.DefaultConfig(modelsDir), Policy: policy, Opus: true})
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return nil, fmt.Errorf("listen: %w", err)
 	}
+	return res, nil
+}
+
+// ruleChunks turns the listening path's verdicts back into what the rule
+// engine takes.
+func ruleChunks(chunks []listen.Chunk) []rules.AudioChunk {
+	out := make([]rules.AudioChunk, len(chunks))
+	for i, c := range chunks {
+		out[i] = rules.AudioChunk{TMS: c.TMS, DurationMS: c.DurationMS, Speech: c.Speech, RMS: c.RMS}
+	}
+	return out
+}
+
+// printAudio prints, with frames, every chunk; the sound's violations when
+// it was judged alone (beside a video they come with the video's); and a
+// summary.
+func printAudio(res *listen.Result, frames, violations bool, enc *json.Encoder) error {
 	if frames {
 		for _, c := range res.Chunks {
 			if err := enc.Encode(AudioChunkRecord{Kind: "audio", Chunk: c}); err != nil {
@@ -197,11 +225,13 @@ func analyzeAudio(pcm []float32, modelsDir string, policy rules.Policy, frames b
 			}
 		}
 	}
-	for _, v := range res.Violations {
-		rec := detectors.ViolationRecord{Kind: "violation", Type: string(v.Type), StartMS: v.StartMS, EndMS: v.EndMS,
-			Confidence: math.Round(v.Confidence*1000) / 1000}
-		if err := enc.Encode(rec); err != nil {
-			return err
+	if violations {
+		for _, v := range res.Violations {
+			rec := detectors.ViolationRecord{Kind: "violation", Type: string(v.Type), StartMS: v.StartMS, EndMS: v.EndMS,
+				Confidence: math.Round(v.Confidence*1000) / 1000}
+			if err := enc.Encode(rec); err != nil {
+				return err
+			}
 		}
 	}
 	return enc.Encode(AudioSummaryRecord{Kind: "audio_summary", DurationMS: res.DurationMS, Stats: res.Stats})
