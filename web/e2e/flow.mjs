@@ -6,7 +6,7 @@
 // within the rule's duration + 2 s, with its evidence, the recording at
 // that moment, and a confirmation that updates the timeline.
 import {
-  env, log, check, until, launch, newPage, shot, visible, textOf, waitText, videoPlaying, staffLogin, run,
+  env, log, check, until, launch, newPage, shot, visible, textOf, waitText, videoPlaying, staffLogin, run, api, adminToken,
 } from './lib.mjs';
 
 const STAFF_PASSWORD = 'e2e-staff-password';
@@ -73,9 +73,18 @@ run('flow', async () => {
   await admin.click('.side-link[data-section=policies]');
   await admin.locator('#pol-room button[data-room=rest_room]').click();
   await admin.waitForSelector('#pol-rules tbody tr[data-type=face_off_screen]');
+  // The rest room's listening and phone rules are on by default, and the
+  // editor shows them so an organiser can change them.
+  for (const type of ['talking', 'microphone_off', 'phone_call']) {
+    check(await admin.locator(`#pol-rules tbody tr[data-type=${type}] .pol-enabled`).isChecked(), `rest room policy shows ${type} on`);
+  }
+  await admin.fill('#pol-fields input[data-key=talk_window_ms]', '4000');
   await shot(admin, 'admin-policies');
   await admin.click('#pol-form button[type=submit]');
   await waitText(admin, '#pol-status', '已保存');
+  const saved = await api('GET', `/exams/${examId}`, undefined, await adminToken());
+  check(saved.policies.rest_room.talk_window_ms === 4000 && saved.policies.rest_room.rules.talking.enabled,
+    'saved rest room policy keeps talking and the new window: ' + JSON.stringify(saved.policies.rest_room));
 
   // ---- candidate: device check ----------------------------------------------
   const cp = await newPage(candBrowser, 'candidate');

@@ -78,9 +78,31 @@ run('listen', async () => {
   log(`talking: started ${new Date(v.started_at).getTime() - watchedAt} ms, opened ${new Date(v.opened_at).getTime() - watchedAt} ms, ` +
     `shown ${shownAt - watchedAt} ms after the waiting room began; ${took} ms after its onset (deadline ${rule.min_ms + 2000} ms)`);
   check(took <= rule.min_ms + 2000, `talking shown within its minimum + 2 s of its onset: took ${took} ms`);
+  // The banner names it (the browser's own reports may open just after and
+  // take the banner's place, so its text is read from what was shown).
   await cp.waitForFunction(() => window.invigil.nudgesShown().includes('talking'), null, { timeout: 10000 });
-  await waitText(cp, '#nudge-text', '说话');
+  const said = (await cp.evaluate(() => window.invigil.nudgeTexts())).talking;
+  check(said && said.includes('说话'), 'the talking banner asks for quiet: ' + said);
   await shot(cp, 'candidate-nudge-talking');
+
+  // The talking violation's evidence: a picture and a clip of what was
+  // heard, which the proctor's detail view plays.
+  await pr.click(talking);
+  await visible(pr, '#detail');
+  await visible(pr, '#clip-box', 20000);
+  await pr.waitForFunction(() => {
+    const img = document.querySelector('#evidence');
+    return img.dataset.loaded === '1' && img.naturalWidth > 0;
+  }, null, { timeout: 20000 });
+  await pr.waitForFunction(() => document.querySelector('#clip').readyState >= 1, null, { timeout: 20000 });
+  const clipSeconds = await pr.evaluate(() => document.querySelector('#clip').duration);
+  log('talking clip:', clipSeconds, 's');
+  check(clipSeconds >= 0.5 && clipSeconds <= 10.5, `the clip lasts 0.5–10 s: ${clipSeconds} s`);
+  await pr.evaluate(() => { const a = document.querySelector('#clip'); a.muted = true; return a.play(); });
+  await pr.waitForFunction(() => document.querySelector('#clip').currentTime > 0.2, null, { timeout: 10000 });
+  await shot(pr, 'proctor-talking-clip');
+  await pr.click('#detail-close');
+  check(await pr.evaluate(() => document.querySelector('#clip').paused), 'closing the detail stops the clip');
 
   // The browser's own reports.
   for (const type of ['headphones', 'second_screen']) {

@@ -5,7 +5,10 @@ import { t, onLangChange } from './i18n.js';
 import { get, post, put, patch, errorText } from './api.js';
 import { $, $$, h, show, toast, fmtDateTime, stageText, stageClass, typeText, wireLangSwitch, staffLogin, topBar } from './ui.js';
 
-const TYPES = ['face_off_screen', 'extra_person', 'head_turn', 'hands_out_of_view', 'distance', 'camera_blocked'];
+// The rules a policy can turn on (rules.AllTypes); the browser's own
+// reports (left_page, second_screen, headphones) are not policy rules.
+const TYPES = ['face_off_screen', 'extra_person', 'head_turn', 'hands_out_of_view', 'distance', 'camera_blocked',
+  'talking', 'microphone_off', 'phone_call'];
 // The thresholds shown in the form; the rest keep their defaults.
 const FIELDS = [
   ['analysis_fps', 'pol.analysis_fps', 0.5],
@@ -16,6 +19,9 @@ const FIELDS = [
   ['min_visible_fraction', 'pol.min_visible_fraction', 0.05],
   ['required_hands', 'pol.required_hands', 1],
   ['hands_every', 'pol.hands_every', 1],
+  ['talk_window_ms', 'pol.talk_window_ms', 100],
+  ['phone_speech_ms', 'pol.phone_speech_ms', 100],
+  ['phone_silent_ms', 'pol.phone_silent_ms', 100],
 ];
 
 const S = { user: null, exams: [], users: [], section: 'exams', room: 'waiting' };

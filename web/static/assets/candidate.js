@@ -763,6 +763,7 @@ if (window.screen.addEventListener) window.screen.addEventListener('change', () 
 
 const openViolations = new Map(); // id → type, in opening order
 const nudgesShown = []; // for the browser tests: every type that was shown
+const nudgeTexts = {}; // and what its banner said (a later violation may replace it at once)
 
 function onViolation(ev) {
   const v = ev.data || {};
@@ -784,6 +785,7 @@ function drawNudge() {
   // A type this page does not know yet still gets a polite general line.
   $('#nudge-text').textContent = t('nudge.' + type, null, t('nudge.other'));
   if (nudgesShown[nudgesShown.length - 1] !== type) nudgesShown.push(type);
+  nudgeTexts[type] = $('#nudge-text').textContent;
 }
 
 // ---- help ---------------------------------------------------------------------
@@ -839,6 +841,7 @@ window.invigil = {
   state: () => ({ screen: S.screen, stage: S.me && S.me.stage, sfu: S.sfuState, offline: S.offline,
     away: away ? away.reason : '', nudge: $('#nudge').dataset.type || '' }),
   nudgesShown: () => [...nudgesShown],
+  nudgeTexts: () => ({ ...nudgeTexts }),
   framesSent: () => sentCount('video', 'framesSent'),
   audioPacketsSent: () => sentCount('audio', 'packetsSent'),
 };

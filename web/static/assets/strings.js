@@ -399,6 +399,9 @@ export const zh = {
   'pol.min_visible_fraction': '人脸最少可见比例',
   'pol.required_hands': '须可见的手数',
   'pol.hands_every': '手部检测间隔（帧）',
+  'pol.talk_window_ms': '说话判定窗口（毫秒）',
+  'pol.phone_speech_ms': '接打电话：需听到的说话时长（毫秒）',
+  'pol.phone_silent_ms': '接打电话：无说话声时的手持时长（毫秒）',
   'pol.save': '保存策略',
   'pol.saved': '策略已保存。',
 
@@ -805,6 +808,9 @@ export const en = {
   'pol.min_visible_fraction': 'Least visible share of the face',
   'pol.required_hands': 'Hands that must be visible',
   'pol.hands_every': 'Hand detection every N frames',
+  'pol.talk_window_ms': 'Talking window (ms)',
+  'pol.phone_speech_ms': 'Phone call: speech heard (ms)',
+  'pol.phone_silent_ms': 'Phone call: hand held without speech (ms)',
   'pol.save': 'Save policy',
   'pol.saved': 'Policy saved.',
 
