@@ -416,6 +416,19 @@ func TestOpenAPIInStep(t *testing.T) {
 			}
 		}
 	}
+	// A violation's type is one of a known list, the listening rules and
+	// the browser's reports included.
+	typ, _ := props("/api/v1/exams/{exam}/violations", "get")["type"].(map[string]any)
+	enum, _ := typ["enum"].([]any)
+	known := map[string]bool{}
+	for _, e := range enum {
+		known[e.(string)] = true
+	}
+	for _, want := range []string{"face_off_screen", "hands_out_of_view", "talking", "microphone_off", "phone_call", "left_page", "second_screen", "headphones"} {
+		if !known[want] {
+			t.Errorf("openapi.json: violation type enum %v lacks %s", enum, want)
+		}
+	}
 }
 
 // scopeDay is exam A in the middle of an interview: a candidate in an

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"invigil/detectors/rules"
 )
 
 var (
@@ -77,7 +79,23 @@ func addStructFields(t reflect.Type, props map[string]any) {
 			name = f.Name
 		}
 		props[name] = schemaOf(f.Type)
+		if f.Tag.Get("openapi") == "violation_type" {
+			props[name].(map[string]any)["enum"] = violationTypes()
+		}
 	}
+}
+
+// violationTypes lists every type a violation can have: the camera's and
+// the microphone's rules, then the browser's own reports.
+func violationTypes() []string {
+	out := make([]string, 0, len(rules.AllTypes)+len(signalTypes))
+	for _, t := range rules.AllTypes {
+		out = append(out, string(t))
+	}
+	for _, t := range []string{SignalLeftPage, SignalSecondScreen, SignalHeadphones} {
+		out = append(out, t)
+	}
+	return out
 }
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)

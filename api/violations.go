@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"invigil/detectors/rules"
 	"invigil/internal/durable"
 	"invigil/store"
 )
@@ -298,7 +299,7 @@ type violationView struct {
 	ExamID            int64           `json:"exam_id"`
 	CandidateID       int64           `json:"candidate_id"`
 	CandidateName     string          `json:"candidate_name"`
-	Type              string          `json:"type"`
+	Type              string          `json:"type" openapi:"violation_type"`
 	Policy            string          `json:"policy"`
 	Reason            string          `json:"reason"`
 	Confidence        float64         `json:"confidence"`
@@ -518,7 +519,7 @@ func (c *control) review(w http.ResponseWriter, r *http.Request, p *principal) e
 }
 
 type riskPart struct {
-	Type   string  `json:"type"`
+	Type   string  `json:"type" openapi:"violation_type"`
 	Count  int     `json:"count"`
 	Weight float64 `json:"weight"`
 	Points float64 `json:"points"`
@@ -623,6 +624,21 @@ func (c *control) timeline(w http.ResponseWriter, r *http.Request, p *principal)
 	return nil
 }
 
+// violationSource says what noticed a violation, for the report: the
+// candidate's browser, the microphone (the audio rules) or the camera.
+func violationSource(v store.Violation) string {
+	var d struct {
+		Source string `json:"source"`
+	}
+	if json.Unmarshal(v.Details, &d) == nil && d.Source == SourceBrowser {
+		return SourceBrowser
+	}
+	if rules.IsAudio(rules.Type(v.Type)) {
+		return "microphone"
+	}
+	return "camera"
+}
+
 func (c *control) report(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFor(r, p)
 	if err != nil {
@@ -645,7 +661,7 @@ func (c *control) report(w http.ResponseWriter, r *http.Request, p *principal) e
 	w.Header().Set("Cache-Control", "no-store")
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"violation_id", "candidate_id", "candidate_name", "external_id", "type", "started_at", "ended_at",
-		"duration_s", "confidence", "status", "reviewer", "review_note", "reviewed_at", "candidate_risk", "recording_offset_ms", "reason"})
+		"duration_s", "confidence", "status", "reviewer", "review_note", "reviewed_at", "candidate_risk", "recording_offset_ms", "reason", "source"})
 	for _, v := range list {
 		cand := cands[v.CandidateID]
 		ended, dur := "", ""
@@ -665,7 +681,7 @@ func (c *control) report(w http.ResponseWriter, r *http.Request, p *principal) e
 		_ = cw.Write([]string{strconv.FormatInt(v.ID, 10), strconv.FormatInt(v.CandidateID, 10), csvSafe(cand.Name),
 			csvSafe(cand.ExternalID), v.Type, v.StartedAt.Format(time.RFC3339), ended, dur,
 			strconv.FormatFloat(v.Confidence, 'f', 2, 64), v.Status, csvSafe(reviewer), csvSafe(note), at,
-			strconv.FormatFloat(c.risk(byCand[v.CandidateID]).Score, 'f', 1, 64), offset, csvSafe(v.Reason)})
+			strconv.FormatFloat(c.risk(byCand[v.CandidateID]).Score, 'f', 1, 64), offset, csvSafe(v.Reason), violationSource(v)})
 	}
 	cw.Flush()
 	if err := c.st.Audit(r.Context(), p.user.ID, "report.export", "exam:"+strconv.FormatInt(e.ID, 10), nil); err != nil {
