@@ -179,13 +179,6 @@ func (l *connLimitListener) Close() error {
 	return err
 }
 
-// openConns is how many connections key holds (tests).
-func (l *connLimitListener) openConns(key string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.open[key]
-}
-
 // limitedConn gives its slot back once, however often it is closed (the
 // HTTP server and a hijacking WebSocket may both close it).
 type limitedConn struct {

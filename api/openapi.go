@@ -92,10 +92,7 @@ func violationTypes() []string {
 	for _, t := range rules.AllTypes {
 		out = append(out, string(t))
 	}
-	for _, t := range []string{SignalLeftPage, SignalSecondScreen, SignalHeadphones} {
-		out = append(out, t)
-	}
-	return out
+	return append(out, SignalLeftPage, SignalSecondScreen, SignalHeadphones)
 }
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)

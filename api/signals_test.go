@@ -25,8 +25,6 @@ func (h *harness) lastSeq(exam int64) string {
 	return itoa(seq)
 }
 
-func ms(n int64) *int64 { return &n }
-
 // Each type is stored as a violation with details.source browser; a start
 // opens it, the end (with the page's duration) closes it, and a retried
 // report of either stores and announces nothing more.

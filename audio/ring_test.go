@@ -56,7 +56,7 @@ func TestRingWaitWritten(t *testing.T) {
 	for r.Written() < 50 {
 		r.WriteFloat(make([]float32, 5))
 	}
-	if !<-done || !<-done {
+	if first, second := <-done, <-done; !first || !second {
 		t.Fatal("a waiter gave up although the stream got there")
 	}
 	if r.WaitWritten(1000, time.Millisecond) {

@@ -163,7 +163,6 @@ type audioTrack struct {
 	pcm      []float32
 	pcm16    []float32
 	pending  []rules.AudioChunk // verdicts awaiting the rules, stream ms since the track started
-	lastBusy time.Time
 	mic      *micRing // the clip ring
 	stalled  bool     // no packet for audioStallAfter: counted as no microphone
 }

@@ -76,7 +76,11 @@ func newAPI(cfg ICEConfig, m *metrics, log *slog.Logger) (*webrtc.API, io.Closer
 		se.SetInterfaceFilter(func(name string) bool { return allowed[name] })
 	}
 	if len(cfg.PublicIPs) > 0 {
-		se.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
+		// Announced in place of the host addresses (1:1 NAT, Docker).
+		rule := webrtc.ICEAddressRewriteRule{External: cfg.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace}
+		if err := se.SetICEAddressRewriteRules(rule); err != nil {
+			return nil, nil, fmt.Errorf("ICE public addresses %v: %w", cfg.PublicIPs, err)
+		}
 	}
 	if cfg.UDPPortMin > 0 || cfg.UDPPortMax > 0 {
 		if err := se.SetEphemeralUDPPortRange(cfg.UDPPortMin, cfg.UDPPortMax); err != nil {

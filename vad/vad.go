@@ -30,8 +30,6 @@ const (
 	ChunkSamples = 512
 	// ChunkDuration is the audio time one chunk covers.
 	ChunkDuration = ChunkSamples * time.Second / SampleRate
-
-	stateSize = 2 * 1 * 128
 )
 
 // DefaultGateRMS is the energy gate: once chunks have stayed below it (RMS

@@ -94,17 +94,6 @@ func (dst *bgr) scaleBrightness(f float64) {
 	}
 }
 
-// resizeMat scales a Mat by f (area interpolation when shrinking).
-func resizeMat(src gocv.Mat, f float64) gocv.Mat {
-	dst := gocv.NewMat()
-	interp := gocv.InterpolationLinear
-	if f < 1 {
-		interp = gocv.InterpolationArea
-	}
-	gocv.Resize(src, &dst, image.Point{}, f, f, interp)
-	return dst
-}
-
 // coverResize scales and centre-crops src to exactly w×h.
 func coverResize(src gocv.Mat, w, h int) (*bgr, error) {
 	f := math.Max(float64(w)/float64(src.Cols()), float64(h)/float64(src.Rows()))
