@@ -133,6 +133,40 @@ struct inv_encoder {
 	vpx_image_t *img;
 	int w, h;
 	vpx_codec_iter_t iter;
+	int layers;
+	unsigned pos;  // the next frame's place in l1t3_pattern
+	int tid, sync; // of the frame being encoded
+};
+
+// L1T3 as WebRTC's DefaultTemporalLayers makes it for VP8 (and libvpx's
+// 3-layer, 4-frame-period example): temporal layer ids 0,2,1,2 repeating,
+// the base layer a quarter of the frame rate. The three reference buffers
+// keep the layers apart: LAST is the base layer's chain, GOLDEN layer 1's,
+// ALTREF only ever holds the last keyframe. So a base-layer frame
+// references only LAST (and the keyframe) and decodes with every frame
+// above it dropped, which is what lets the pipeline decode a quarter of
+// the frames. Frames above the base also leave the entropy context alone:
+// a decoder that never sees them must stay in step with the encoder.
+//
+// The flag pattern is 8 frames long, like WebRTC's: in its first half
+// layers 1 and 2 reference only the base layer (layer sync, Y), in the
+// second half they may reference layer 1's GOLDEN as well.
+enum {
+	NO_UPD_ALL = VP8_EFLAG_NO_UPD_LAST | VP8_EFLAG_NO_UPD_GF | VP8_EFLAG_NO_UPD_ARF,
+	UPPER = VP8_EFLAG_NO_UPD_ENTROPY,
+};
+static const struct {
+	int tid, sync;
+	vpx_enc_frame_flags_t flags;
+} l1t3_pattern[8] = {
+	{0, 0, VP8_EFLAG_NO_REF_GF | VP8_EFLAG_NO_UPD_GF | VP8_EFLAG_NO_UPD_ARF},
+	{2, 1, VP8_EFLAG_NO_REF_GF | NO_UPD_ALL | UPPER},
+	{1, 1, VP8_EFLAG_NO_REF_GF | VP8_EFLAG_NO_UPD_LAST | VP8_EFLAG_NO_UPD_ARF | UPPER},
+	{2, 0, NO_UPD_ALL | UPPER},
+	{0, 0, VP8_EFLAG_NO_REF_GF | VP8_EFLAG_NO_UPD_GF | VP8_EFLAG_NO_UPD_ARF},
+	{2, 0, NO_UPD_ALL | UPPER},
+	{1, 0, VP8_EFLAG_NO_UPD_LAST | VP8_EFLAG_NO_UPD_ARF | UPPER},
+	{2, 0, NO_UPD_ALL | UPPER},
 };
 
 inv_encoder *inv_enc_new(const inv_enc_config *c, char *errbuf) {
@@ -169,6 +203,27 @@ inv_encoder *inv_enc_new(const inv_enc_config *c, char *errbuf) {
 	if (c->keyframe_interval > 0) {
 		cfg.kf_max_dist = (unsigned)c->keyframe_interval;
 	}
+	if (c->temporal_layers == 3) {
+		// Layer ids repeat every 4 frames; the base layer runs at a
+		// quarter of the rate, layer 1 adds a quarter, layer 2 the other
+		// half. The bitrate splits as WebRTC's does: 40 % for the base, 60 %
+		// for the base and layer 1 (cumulative).
+		static const unsigned ids[4] = {0, 2, 1, 2};
+		cfg.ts_number_layers = 3;
+		cfg.ts_periodicity = 4;
+		memcpy(cfg.ts_layer_id, ids, sizeof ids);
+		cfg.ts_rate_decimator[0] = 4;
+		cfg.ts_rate_decimator[1] = 2;
+		cfg.ts_rate_decimator[2] = 1;
+		cfg.ts_target_bitrate[0] = (unsigned)c->bitrate_kbps * 40 / 100;
+		cfg.ts_target_bitrate[1] = (unsigned)c->bitrate_kbps * 60 / 100;
+		cfg.ts_target_bitrate[2] = (unsigned)c->bitrate_kbps;
+	} else if (c->temporal_layers != 1) {
+		snprintf(errbuf, INV_ERRBUF, "%d temporal layers: want 1 or 3", c->temporal_layers);
+		free(e);
+		return NULL;
+	}
+	e->layers = c->temporal_layers;
 	if (vpx_codec_enc_init(&e->codec, vpx_codec_vp8_cx(), &cfg, 0) != VPX_CODEC_OK) {
 		codec_error(&e->codec, "init VP8 encoder", errbuf);
 		free(e);
@@ -209,6 +264,20 @@ int inv_enc_encode(inv_encoder *e, const uint8_t *y, const uint8_t *u, const uin
 	copy_plane(e->img->planes[VPX_PLANE_V], e->img->stride[VPX_PLANE_V], v, e->w / 2, e->w / 2, e->h / 2);
 	e->iter = NULL;
 	vpx_enc_frame_flags_t flags = force_keyframe ? VPX_EFLAG_FORCE_KF : 0;
+	e->tid = 0;
+	e->sync = 0;
+	if (e->layers == 3) {
+		if (force_keyframe) e->pos = 0; // a keyframe opens the pattern
+		unsigned i = e->pos % 8;
+		flags |= l1t3_pattern[i].flags;
+		e->tid = l1t3_pattern[i].tid;
+		e->sync = l1t3_pattern[i].sync;
+		e->pos = (e->pos + 1) % 8;
+		if (vpx_codec_control(&e->codec, VP8E_SET_TEMPORAL_LAYER_ID, e->tid) != VPX_CODEC_OK) {
+			codec_error(&e->codec, "set VP8 temporal layer", errbuf);
+			return -1;
+		}
+	}
 	if (vpx_codec_encode(&e->codec, e->img, (vpx_codec_pts_t)pts, duration, flags, VPX_DL_REALTIME) != VPX_CODEC_OK) {
 		codec_error(&e->codec, "encode VP8 frame", errbuf);
 		return -1;
@@ -216,13 +285,26 @@ int inv_enc_encode(inv_encoder *e, const uint8_t *y, const uint8_t *u, const uin
 	return 0;
 }
 
-int inv_enc_next(inv_encoder *e, const uint8_t **data, size_t *size, int *keyframe) {
+int inv_enc_next(inv_encoder *e, const uint8_t **data, size_t *size, int *keyframe, int *tid, int *sync,
+                 int *droppable) {
 	const vpx_codec_cx_pkt_t *pkt;
 	while ((pkt = vpx_codec_get_cx_data(&e->codec, &e->iter)) != NULL) {
 		if (pkt->kind == VPX_CODEC_CX_FRAME_PKT) {
 			*data = pkt->data.frame.buf;
 			*size = pkt->data.frame.sz;
 			*keyframe = (pkt->data.frame.flags & VPX_FRAME_IS_KEY) != 0;
+			*droppable = (pkt->data.frame.flags & VPX_FRAME_IS_DROPPABLE) != 0;
+			if (*keyframe && e->layers > 1) {
+				// A keyframe refreshes every buffer, so it is a base-layer
+				// frame and a layer sync, also one libvpx made of its own
+				// accord (kf_max_dist, a scene cut) where the pattern had an
+				// upper layer; the pattern starts again after it.
+				e->tid = 0;
+				e->sync = 1;
+				e->pos = 1;
+			}
+			*tid = e->tid;
+			*sync = e->sync;
 			return 1;
 		}
 	}

@@ -36,6 +36,9 @@ typedef struct {
 	int keyframe_interval; // frames; 0 for libvpx's default
 	int threads;
 	int cpu_used;
+	// temporal_layers is 1 (none) or 3: L1T3, WebRTC's three-layer pattern
+	// (see codec.c).
+	int temporal_layers;
 } inv_enc_config;
 
 inv_encoder *inv_enc_new(const inv_enc_config *cfg, char *errbuf);
@@ -46,6 +49,10 @@ int inv_enc_encode(inv_encoder *e, const uint8_t *y, const uint8_t *u, const uin
                    int64_t pts, unsigned long duration, int force_keyframe, char *errbuf);
 // inv_enc_next returns the next compressed frame of the last encode (1), or
 // 0 when there is none left. The data stays valid until the next encode.
-int inv_enc_next(inv_encoder *e, const uint8_t **data, size_t *size, int *keyframe);
+// tid is the frame's temporal layer (0 without layers), sync whether it
+// depends only on base-layer frames, droppable whether no frame
+// references it.
+int inv_enc_next(inv_encoder *e, const uint8_t **data, size_t *size, int *keyframe, int *tid, int *sync,
+                 int *droppable);
 
 #endif

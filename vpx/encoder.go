@@ -31,6 +31,25 @@ type EncoderOptions struct {
 	// CPUUsed is libvpx's speed setting, -16…16; higher is faster (default
 	// 8: simulated cameras must be cheap).
 	CPUUsed int
+	// TemporalLayers is 1 (or 0) for a plain stream, or 3 for L1T3, what
+	// Chrome sends for scalabilityMode 'L1T3': layers 0, 2, 1, 2 repeating,
+	// the base layer a quarter of the frames and decodable on its own.
+	TemporalLayers int
+}
+
+// Frame is one compressed frame and where it sits among the temporal
+// layers.
+type Frame struct {
+	Data     []byte
+	Keyframe bool
+	// TID is the temporal layer (always 0 without layers; a keyframe is
+	// always on layer 0).
+	TID uint8
+	// Sync: the frame references only base-layer frames, so a receiver
+	// may start decoding its layer here (RFC 7741's Y bit).
+	Sync bool
+	// Droppable: no later frame references it (RFC 7741's N bit).
+	Droppable bool
 }
 
 // timebase is the encoder's clock: RTP's video clock, so frame rates that
@@ -61,6 +80,9 @@ func NewEncoder(opts EncoderOptions) (*Encoder, error) {
 	if opts.CPUUsed == 0 {
 		opts.CPUUsed = 8
 	}
+	if opts.TemporalLayers == 0 {
+		opts.TemporalLayers = 1
+	}
 	switch {
 	case opts.Width < 2 || opts.Height < 2 || opts.Width%2 != 0 || opts.Height%2 != 0 ||
 		opts.Width > MaxWidth || opts.Height > MaxHeight:
@@ -75,6 +97,8 @@ func NewEncoder(opts EncoderOptions) (*Encoder, error) {
 		return nil, fmt.Errorf("vpx: encoder threads %d must be in [1, 64]", opts.Threads)
 	case opts.CPUUsed < -16 || opts.CPUUsed > 16:
 		return nil, fmt.Errorf("vpx: cpu-used %d must be in [-16, 16]", opts.CPUUsed)
+	case opts.TemporalLayers != 1 && opts.TemporalLayers != 3:
+		return nil, fmt.Errorf("vpx: %d temporal layers: want 1 or 3 (L1T3)", opts.TemporalLayers)
 	}
 	cfg := C.inv_enc_config{
 		width:             C.int(opts.Width),
@@ -84,6 +108,7 @@ func NewEncoder(opts EncoderOptions) (*Encoder, error) {
 		keyframe_interval: C.int(opts.KeyframeInterval),
 		threads:           C.int(opts.Threads),
 		cpu_used:          C.int(opts.CPUUsed),
+		temporal_layers:   C.int(opts.TemporalLayers),
 	}
 	enc := &Encoder{opts: opts, duration: int64(math.Round(timebase / opts.FPS))}
 	enc.e = C.inv_enc_new(&cfg, &enc.errbuf[0])
@@ -110,6 +135,23 @@ func (e *Encoder) Close() error {
 // Encode encodes one 8UC3 BGR picture of the encoder's size and returns
 // the compressed frames that came out (one, in realtime mode).
 func (e *Encoder) Encode(bgr gocv.Mat, forceKeyframe bool) ([][]byte, error) {
+	frames, err := e.EncodeFrames(bgr, forceKeyframe)
+	return frameData(frames), err
+}
+
+func frameData(frames []Frame) [][]byte {
+	if frames == nil {
+		return nil
+	}
+	out := make([][]byte, len(frames))
+	for i := range frames {
+		out[i] = frames[i].Data
+	}
+	return out
+}
+
+// EncodeFrames is Encode with each frame's layer.
+func (e *Encoder) EncodeFrames(bgr gocv.Mat, forceKeyframe bool) ([]Frame, error) {
 	if e.e == nil {
 		return nil, ErrClosed
 	}
@@ -137,6 +179,12 @@ func (e *Encoder) Encode(bgr gocv.Mat, forceKeyframe bool) ([][]byte, error) {
 
 // EncodeImage encodes one I420 picture of the encoder's size.
 func (e *Encoder) EncodeImage(img *Image, forceKeyframe bool) ([][]byte, error) {
+	frames, err := e.EncodeImageFrames(img, forceKeyframe)
+	return frameData(frames), err
+}
+
+// EncodeImageFrames is EncodeImage with each frame's layer.
+func (e *Encoder) EncodeImageFrames(img *Image, forceKeyframe bool) ([]Frame, error) {
 	if e.e == nil {
 		return nil, ErrClosed
 	}
@@ -149,7 +197,7 @@ func (e *Encoder) EncodeImage(img *Image, forceKeyframe bool) ([][]byte, error) 
 	return e.encode(unsafe.Pointer(&img.Y[0]), unsafe.Pointer(&img.U[0]), unsafe.Pointer(&img.V[0]), forceKeyframe)
 }
 
-func (e *Encoder) encode(y, u, v unsafe.Pointer, forceKeyframe bool) ([][]byte, error) {
+func (e *Encoder) encode(y, u, v unsafe.Pointer, forceKeyframe bool) ([]Frame, error) {
 	force := C.int(0)
 	if forceKeyframe {
 		force = 1
@@ -159,18 +207,19 @@ func (e *Encoder) encode(y, u, v unsafe.Pointer, forceKeyframe bool) ([][]byte, 
 		return nil, fmt.Errorf("vpx: %s", C.GoString(&e.errbuf[0]))
 	}
 	e.pts += e.duration
-	var frames [][]byte
+	var frames []Frame
 	for {
 		var data *C.uint8_t
 		var size C.size_t
-		var key C.int
-		if C.inv_enc_next(e.e, &data, &size, &key) == 0 {
+		var key, tid, sync, droppable C.int
+		if C.inv_enc_next(e.e, &data, &size, &key, &tid, &sync, &droppable) == 0 {
 			break
 		}
 		if size > C.size_t(MaxFrameBytes) {
 			return nil, errors.New("vpx: encoder produced an oversized frame")
 		}
-		frames = append(frames, C.GoBytes(unsafe.Pointer(data), C.int(size)))
+		frames = append(frames, Frame{Data: C.GoBytes(unsafe.Pointer(data), C.int(size)), Keyframe: key != 0,
+			TID: uint8(tid), Sync: sync != 0, Droppable: droppable != 0})
 	}
 	return frames, nil
 }
