@@ -151,20 +151,20 @@ type audioTrack struct {
 	closeOnce sync.Once
 
 	// Owned by run.
-	dec      *opus.Decoder
-	ds       *audio.Downsampler3
-	det      *vad.Detector
-	haveSeq  bool
-	ssrc     uint32
-	lastSeq  uint16
-	nextTS   uint32 // RTP timestamp the next packet should carry
-	pos      int64  // 48 kHz samples of stream time since the track started
-	vadBase  int64  // pos at which the detector's chunk clock starts
-	pcm      []float32
-	pcm16    []float32
-	pending  []rules.AudioChunk // verdicts awaiting the rules, stream ms since the track started
-	mic      *micRing // the clip ring
-	stalled  bool     // no packet for audioStallAfter: counted as no microphone
+	dec     *opus.Decoder
+	ds      *audio.Downsampler3
+	det     *vad.Detector
+	haveSeq bool
+	ssrc    uint32
+	lastSeq uint16
+	nextTS  uint32 // RTP timestamp the next packet should carry
+	pos     int64  // 48 kHz samples of stream time since the track started
+	vadBase int64  // pos at which the detector's chunk clock starts
+	pcm     []float32
+	pcm16   []float32
+	pending []rules.AudioChunk // verdicts awaiting the rules, stream ms since the track started
+	mic     *micRing           // the clip ring
+	stalled bool               // no packet for audioStallAfter: counted as no microphone
 }
 
 func (p *Pipeline) startAudioTrack(t media.Track) media.PacketWriter {
