@@ -69,7 +69,9 @@ type SentFrame struct {
 	At       time.Time
 	Clip     int
 	Keyframe bool
-	Bytes    int
+	// TID is the frame's temporal layer (0 without layers).
+	TID   uint8
+	Bytes int
 }
 
 // Stats counts what a candidate did.
@@ -396,7 +398,7 @@ func (c *Candidate) sendVideo() error {
 	}
 	if c.cfg.OnFrame != nil {
 		c.cfg.OnFrame(SentFrame{Connection: conn.number, Index: index, StreamMS: rtpTime / 90, At: time.Now(),
-			Clip: f.Clip, Keyframe: f.Keyframe, Bytes: f.Bytes})
+			Clip: f.Clip, Keyframe: f.Keyframe, TID: f.TID, Bytes: f.Bytes})
 	}
 	return nil
 }

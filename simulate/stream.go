@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/pion/rtp/codecs"
+	"math/rand/v2"
+
 	"gocv.io/x/gocv"
 
+	"invigil/vp8rtp"
 	"invigil/vpx"
 )
 
@@ -27,11 +29,28 @@ type EncodeOptions struct {
 	// so it skips on to its next keyframe when asked, and its default is
 	// one every two seconds.
 	KeyframeEvery int
+	// ScalabilityMode is what the candidate page asks Chrome for
+	// (RTCRtpEncodingParameters.scalabilityMode): "L1T3" (the default,
+	// as the page publishes) for three temporal layers, the base a quarter
+	// of the frame rate, or "L1T1" for none.
+	ScalabilityMode string
 }
+
+// Scalability modes EncodeOptions knows.
+const (
+	ModeL1T1 = "L1T1"
+	ModeL1T3 = "L1T3"
+)
 
 func (o *EncodeOptions) setDefaults() error {
 	if o.BitrateKbps == 0 {
 		o.BitrateKbps = 800
+	}
+	if o.ScalabilityMode == "" {
+		o.ScalabilityMode = ModeL1T3
+	}
+	if o.ScalabilityMode != ModeL1T1 && o.ScalabilityMode != ModeL1T3 {
+		return fmt.Errorf("scalability mode %q: want %s or %s", o.ScalabilityMode, ModeL1T3, ModeL1T1)
 	}
 	if o.BitrateKbps < 50 || o.BitrateKbps > 20000 {
 		return fmt.Errorf("bitrate %d kbps: want 50 to 20000", o.BitrateKbps)
@@ -48,6 +67,8 @@ type Frame struct {
 	// included), in order; the last one carries the marker bit.
 	Payloads [][]byte
 	Keyframe bool
+	// TID is the frame's temporal layer (0 without layers).
+	TID uint8
 	// Clip is the scenario clip the frame shows.
 	Clip  int
 	Bytes int
@@ -135,37 +156,54 @@ func (s *Stream) nextKeyframe(i int) int {
 	return 0
 }
 
-// encoder is a libvpx encoder with its own RTP payloader.
+// encoder is a libvpx encoder with its own RTP packetizer, which writes
+// the payload descriptor as Chrome does: a 15-bit picture ID and, with
+// temporal layers, TL0PICIDX, TID and the layer sync bit.
 type encoder struct {
 	enc *vpx.Encoder
-	pay *codecs.VP8Payloader
+	pay *vp8rtp.Packetizer
 }
 
 func newEncoder(co CameraOptions, eo EncodeOptions) (*encoder, error) {
+	if err := eo.setDefaults(); err != nil {
+		return nil, err
+	}
+	layers := 1
+	if eo.ScalabilityMode == ModeL1T3 {
+		layers = 3
+	}
 	enc, err := vpx.NewEncoder(vpx.EncoderOptions{
 		Width: co.Width, Height: co.Height, FPS: co.FPS, BitrateKbps: eo.BitrateKbps,
-		KeyframeInterval: eo.KeyframeEvery,
+		KeyframeInterval: eo.KeyframeEvery, TemporalLayers: layers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("VP8 encoder: %w", err)
 	}
-	return &encoder{enc: enc, pay: &codecs.VP8Payloader{EnablePictureID: true}}, nil
+	// Random starting numbers, as a browser's: a receiver must not rely on
+	// them starting at 0.
+	pay := vp8rtp.NewPacketizer(rtpMTU, layers > 1, uint16(rand.Uint32()), uint8(rand.Uint32()))
+	return &encoder{enc: enc, pay: pay}, nil
 }
 
 // encode encodes one picture; a frame the encoder held back has no
 // payloads.
 func (e *encoder) encode(pic gocv.Mat, keyframe bool) (Frame, error) {
-	out, err := e.enc.Encode(pic, keyframe)
+	out, err := e.enc.EncodeFrames(pic, keyframe)
 	if err != nil {
 		return Frame{}, err
 	}
 	var f Frame
-	for i, data := range out {
+	for i, vf := range out {
 		if i == 0 {
-			f.Keyframe = vpx.IsKeyframe(data)
+			f.Keyframe = vf.Keyframe
+			f.TID = vf.TID
 		}
-		f.Bytes += len(data)
-		f.Payloads = append(f.Payloads, e.pay.Payload(rtpMTU, data)...)
+		f.Bytes += len(vf.Data)
+		payloads, err := e.pay.Packetize(vf.Data, vp8rtp.Layer{TID: vf.TID, Sync: vf.Sync, Droppable: vf.Droppable})
+		if err != nil {
+			return Frame{}, fmt.Errorf("packetize: %w", err)
+		}
+		f.Payloads = append(f.Payloads, payloads...)
 	}
 	return f, nil
 }

@@ -32,6 +32,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	fps := fs.Float64("fps", 15, "camera frame rate")
 	size := fs.String("size", "640x480", "camera frame `WxH`")
 	bitrate := fs.Int("bitrate", 800, "VP8 bitrate in `KBPS`")
+	scalability := fs.String("scalability-mode", simulate.ModeL1T3, "VP8 temporal layers as the candidate page asks the browser for: `MODE` L1T3 or L1T1 (none)")
 	noise := fs.Float64("noise", 0, "sensor noise added to every frame (standard deviation in 8-bit levels; 2 is a typical webcam)")
 	replay := fs.Bool("replay", false, "encode once and replay even for one candidate")
 	duration := fs.Duration("duration", 0, "leave after this long (default: run until interrupted)")
@@ -134,7 +135,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 		Candidates:   *candidates,
 		Clips:        clips,
 		Camera:       simulate.CameraOptions{Width: w, Height: h, FPS: *fps, Noise: *noise},
-		Encode:       simulate.EncodeOptions{BitrateKbps: *bitrate},
+		Encode:       simulate.EncodeOptions{BitrateKbps: *bitrate, ScalabilityMode: *scalability},
 		Replay:       *replay,
 		Audio:        *audio == "sine",
 		Microphone:   mic,
