@@ -90,14 +90,14 @@ func (c *control) placeCall(w http.ResponseWriter, r *http.Request, p *principal
 		// A spot check is a look, not a conversation: nothing to accept.
 		call.State, call.AcceptedAt = store.CallActive, now
 	}
-	err = c.update(r.Context(), func(tx *store.Tx) error {
-		if cur, err := tx.CurrentCall(r.Context(), cand.ID); err == nil {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+		if cur, err := tx.CurrentCall(ctx, cand.ID); err == nil {
 			return errorf(http.StatusConflict, "busy", "candidate %d already has a %s call (%s)", cand.ID, cur.Kind, cur.State)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		var err error
-		if call, err = tx.CreateCall(r.Context(), call); err != nil {
+		if call, err = tx.CreateCall(ctx, call); err != nil {
 			return err
 		}
 		call.StaffName = p.user.Username
@@ -105,10 +105,10 @@ func (c *control) placeCall(w http.ResponseWriter, r *http.Request, p *principal
 		if call.State == store.CallActive {
 			typ = "call_started"
 		}
-		if _, err := tx.AppendEvent(r.Context(), cand.ExamID, typ, cand.ID, map[string]any{"call": viewCall(call), "name": cand.Name}); err != nil {
+		if _, err := tx.AppendEvent(ctx, cand.ExamID, typ, cand.ID, map[string]any{"call": viewCall(call), "name": cand.Name}); err != nil {
 			return err
 		}
-		return tx.Audit(r.Context(), p.user.ID, "call.place", "candidate:"+strconv.FormatInt(cand.ID, 10), map[string]any{"kind": call.Kind, "call": call.ID})
+		return tx.Audit(ctx, p.user.ID, "call.place", "candidate:"+strconv.FormatInt(cand.ID, 10), map[string]any{"kind": call.Kind, "call": call.ID})
 	})
 	if err != nil {
 		return err
@@ -146,15 +146,15 @@ func (c *control) acceptCall(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	_, inCall, _ := callStages(call.Kind)
 	cand := p.candidate
-	err = c.update(r.Context(), func(tx *store.Tx) error {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		call.State, call.AcceptedAt = store.CallActive, c.now().UTC()
-		if err := tx.UpdateCall(r.Context(), call); err != nil {
+		if err := tx.UpdateCall(ctx, call); err != nil {
 			return err
 		}
-		if err := moveInTx(r.Context(), tx, cand, inCall, 0, "call accepted", c.now()); err != nil {
+		if err := moveInTx(ctx, tx, cand, inCall, 0, "call accepted", c.now()); err != nil {
 			return err
 		}
-		_, err := tx.AppendEvent(r.Context(), cand.ExamID, "call_started", cand.ID, map[string]any{"call": viewCall(call), "name": cand.Name})
+		_, err := tx.AppendEvent(ctx, cand.ExamID, "call_started", cand.ID, map[string]any{"call": viewCall(call), "name": cand.Name})
 		return err
 	})
 	if err != nil {
@@ -173,12 +173,12 @@ func (c *control) declineCall(w http.ResponseWriter, r *http.Request, p *princip
 	if err != nil {
 		return err
 	}
-	err = c.update(r.Context(), func(tx *store.Tx) error {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		call.State, call.Outcome, call.EndedAt = store.CallDeclined, "declined", c.now().UTC()
-		if err := tx.UpdateCall(r.Context(), call); err != nil {
+		if err := tx.UpdateCall(ctx, call); err != nil {
 			return err
 		}
-		_, err := tx.AppendEvent(r.Context(), call.ExamID, "call_ended", call.CandidateID, map[string]any{"call": viewCall(call), "name": p.candidate.Name})
+		_, err := tx.AppendEvent(ctx, call.ExamID, "call_ended", call.CandidateID, map[string]any{"call": viewCall(call), "name": p.candidate.Name})
 		return err
 	})
 	if err != nil {
@@ -228,20 +228,20 @@ func (c *control) endCall(w http.ResponseWriter, r *http.Request, p *principal) 
 	} else if !wasActive {
 		req.Outcome = "cancelled"
 	}
-	err = c.update(r.Context(), func(tx *store.Tx) error {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		call.State, call.Outcome, call.EndedAt = store.CallEnded, req.Outcome, c.now().UTC()
-		if err := tx.UpdateCall(r.Context(), call); err != nil {
+		if err := tx.UpdateCall(ctx, call); err != nil {
 			return err
 		}
 		if to != "" {
-			if err := moveInTx(r.Context(), tx, cand, to, p.user.ID, call.Kind+" call ended: "+req.Outcome, c.now()); err != nil {
+			if err := moveInTx(ctx, tx, cand, to, p.user.ID, call.Kind+" call ended: "+req.Outcome, c.now()); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.AppendEvent(r.Context(), call.ExamID, "call_ended", call.CandidateID, map[string]any{"call": viewCall(call), "name": cand.Name}); err != nil {
+		if _, err := tx.AppendEvent(ctx, call.ExamID, "call_ended", call.CandidateID, map[string]any{"call": viewCall(call), "name": cand.Name}); err != nil {
 			return err
 		}
-		return tx.Audit(r.Context(), p.user.ID, "call.end", "call:"+strconv.FormatInt(call.ID, 10), map[string]any{"outcome": req.Outcome})
+		return tx.Audit(ctx, p.user.ID, "call.end", "call:"+strconv.FormatInt(call.ID, 10), map[string]any{"outcome": req.Outcome})
 	})
 	if err != nil {
 		return err
@@ -269,7 +269,7 @@ func (c *control) endCallsOf(ctx context.Context, cand store.Candidate, actor in
 		return err
 	}
 	wasActive := call.State == store.CallActive
-	err = c.update(ctx, func(tx *store.Tx) error {
+	err = c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
 		call.State, call.Outcome, call.EndedAt = store.CallEnded, "left", c.now().UTC()
 		if err := tx.UpdateCall(ctx, call); err != nil {
 			return err

@@ -134,8 +134,8 @@ func (c *control) candidateLogin(w http.ResponseWriter, r *http.Request, _ *prin
 	// logins with the same code at once (a double click, two tabs) move
 	// the candidate once and the second resumes.
 	moved := false
-	err = c.update(r.Context(), func(tx *store.Tx) error {
-		cur, err := tx.Candidate(r.Context(), match.CandidateID)
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+		cur, err := tx.Candidate(ctx, match.CandidateID)
 		if err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func (c *control) candidateLogin(w http.ResponseWriter, r *http.Request, _ *prin
 			return nil
 		}
 		moved = true
-		return moveInTx(r.Context(), tx, cur, to, 0, "code:"+match.Kind, now)
+		return moveInTx(ctx, tx, cur, to, 0, "code:"+match.Kind, now)
 	})
 	if err != nil {
 		return err
@@ -220,7 +220,7 @@ func codeTarget(kind string, cand store.Candidate) (stage.Stage, *apiError) {
 
 // moveStage moves cand to `to` with its event, then tells the media plane.
 func (c *control) moveStage(ctx context.Context, cand store.Candidate, to stage.Stage, actor int64, reason string) (store.Candidate, error) {
-	err := c.update(ctx, func(tx *store.Tx) error {
+	err := c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
 		return moveInTx(ctx, tx, cand, to, actor, reason, c.now())
 	})
 	if err != nil {
@@ -247,7 +247,7 @@ func moveInTx(ctx context.Context, tx *store.Tx, cand store.Candidate, to stage.
 }
 
 // update runs fn in a write transaction and wakes the event streams.
-func (c *control) update(ctx context.Context, fn func(tx *store.Tx) error) error {
+func (c *control) update(ctx context.Context, fn func(ctx context.Context, tx *store.Tx) error) error {
 	events, err := c.st.Update(ctx, fn)
 	if err != nil {
 		return err
@@ -355,8 +355,8 @@ func (c *control) candidateHelp(w http.ResponseWriter, r *http.Request, p *princ
 	if utf8.RuneCountInString(msg) > 500 {
 		return errorf(http.StatusBadRequest, "too_long", "a help message has at most 500 characters")
 	}
-	err := c.update(r.Context(), func(tx *store.Tx) error {
-		_, err := tx.AppendEvent(r.Context(), p.candidate.ExamID, "help_requested", p.candidate.ID, map[string]any{
+	err := c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+		_, err := tx.AppendEvent(ctx, p.candidate.ExamID, "help_requested", p.candidate.ID, map[string]any{
 			"message": msg, "name": p.candidate.Name, "stage": p.candidate.Stage,
 		})
 		return err

@@ -247,7 +247,7 @@ func (s *Server) MediaEvent(ctx context.Context, identity, kind string) {
 		if err != nil {
 			return
 		}
-		err = c.update(ctx, func(tx *store.Tx) error {
+		err = c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
 			_, err := tx.AppendEvent(ctx, cand.ExamID, "presence", cid, map[string]any{"online": online, "name": cand.Name})
 			return err
 		})

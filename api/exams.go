@@ -99,12 +99,12 @@ func (c *control) createExam(w http.ResponseWriter, r *http.Request, p *principa
 	if req.LateLoginMinutes != nil {
 		e.LateLoginMinutes = *req.LateLoginMinutes
 	}
-	err := c.update(r.Context(), func(tx *store.Tx) error {
+	err := c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		if e, err = tx.CreateExam(r.Context(), e); err != nil {
+		if e, err = tx.CreateExam(ctx, e); err != nil {
 			return err
 		}
-		return tx.Audit(r.Context(), p.user.ID, "exam.create", "exam:"+strconv.FormatInt(e.ID, 10), map[string]any{"name": e.Name})
+		return tx.Audit(ctx, p.user.ID, "exam.create", "exam:"+strconv.FormatInt(e.ID, 10), map[string]any{"name": e.Name})
 	})
 	if err != nil {
 		return err
@@ -174,11 +174,11 @@ func (c *control) setPolicy(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return errorf(http.StatusBadRequest, "bad_policy", "%v", err)
 	}
-	err = c.update(r.Context(), func(tx *store.Tx) error {
-		if err := tx.SetExamPolicy(r.Context(), e.ID, room, json.RawMessage(body)); err != nil {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+		if err := tx.SetExamPolicy(ctx, e.ID, room, json.RawMessage(body)); err != nil {
 			return err
 		}
-		return tx.Audit(r.Context(), p.user.ID, "exam.policy", fmt.Sprintf("exam:%d/%s", e.ID, room), json.RawMessage(body))
+		return tx.Audit(ctx, p.user.ID, "exam.policy", fmt.Sprintf("exam:%d/%s", e.ID, room), json.RawMessage(body))
 	})
 	if err != nil {
 		return err
@@ -280,7 +280,7 @@ func (c *control) addCandidates(ctx context.Context, actor int64, exam store.Exa
 		last := start+len(batch) == len(list)
 		created := make([]candidateCodesAnswer, 0, len(batch))
 		began := time.Now()
-		err := c.update(ctx, func(tx *store.Tx) error {
+		err := c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
 			created = created[:0]
 			for _, nc := range batch {
 				cc, err := tx.CreateCandidate(ctx, exam.ID, nc, newCode)

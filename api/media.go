@@ -112,7 +112,7 @@ func (s *Server) VerifyMediaToken(tok string) (MediaGrant, error) {
 		// same person's: logging out ends the media tokens minted from it.
 		p, err := c.sessionOf(ctx, cl.Session)
 		if err != nil {
-			return MediaGrant{}, fmt.Errorf("%w: its login session %v", ErrMediaToken, err)
+			return MediaGrant{}, fmt.Errorf("%w: its login session %w", ErrMediaToken, err)
 		}
 		switch cl.Kind {
 		case store.TokenStaff:
@@ -138,7 +138,7 @@ func (s *Server) VerifyMediaToken(tok string) (MediaGrant, error) {
 	}
 	p, err := c.lookupToken(ctx, tok)
 	if err != nil {
-		return MediaGrant{}, fmt.Errorf("%w: %v", ErrMediaToken, err)
+		return MediaGrant{}, fmt.Errorf("%w: %w", ErrMediaToken, err)
 	}
 	if p == nil || !p.isCandidate() {
 		return MediaGrant{}, fmt.Errorf("%w: unknown or expired", ErrMediaToken)

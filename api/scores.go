@@ -62,19 +62,19 @@ func (c *control) saveScore(w http.ResponseWriter, r *http.Request, p *principal
 		return err
 	}
 	var sc store.Score
-	err = c.update(r.Context(), func(tx *store.Tx) error {
-		if old, err := tx.Score(r.Context(), cand.ID); err == nil && !old.PublishedAt.IsZero() && p.user.Role != "admin" {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+		if old, err := tx.Score(ctx, cand.ID); err == nil && !old.PublishedAt.IsZero() && p.user.Role != "admin" {
 			return errorf(http.StatusConflict, "published", "the score is published; only an admin may change it")
 		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		var err error
-		sc, err = tx.SaveScore(r.Context(), store.Score{CandidateID: cand.ID, ExaminerID: p.user.ID, Score: *req.Score,
+		sc, err = tx.SaveScore(ctx, store.Score{CandidateID: cand.ID, ExaminerID: p.user.ID, Score: *req.Score,
 			Comment: req.Comment, UpdatedAt: c.now().UTC()})
 		if err != nil {
 			return err
 		}
-		return tx.Audit(r.Context(), p.user.ID, "score.save", "candidate:"+strconv.FormatInt(cand.ID, 10), map[string]any{"score": sc.Score})
+		return tx.Audit(ctx, p.user.ID, "score.save", "candidate:"+strconv.FormatInt(cand.ID, 10), map[string]any{"score": sc.Score})
 	})
 	if err != nil {
 		return err
@@ -92,19 +92,19 @@ func (c *control) publishScore(w http.ResponseWriter, r *http.Request, p *princi
 		return err
 	}
 	var sc store.Score
-	err = c.update(r.Context(), func(tx *store.Tx) error {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		if sc, err = tx.PublishScore(r.Context(), cand.ID, c.now().UTC()); err != nil {
+		if sc, err = tx.PublishScore(ctx, cand.ID, c.now().UTC()); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return errorf(http.StatusConflict, "no_score", "enter a score for candidate %d before publishing it", cand.ID)
 			}
 			return err
 		}
-		if _, err := tx.AppendEvent(r.Context(), cand.ExamID, "score_published", cand.ID, map[string]any{
+		if _, err := tx.AppendEvent(ctx, cand.ExamID, "score_published", cand.ID, map[string]any{
 			"score": sc.Score, "comment": sc.Comment, "name": cand.Name}); err != nil {
 			return err
 		}
-		return tx.Audit(r.Context(), p.user.ID, "score.publish", "candidate:"+strconv.FormatInt(cand.ID, 10), nil)
+		return tx.Audit(ctx, p.user.ID, "score.publish", "candidate:"+strconv.FormatInt(cand.ID, 10), nil)
 	})
 	if err != nil {
 		return err

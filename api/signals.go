@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -255,7 +256,7 @@ func (c *control) storeSignal(r *http.Request, cand store.Candidate, key, typ, r
 	ctx := r.Context()
 	var out store.Violation
 	changed, opened := false, false
-	err := c.update(ctx, func(tx *store.Tx) error {
+	err := c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
 		old, err := tx.ViolationByKey(ctx, key)
 		switch {
 		case err == nil:

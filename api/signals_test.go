@@ -128,7 +128,7 @@ func TestCandidateStreamCarriesOwnViolations(t *testing.T) {
 	if err := h.srv.ViolationOpened(ctx, repB); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.srv.ctl.st.Update(ctx, func(tx *store.Tx) error {
+	if _, err := h.srv.ctl.st.Update(ctx, func(ctx context.Context, tx *store.Tx) error {
 		v, err := tx.ViolationByKey(ctx, "k-a")
 		if err != nil {
 			return err

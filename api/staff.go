@@ -175,15 +175,15 @@ func (c *control) setExamStaff(w http.ResponseWriter, r *http.Request, p *princi
 			return errorf(http.StatusBadRequest, "user_disabled", "user %s (%d) is disabled: enable them before assigning them to an exam", u.Username, u.ID)
 		}
 	}
-	err = c.update(r.Context(), func(tx *store.Tx) error {
-		if err := tx.SetExamStaff(r.Context(), e.ID, ids); err != nil {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+		if err := tx.SetExamStaff(ctx, e.ID, ids); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				// A user went between the check and the write.
 				return errorf(http.StatusBadRequest, "unknown_user", "%v", err)
 			}
 			return err
 		}
-		return tx.Audit(r.Context(), p.user.ID, "exam.staff", "exam:"+strconv.FormatInt(e.ID, 10), map[string]any{"user_ids": ids})
+		return tx.Audit(ctx, p.user.ID, "exam.staff", "exam:"+strconv.FormatInt(e.ID, 10), map[string]any{"user_ids": ids})
 	})
 	if err != nil {
 		return err

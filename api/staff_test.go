@@ -94,7 +94,7 @@ func TestStreamEndsWhenAccessEnds(t *testing.T) {
 		t.Cleanup(cancel)
 		req, _ := http.NewRequestWithContext(ctx, "GET", h.base+"/api/v1/exams/"+itoa(exam)+"/events?since=now", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // the reading goroutine below closes it
 		if err != nil {
 			t.Fatal(err)
 		}

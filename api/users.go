@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -71,12 +72,12 @@ func (c *control) createUser(w http.ResponseWriter, r *http.Request, p *principa
 		return errorf(http.StatusBadRequest, "bad_password", "%v", err)
 	}
 	var u store.User
-	err = c.update(r.Context(), func(tx *store.Tx) error {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		if u, err = tx.CreateUser(r.Context(), req.Username, hash, req.Role); err != nil {
+		if u, err = tx.CreateUser(ctx, req.Username, hash, req.Role); err != nil {
 			return err
 		}
-		return tx.Audit(r.Context(), p.user.ID, "user.create", "user:"+u.Username, map[string]any{"role": u.Role})
+		return tx.Audit(ctx, p.user.ID, "user.create", "user:"+u.Username, map[string]any{"role": u.Role})
 	})
 	if err != nil {
 		return err
@@ -112,12 +113,12 @@ func (c *control) patchUser(w http.ResponseWriter, r *http.Request, p *principal
 		return errorf(http.StatusConflict, "self_lockout", "you cannot disable yourself or drop your own admin role")
 	}
 	var u store.User
-	err = c.update(r.Context(), func(tx *store.Tx) error {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		if u, err = tx.UpdateUser(r.Context(), id, upd); err != nil {
+		if u, err = tx.UpdateUser(ctx, id, upd); err != nil {
 			return err
 		}
-		return tx.Audit(r.Context(), p.user.ID, "user.update", "user:"+strconv.FormatInt(id, 10),
+		return tx.Audit(ctx, p.user.ID, "user.update", "user:"+strconv.FormatInt(id, 10),
 			map[string]any{"disabled": req.Disabled, "role": req.Role, "password_changed": req.Password != nil})
 	})
 	if err != nil {

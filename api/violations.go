@@ -121,7 +121,7 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 		row.ClipPath = rel
 	}
 	var inserted bool
-	err = c.update(ctx, func(tx *store.Tx) error {
+	err = c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
 		if v.RecordingPath != "" {
 			if _, err := tx.AddRecording(ctx, store.Recording{ExamID: cand.ExamID, CandidateID: cid,
 				Path: v.RecordingPath, StartedAt: v.StartedAt.UTC()}); err != nil {
@@ -247,7 +247,7 @@ func (s *Server) ViolationClosed(ctx context.Context, v ViolationReport) error {
 	if c == nil {
 		return errors.New("api: no control plane")
 	}
-	err := c.update(ctx, func(tx *store.Tx) error {
+	err := c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
 		old, err := tx.ViolationByKey(ctx, v.Key)
 		if err != nil {
 			return err
@@ -498,17 +498,17 @@ func (c *control) review(w http.ResponseWriter, r *http.Request, p *principal) e
 	if err != nil {
 		return err
 	}
-	err = c.update(r.Context(), func(tx *store.Tx) error {
+	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		v, err = tx.AddReview(r.Context(), store.Review{ViolationID: v.ID, ReviewerID: p.user.ID, Decision: req.Decision,
+		v, err = tx.AddReview(ctx, store.Review{ViolationID: v.ID, ReviewerID: p.user.ID, Decision: req.Decision,
 			Note: req.Note, At: c.now().UTC()})
 		if err != nil {
 			return err
 		}
-		if _, err := tx.AppendEvent(r.Context(), v.ExamID, "violation_reviewed", v.CandidateID, c.viewViolation(v, cand.Name)); err != nil {
+		if _, err := tx.AppendEvent(ctx, v.ExamID, "violation_reviewed", v.CandidateID, c.viewViolation(v, cand.Name)); err != nil {
 			return err
 		}
-		return tx.Audit(r.Context(), p.user.ID, "violation.review", "violation:"+strconv.FormatInt(v.ID, 10),
+		return tx.Audit(ctx, p.user.ID, "violation.review", "violation:"+strconv.FormatInt(v.ID, 10),
 			map[string]any{"decision": req.Decision})
 	})
 	if err != nil {

@@ -102,7 +102,7 @@ func ReadWAVFile(path string) (*WAV, error) {
 func ReadWAV(r io.Reader) (*WAV, error) {
 	var head [12]byte
 	if _, err := io.ReadFull(r, head[:]); err != nil {
-		return nil, fmt.Errorf("%w: %d-byte header unreadable: %v", ErrNotWAV, len(head), err)
+		return nil, fmt.Errorf("%w: %d-byte header unreadable: %w", ErrNotWAV, len(head), err)
 	}
 	if string(head[0:4]) != "RIFF" || string(head[8:12]) != "WAVE" {
 		if string(head[0:4]) == "RIFX" || string(head[0:4]) == "RF64" {

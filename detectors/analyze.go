@@ -279,7 +279,7 @@ func (r *fileRun) video(ctx context.Context) error {
 	// add noise and surprises for a plain file.
 	capture, err := gocv.VideoCaptureFileWithAPI(r.path, gocv.VideoCaptureFFmpeg)
 	if err != nil {
-		return fmt.Errorf("%w: %s cannot be opened as a video (%v)", ErrUnreadable, r.path, err)
+		return fmt.Errorf("%w: %s cannot be opened as a video (%w)", ErrUnreadable, r.path, err)
 	}
 	defer capture.Close()
 	fps := capture.Get(gocv.VideoCaptureFPS)

@@ -419,7 +419,7 @@ func extractAndVerify(pkg Package, tgz []byte, want []Model) (map[string][]byte,
 	files := map[string][]byte{}
 	for {
 		hdr, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

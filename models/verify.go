@@ -80,7 +80,7 @@ func List(dir string) []ModelStatus {
 func CheckPresent(dir string) error {
 	manifest, err := ReadManifest(dir)
 	if err != nil && !errors.Is(err, errNoManifest) {
-		return fmt.Errorf("models manifest in %s unreadable (%v); %s", dir, err, fetchHint)
+		return fmt.Errorf("models manifest in %s unreadable (%w); %s", dir, err, fetchHint)
 	}
 	if manifest == nil {
 		manifest = &Manifest{}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -20,7 +21,7 @@ func TestEventLog(t *testing.T) {
 		t.Errorf("EventsSince on an empty log: %#v, %v", events, err)
 	}
 
-	events, err := s.Update(ctx, func(tx *Tx) error {
+	events, err := s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		for i := range 5 {
 			if _, err := tx.AppendEvent(ctx, e.ID, "presence", c.ID, map[string]any{"i": i}); err != nil {
 				return err
@@ -51,7 +52,7 @@ func TestEventLog(t *testing.T) {
 	}
 
 	// An event for a missing exam fails, and with it the transaction.
-	_, err = s.Update(ctx, func(tx *Tx) error {
+	_, err = s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		if _, err := tx.AppendEvent(ctx, e.ID, "kept?", 0, nil); err != nil {
 			return err
 		}
@@ -64,14 +65,14 @@ func TestEventLog(t *testing.T) {
 	if seq, _ := s.LastSeq(ctx, e.ID); seq != 5 {
 		t.Errorf("LastSeq after a failed Update: %d, want 5", seq)
 	}
-	_, err = s.Update(ctx, func(tx *Tx) error {
+	_, err = s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		_, err := tx.AppendEvent(ctx, e.ID, "", 0, nil)
 		return err
 	})
 	if err == nil {
 		t.Error("an event without a type was accepted")
 	}
-	_, err = s.Update(ctx, func(tx *Tx) error {
+	_, err = s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		_, err := tx.AppendEvent(ctx, e.ID, "x", 0, func() {})
 		return err
 	})

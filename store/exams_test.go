@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -307,7 +308,7 @@ func TestMoveStageRefusesIllegalMovesAndChangesNothing(t *testing.T) {
 		}
 	}
 	// Also inside a transaction that then commits.
-	if _, err := s.Update(ctx, func(tx *Tx) error {
+	if _, err := s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		if _, err := tx.MoveStage(ctx, c.ID, stage.InterviewDone, 0, "", time.Time{}); !errors.Is(err, ErrConflict) {
 			t.Errorf("in a transaction: %v, want ErrConflict", err)
 		}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -118,7 +119,7 @@ func TestUpdateUserRevocationRollsBack(t *testing.T) {
 	}
 	stop := errors.New("changed my mind")
 	hash := "new-hash"
-	_, err := s.Update(ctx, func(tx *Tx) error {
+	_, err := s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		if _, err := tx.UpdateUser(ctx, bob.ID, UserUpdate{PasswordHash: &hash}); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -62,7 +63,7 @@ func TestExamStaff(t *testing.T) {
 	}
 	// Inside a caller's transaction, too (a savepoint), and the caller may
 	// go on and commit what else it did.
-	_, err = s.Update(ctx, func(tx *Tx) error {
+	_, err = s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		if err := tx.SetExamStaff(ctx, a.ID, []int64{4242}); !errors.Is(err, ErrNotFound) {
 			t.Errorf("unknown user in a transaction: %v", err)
 		}

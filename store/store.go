@@ -170,7 +170,7 @@ func (s *Store) Ping(ctx context.Context) error {
 //
 // Inside fn use tx, never s, for writes: s would wait for the write lock
 // that fn's own transaction holds, and fail after the busy timeout.
-func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) ([]Event, error) {
+func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) ([]Event, error) {
 	sqlTx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin write transaction: %w", err)
@@ -185,7 +185,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) ([]Event, err
 		}
 	}()
 	tx := &Tx{queries: queries{db: sqlTx}}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		return nil, err
 	}
 	if err := sqlTx.Commit(); err != nil {

@@ -285,7 +285,7 @@ func TestUpdateRollsBackOnError(t *testing.T) {
 	ctx := t.Context()
 	exam := mustExam(t, s, "kept")
 	boom := errors.New("boom")
-	events, err := s.Update(ctx, func(tx *Tx) error {
+	events, err := s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		e := mustExam(t, tx, "rolled back")
 		if _, err := tx.AppendEvent(ctx, e.ID, "exam_created", 0, nil); err != nil {
 			return err
@@ -314,7 +314,7 @@ func TestUpdateRollsBackOnError(t *testing.T) {
 		t.Errorf("%d users after a rollback", n)
 	}
 	// The numbers the rollback used are free again: no gap.
-	events, err = s.Update(ctx, func(tx *Tx) error {
+	events, err = s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		_, err := tx.AppendEvent(ctx, exam.ID, "after", 0, nil)
 		return err
 	})
@@ -328,7 +328,7 @@ func TestUpdateReturnsCommittedEventsInOrder(t *testing.T) {
 	ctx := t.Context()
 	exam := mustExam(t, s, "e")
 	var cand CandidateCodes
-	events, err := s.Update(ctx, func(tx *Tx) error {
+	events, err := s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		var err error
 		cand, err = tx.CreateCandidate(ctx, exam.ID, NewCandidate{Name: "Li Lei"}, uniqueCodes())
 		if err != nil {
@@ -367,14 +367,14 @@ func TestUpdateReleasesTheWriteLockWhenFnPanics(t *testing.T) {
 	s, _ := openTest(t)
 	func() {
 		defer func() { _ = recover() }()
-		_, _ = s.Update(t.Context(), func(tx *Tx) error {
+		_, _ = s.Update(t.Context(), func(ctx context.Context, tx *Tx) error {
 			mustExam(t, tx, "doomed")
 			panic("caller bug")
 		})
 	}()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
-	if _, err := s.Update(ctx, func(tx *Tx) error { mustExam(t, tx, "next"); return nil }); err != nil {
+	if _, err := s.Update(ctx, func(ctx context.Context, tx *Tx) error { mustExam(t, tx, "next"); return nil }); err != nil {
 		t.Fatalf("Update after a panic: %v", err)
 	}
 	if n := countRows(t, s, "exams"); n != 1 {
@@ -388,7 +388,7 @@ func TestFailedMethodInsideUpdateLeavesNothing(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	exam := mustExam(t, s, "e")
-	_, err := s.Update(ctx, func(tx *Tx) error {
+	_, err := s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		// Two codes, then the generator fails on the third kind.
 		_, err := tx.CreateCandidate(ctx, exam.ID, NewCandidate{Name: "half"}, codeSeq("100001", "100002"))
 		if err == nil {
@@ -425,7 +425,7 @@ func TestConcurrentUpdatesNumberEventsWithoutGaps(t *testing.T) {
 			for i := range perWorker {
 				exam := exams[(w+i)%len(exams)]
 				fail := i%5 == 4 // some transactions roll back
-				events, err := s.Update(ctx, func(tx *Tx) error {
+				events, err := s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 					for range 2 {
 						if _, err := tx.AppendEvent(ctx, exam.ID, "tick", 0, map[string]int{"worker": w, "i": i}); err != nil {
 							return err
@@ -504,7 +504,7 @@ func TestCrashChild(t *testing.T) {
 		os.Exit(2)
 	}
 	var id int64
-	_, err = s.Update(ctx, func(tx *Tx) error {
+	_, err = s.Update(ctx, func(ctx context.Context, tx *Tx) error {
 		v, _, err := tx.InsertViolation(ctx, Violation{
 			Key: "crash-1", CandidateID: cand, Type: "face_off_screen", Confidence: 0.9,
 			StartedAt: time.Now(), Details: []byte(`{"faces":0}`),

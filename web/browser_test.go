@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -284,7 +285,7 @@ func (l *lineLog) Write(p []byte) (int, error) {
 	l.buf.Write(p)
 	for {
 		line, err := l.buf.ReadString('\n')
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			l.buf.WriteString(line)
 			break
 		}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"io"
 	"io/fs"
 	"net/http"
@@ -10,7 +11,15 @@ import (
 	"testing"
 )
 
-func get(t *testing.T, h http.Handler, method, path string, hdr ...string) *http.Response {
+// served is what the handler answered (a recorder's, so there is no body
+// to close).
+type served struct {
+	StatusCode int
+	Header     http.Header
+	Body       *bytes.Buffer
+}
+
+func get(t *testing.T, h http.Handler, method, path string, hdr ...string) served {
 	t.Helper()
 	req := httptest.NewRequest(method, path, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -18,7 +27,7 @@ func get(t *testing.T, h http.Handler, method, path string, hdr ...string) *http
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	return rec.Result()
+	return served{rec.Code, rec.Header(), rec.Body}
 }
 
 func TestPagesServed(t *testing.T) {

@@ -223,7 +223,7 @@ func runAdminExams(ctx context.Context, e env, dbPath string, args []string) err
 			}
 			ids = append(ids, u.ID)
 		}
-		_, err := st.Update(ctx, func(tx *store.Tx) error {
+		_, err := st.Update(ctx, func(ctx context.Context, tx *store.Tx) error {
 			if err := tx.SetExamStaff(ctx, exam.ID, ids); err != nil {
 				return err
 			}

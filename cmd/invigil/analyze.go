@@ -169,7 +169,7 @@ func readSound(ctx context.Context, e env, audioFile, file string, policy rules.
 		return nil, nil
 	}
 	if _, err := os.Stat(file); err != nil {
-		return nil, nil // AnalyzeFile reports it
+		return nil, nil //nolint:nilerr // AnalyzeFile reports a missing or unreadable FILE, with the pictures' error
 	}
 	pcm, err := listen.LoadMedia(ctx, file)
 	switch {

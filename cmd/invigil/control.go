@@ -79,12 +79,12 @@ func (t *controlTokens) Verify(token string) (sfu.Grants, error) {
 	if t.hmac != nil && !strings.HasPrefix(token, "m1.") {
 		if hg, herr := t.hmac.Verify(token); herr == nil {
 			if lerr := checkLoadGrant(hg); lerr != nil {
-				return sfu.Grants{}, fmt.Errorf("%w: %v", sfu.ErrBadToken, lerr)
+				return sfu.Grants{}, fmt.Errorf("%w: %w", sfu.ErrBadToken, lerr)
 			}
 			return hg, nil
 		}
 	}
-	return sfu.Grants{}, fmt.Errorf("%w: %v", sfu.ErrBadToken, err)
+	return sfu.Grants{}, fmt.Errorf("%w: %w", sfu.ErrBadToken, err)
 }
 
 // checkLoadGrant keeps the load-test key from impersonating anyone real:

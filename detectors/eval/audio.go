@@ -404,7 +404,7 @@ func makeClip(ctx context.Context, c AudioClip, srcDir, out string) error {
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("audio clip %s: %s: %v: %s", c.Name, strings.Join(step, " "), err, strings.TrimSpace(stderr.String()))
+			return fmt.Errorf("audio clip %s: %s: %w: %s", c.Name, strings.Join(step, " "), err, strings.TrimSpace(stderr.String()))
 		}
 	}
 	data, err := os.ReadFile(tmpOut)

