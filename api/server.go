@@ -36,7 +36,7 @@ type Options struct {
 	MaxBodyBytes int64
 	// Ready reports whether the server can do its work (models loaded, store
 	// open); nil means always ready. /readyz returns 503 with its error.
-	Ready func() error
+	Ready func(ctx context.Context) error
 
 	// BodyTimeout is how long a request body may take to arrive once its
 	// headers have (0: 10 s; negative: no limit). Requests without a body,
@@ -228,9 +228,9 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Ready != nil {
-		if err := s.opts.Ready(); err != nil {
+		if err := s.opts.Ready(r.Context()); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
 			return
 		}

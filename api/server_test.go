@@ -73,7 +73,7 @@ func TestHealthz(t *testing.T) {
 
 func TestReadyz(t *testing.T) {
 	var notReady error = errors.New("models not loaded")
-	base := startServer(t, Options{Ready: func() error { return notReady }})
+	base := startServer(t, Options{Ready: func(context.Context) error { return notReady }})
 	code, body := get(t, base+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "models not loaded") {
 		t.Fatalf("GET /readyz while not ready = %d %q", code, body)

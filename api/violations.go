@@ -110,7 +110,7 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 		rel := clipPath(v.Key)
 		if err := writeFileDurably(filepath.Join(c.opts.DataDir, rel), v.Clip); err != nil {
 			if row.EvidencePath != "" {
-				c.removeUnreferencedEvidence(row.EvidencePath)
+				c.removeUnreferencedEvidence(ctx, row.EvidencePath)
 			}
 			if errors.Is(err, syscall.ENOSPC) {
 				return fmt.Errorf("violation %s: save audio clip: the disk under %s is full (free disk space): %w",
@@ -139,7 +139,7 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 	if err != nil {
 		for _, rel := range []string{row.EvidencePath, row.ClipPath} {
 			if rel != "" {
-				c.removeUnreferencedEvidence(rel)
+				c.removeUnreferencedEvidence(ctx, rel)
 			}
 		}
 		return fmt.Errorf("store violation %s: %w", v.Key, rejectMissing(err))
@@ -174,9 +174,10 @@ func clipPath(key string) string {
 // be stored. It is kept when a row refers to it (two keys may share a file
 // name) or when that cannot be checked: the start-up sweep
 // (RemoveOrphanEvidence) gets it then.
-func (c *control) removeUnreferencedEvidence(rel string) {
-	// Not the caller's context: it may be the one that ended.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func (c *control) removeUnreferencedEvidence(ctx context.Context, rel string) {
+	// Not cancelled with the caller's context: it may be the one that
+	// ended, and the file must still go.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	used, err := c.st.EvidenceReferenced(ctx, rel)
 	if err != nil {

@@ -91,7 +91,8 @@ func (c *wsConn) writeLoop(ctx context.Context) {
 	ping := time.NewTicker(c.s.cfg.PingInterval)
 	defer ping.Stop()
 	write := func(b []byte) error {
-		wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		// Not ctx (see above): a write queued as the server stops still goes.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 		defer cancel()
 		return c.ws.Write(wctx, websocket.MessageText, b)
 	}

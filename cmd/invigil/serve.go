@@ -81,11 +81,11 @@ func runServe(ctx context.Context, e env, args []string) error {
 		BodyTimeout:        time.Duration(cfg.BodyTimeout),
 		MaxConnsPerNetwork: int(cfg.MaxConnsPerNetwork),
 		MetricsToken:       cfg.MetricsToken,
-		Ready: func() error {
+		Ready: func(ctx context.Context) error {
 			if err := models.CheckPresent(cfg.ModelsDir); err != nil {
 				return err
 			}
-			return st.Ping(context.Background())
+			return st.Ping(ctx)
 		},
 		Control: &api.ControlOptions{
 			Store:              st,
@@ -116,12 +116,12 @@ func runServe(ctx context.Context, e env, args []string) error {
 	}
 	// Deferred before mp.Close, so it runs after it: the pipeline's last
 	// closes are queued, delivered, and only then the store closes.
-	defer violations.Shutdown(time.Duration(cfg.ShutdownTimeout))
-	mp, err := startMediaPlane(cfg, reg, log, srv, violations.sink)
+	defer violations.Shutdown(time.Duration(cfg.ShutdownTimeout)) //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
+	mp, err := startMediaPlane(cfg, reg, log, srv, violations.sink) //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
 	if err != nil {
 		return err
 	}
-	defer mp.Close()
+	defer mp.Close() //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
 	media.sfu, analysis.p = mp.sfu, mp.pipeline
 	srv.Handle("GET "+sfuPath, mp.sfu)
 	srv.Handle("/", web.Handler())
@@ -148,7 +148,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	// Media stops after HTTP: the signalling sockets are hijacked
 	// connections that http.Server.Shutdown does not wait for; closing the
 	// SFU tells them "shutdown" and ends their handlers.
-	if cerr := mp.Close(); err == nil {
+	if cerr := mp.Close(); err == nil { //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
 		err = cerr
 	}
 	if err != nil {
