@@ -25,7 +25,7 @@ type rawConn struct {
 
 func (ts *testServer) raw(ctx context.Context) *rawConn {
 	ts.t.Helper()
-	ws, _, err := websocket.Dial(ctx, ts.url, nil)
+	ws, _, err := websocket.Dial(ctx, ts.url, nil) //nolint:bodyclose // the handshake response has no body to close once the socket is up
 	if err != nil {
 		ts.t.Fatal(err)
 	}

@@ -274,7 +274,7 @@ func (v *videoClip) seek(want int) error {
 				vc.Close()
 			}
 			v.cap = nil
-			return fmt.Errorf("reopen %s: %v", v.path, err)
+			return fmt.Errorf("reopen %s: %w", v.path, err)
 		}
 		v.cap = vc
 		v.base += v.pos + 1

@@ -267,7 +267,9 @@ func (c *Candidate) connect(ctx context.Context, resume string) (*connection, er
 	}
 	// Whoever receives the new connection first needs a keyframe.
 	c.wantKey.Store(true)
-	wctx, stop := context.WithCancel(context.Background())
+	// The watch lives as long as the connection (stopWatch ends it), not
+	// as long as the attempt to connect.
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	conn.stopWatch, conn.watchDone = stop, make(chan struct{})
 	go c.watch(wctx, conn)
 	c.log.Info("simulate: candidate publishing", "identity", j.Identity, "session", j.SessionID, "connection", j.Connection,
@@ -497,7 +499,7 @@ func (c *Candidate) recover(ctx context.Context, ev lostEvent) error {
 			return fmt.Errorf("candidate %s: resume refused: %w", identity, err)
 		}
 		if ctx.Err() != nil {
-			return nil
+			return nil //nolint:nilerr // asked to stop: the failed resume no longer matters
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("candidate %s: could not resume session %s within %v: %w", identity, session, c.cfg.ResumeWindow, err)

@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -287,7 +288,7 @@ func TestCandidatesPublishThroughTheSFU(t *testing.T) {
 	}
 	live.Leave()
 	replay.Leave()
-	if err := live.Run(ctx); err != ErrClosed {
+	if err := live.Run(ctx); !errors.Is(err, ErrClosed) {
 		t.Errorf("Run after Leave: %v", err)
 	}
 	waitUntil(t, "the candidates gone", func() bool {

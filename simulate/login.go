@@ -139,7 +139,7 @@ func apiError(status int, b []byte) (*APIError, bool) {
 		Error json.RawMessage `json:"error"`
 	}
 	if json.Unmarshal(b, &body) != nil || len(body.Error) == 0 {
-		return nil, false
+		return nil, false //nolint:nilerr // not our error format: the caller reports the status instead
 	}
 	var e struct {
 		Code    string `json:"code"`
