@@ -5,7 +5,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
+
+	"invigil/vp8rtp"
 )
 
 // Why not pion's samplebuilder: in pion/webrtc v4.2.26 its purge loop can
@@ -42,6 +43,14 @@ type assembledFrame struct {
 	// lossBefore is set when packets were lost (or given up on) between the
 	// previous frame out and this one.
 	lossBefore bool
+	// layered: the sender marks temporal layers (the descriptor's T bit),
+	// and tid is this frame's. tl0PicIdx is its TL0PICIDX, -1 when absent.
+	layered   bool
+	tid       uint8
+	tl0PicIdx int
+	// skipped: a frame above the base layer, assembled for its
+	// bookkeeping only (data is nil): the base layer decodes without it.
+	skipped bool
 }
 
 type asmSlot struct {
@@ -76,7 +85,8 @@ type assembler struct {
 	lastArrival  time.Time
 	blockedAt    uint16
 	blockedSince time.Time
-	depack       codecs.VP8Packet
+	// baseOnly skips the frames above the base temporal layer.
+	baseOnly bool
 	// The frame at scanFirst has its first scanned packets present in a row.
 	scanFirst uint16
 	scanValid bool
@@ -85,6 +95,7 @@ type assembler struct {
 
 func newAssembler(maxLate time.Duration, clockRate uint32) *assembler {
 	return &assembler{
+		baseOnly:       true,
 		maxLateTicks:   int32(maxLate.Seconds() * float64(clockRate)),
 		maxLate:        maxLate,
 		plausibleTicks: int32(min(maxClockJumpMS*int64(clockRate)/1000, math.MaxInt32)),
@@ -234,12 +245,18 @@ func (a *assembler) emit() []assembledFrame {
 			a.next++
 			continue
 		}
-		if _, err := a.depack.Unmarshal(head.p.Payload); err != nil || a.depack.S != 1 || a.depack.PID != 0 {
+		d, data, err := vp8rtp.Parse(head.p.Payload)
+		if err != nil || !d.FrameStart() {
 			// Garbage, or the rest of a frame whose start was lost.
 			a.skip(a.next + 1)
 			continue
 		}
-		f, complete := a.collect(a.next, head.p.Timestamp)
+		// A frame above the base layer is not decoded: only the base layer
+		// is analysed, and it references nothing above it. A keyframe is
+		// always decoded, whatever layer a sender gives it (bit 0 of the
+		// VP8 frame tag is 0 for a keyframe, RFC 6386 §9.1).
+		skip := a.baseOnly && d.HasTID && d.TID > 0 && data[0]&1 != 0
+		f, complete := a.collect(a.next, head.p.Timestamp, skip)
 		if !complete {
 			if !a.giveUp(head.p.Timestamp) {
 				return out
@@ -249,6 +266,13 @@ func (a *assembler) emit() []assembledFrame {
 		}
 		f.lossBefore = a.lossPending
 		a.lossPending = false
+		f.layered, f.tid, f.tl0PicIdx, f.skipped = d.HasTID, d.TID, -1, skip
+		if d.HasTL0PicIdx {
+			f.tl0PicIdx = int(d.TL0PicIdx)
+		}
+		if d.HasPictureID {
+			f.pictureID = int(d.PictureID)
+		}
 		a.lastTS, a.haveLastTS = f.timestamp, true
 		for seq := f.firstSeq; seq != f.lastSeq+1; seq++ {
 			a.release(seq)
@@ -263,8 +287,8 @@ func (a *assembler) emit() []assembledFrame {
 // to the marker (or up to the next frame's start, if the marker was lost)
 // is present. The packets already found in a row are remembered, so a
 // frame of k packets costs O(k) over its pushes, and its payload is copied
-// once.
-func (a *assembler) collect(first uint16, ts uint32) (f assembledFrame, complete bool) {
+// once, or not at all when skip is set.
+func (a *assembler) collect(first uint16, ts uint32, skip bool) (f assembledFrame, complete bool) {
 	if a.scanFirst != first || !a.scanValid {
 		a.scanFirst, a.scanValid, a.scanned = first, true, 0
 	}
@@ -297,27 +321,28 @@ func (a *assembler) collect(first uint16, ts uint32) (f assembledFrame, complete
 	}
 	a.scanValid = false
 	f = assembledFrame{timestamp: ts, firstSeq: first, lastSeq: first + uint16(end), pictureID: -1}
-	size := 0
-	for i := 0; i <= end; i++ {
-		size += len(a.get(first + uint16(i)).p.Payload)
+	if !skip {
+		size := 0
+		for i := 0; i <= end; i++ {
+			size += len(a.get(first + uint16(i)).p.Payload)
+		}
+		f.data = make([]byte, 0, size)
 	}
-	f.data = make([]byte, 0, size)
 	for i := 0; i <= end; i++ {
 		s := a.get(first + uint16(i))
-		if len(s.p.Payload) == 0 {
-			continue // padding that kept the frame's timestamp
-		}
-		payload, err := a.depack.Unmarshal(s.p.Payload)
-		if err != nil {
-			return f, false // a broken packet: the frame is lost
-		}
-		if i == 0 && a.depack.I == 1 {
-			f.pictureID = int(a.depack.PictureID)
-		}
-		f.data = append(f.data, payload...)
 		if s.arrival.After(f.arrival) {
 			f.arrival = s.arrival
 		}
+		if skip || len(s.p.Payload) == 0 {
+			continue // not decoded, or padding that kept the frame's timestamp
+		}
+		_, payload, err := vp8rtp.Parse(s.p.Payload)
+		if err != nil {
+			// A broken packet: the frame is lost. (A frame that is skipped
+			// is not read, so one broken packet in it costs nothing.)
+			return f, false
+		}
+		f.data = append(f.data, payload...)
 	}
 	return f, true
 }

@@ -52,6 +52,7 @@ type metrics struct {
 	packets          prometheus.Counter
 	packetsDropped   *prometheus.CounterVec
 	framesDecoded    prometheus.Counter
+	framesSkipped    prometheus.Counter
 	decodeErrors     prometheus.Counter
 	clockResets      prometheus.Counter
 	keyframeRequests *prometheus.CounterVec
@@ -84,6 +85,10 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		framesDecoded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_pipeline_frames_decoded_total",
 			Help: "VP8 frames decoded.",
+		}),
+		framesSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "invigil_pipeline_frames_skipped_total",
+			Help: "VP8 frames above the base temporal layer, not decoded: analysis needs the base layer only (staff and the recording get every frame).",
 		}),
 		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_pipeline_decode_errors_total",
@@ -165,7 +170,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 	}
 	m.workers.Set(float64(workers))
 	collectors := []prometheus.Collector{
-		m.packets, m.packetsDropped, m.framesDecoded, m.decodeErrors, m.clockResets, m.keyframeRequests,
+		m.packets, m.packetsDropped, m.framesDecoded, m.framesSkipped, m.decodeErrors, m.clockResets, m.keyframeRequests,
 		m.framesAnalysed, m.carried, m.analyses, m.framesDropped, m.latency, m.stageSeconds, m.workers, m.workersBusy,
 		m.candidatesActive, m.tracksActive, m.violations, m.sinkErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

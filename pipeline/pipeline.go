@@ -1,10 +1,19 @@
 // Package pipeline analyses candidates' camera tracks live. For each
-// candidate video track the SFU taps: RTP → VP8 frames (pion's
-// samplebuilder) → libvpx decode on the track's own goroutine, which keeps up
-// with every frame → the candidate's newest-frame slot → a scheduler that
+// candidate video track the SFU taps: RTP → VP8 frames (our own assembler,
+// see assembler.go) → libvpx decode on the track's own goroutine, which
+// keeps up with every frame it decodes → the candidate's newest-frame slot → a scheduler that
 // hands the newest frame of each due candidate to a bounded pool of
 // workers at the candidate's policy rate → detectors → the candidate's
 // rules → violations, opened and closed, to a ViolationSink.
+//
+// A camera that sends VP8 temporal layers (the candidate page asks Chrome
+// for L1T3) is decoded on its base layer only: a quarter of the frames,
+// 3.75 a second from a 15 fps camera, which reference nothing above them.
+// That is as often as the adaptive rate analyses a moving candidate, and
+// decoding was the largest cost of a candidate. Frames above the base are
+// assembled but neither copied nor decoded (frames_skipped), and their
+// loss costs nothing: a lost base-layer frame shows as a gap in TL0PICIDX.
+// A camera without layers is decoded frame by frame.
 //
 // Freshness beats completeness: a frame that a newer one replaces before a
 // worker takes it is dropped and counted. When the workers are saturated,
@@ -26,6 +35,7 @@
 //	invigil_pipeline_packets_total                   RTP packets tapped
 //	invigil_pipeline_packets_dropped_total{reason}   queue_full, oversized, late, out_of_sequence, closed
 //	invigil_pipeline_frames_decoded_total
+//	invigil_pipeline_frames_skipped_total            above the base temporal layer, not decoded
 //	invigil_pipeline_decode_errors_total
 //	invigil_pipeline_keyframe_requests_total{reason} start, loss, decode_error, gap
 //	invigil_pipeline_frames_analysed_total

@@ -53,7 +53,13 @@ type receiver struct {
 	probeSeq   uint16
 	probeCount int
 
-	lastPicID   int // VP8 picture ID of the last frame out, -1 if none
+	lastPicID int // VP8 picture ID of the last frame out, -1 if none
+	// lastTL0 is the TL0PICIDX of the last base-layer frame decoded, -1
+	// if none (or the last frame had none).
+	lastTL0 int
+	// lossPending: frames were lost among the skipped frames since the
+	// last frame decoded, judged as for a stream without TL0PICIDX.
+	lossPending bool
 	haveTS      bool
 	lastTS      uint32
 	extTS       int64
@@ -78,6 +84,7 @@ func newReceiver(m *metrics, pool *matPool, clockRate uint32, requestKeyframe fu
 		keyframeInterval: keyframeInterval,
 		gapKeyframe:      gapKeyframe,
 		lastPicID:        -1,
+		lastTL0:          -1,
 		awaitingKeyframe: true,
 	}, nil
 }
@@ -130,7 +137,7 @@ func (r *receiver) assemble(p *rtp.Packet, arrival time.Time) []assembledFrame {
 			r.probing = false
 			r.asm = newAssembler(maxLateTime, r.clockRate)
 			r.asm.lossPending = true
-			r.lastPicID = -1
+			r.lastPicID, r.lastTL0 = -1, -1
 		} else {
 			r.probing = false
 			if r.asm.late(seq) {
@@ -142,27 +149,72 @@ func (r *receiver) assemble(p *rtp.Packet, arrival time.Time) []assembledFrame {
 	return r.asm.push(p, arrival)
 }
 
-// lost reports whether frames were lost between the last frame out and f:
-// by VP8 picture ID when the sender numbers its pictures, by the
-// assembler's gaps otherwise. Lost frames are counted.
+// lost reports whether frames the decoder needs were lost between the
+// last frame decoded and f, and counts them.
+//
+// A base-layer frame of a layered stream needs only the base-layer frames
+// before it, which TL0PICIDX numbers: a gap there is a loss, while lost
+// frames above the base (which it does not reference) are none. Without
+// TL0PICIDX, any frame missing by VP8 picture ID counts, skipped frames'
+// included; without picture IDs, the assembler's gaps.
 func (r *receiver) lost(f *assembledFrame) bool {
 	missing := 0
-	if f.pictureID >= 0 && r.lastPicID >= 0 {
-		prev, cur := uint16(r.lastPicID), uint16(f.pictureID)
-		if d15, d7 := (cur-prev)&0x7fff, (cur-prev)&0x7f; d15 != 1 && d7 != 1 {
-			missing = int(min(d15, d7)) - 1
-			if missing < 1 || missing > seqJump {
-				missing = 1 // a reset picture ID: at least one frame is gone
-			}
+	if f.layered && f.tid == 0 && f.tl0PicIdx >= 0 && r.lastTL0 >= 0 {
+		// An index not one
+		// on is frames lost, or a sender that renumbered: either way the
+		// references are in doubt. (Skipped frames are not counted as
+		// lost: they were never going to be decoded.)
+		if d := uint8(f.tl0PicIdx - r.lastTL0); d != 1 {
+			missing = max(int(d)-1, 1)
 		}
-	} else if f.lossBefore {
-		missing = 1 // packets are gone; how many frames they held is unknown
+	} else {
+		missing = r.missingPictures(f)
+		if missing == 0 && r.lossPending {
+			missing = 1
+		}
 	}
+	r.lossPending = false
 	r.lastPicID = f.pictureID
+	r.lastTL0 = -1
+	if f.layered && f.tid == 0 {
+		r.lastTL0 = f.tl0PicIdx
+	}
 	if missing > 0 {
 		r.m.framesDropped.WithLabelValues(dropIncomplete).Add(float64(missing))
 	}
 	return missing > 0
+}
+
+// missingPictures is how many frames are missing between the last frame
+// out (decoded or skipped) and f, by VP8 picture ID when the sender
+// numbers its pictures, by the assembler's gaps otherwise.
+func (r *receiver) missingPictures(f *assembledFrame) int {
+	if f.pictureID >= 0 && r.lastPicID >= 0 {
+		prev, cur := uint16(r.lastPicID), uint16(f.pictureID)
+		if d15, d7 := (cur-prev)&0x7fff, (cur-prev)&0x7f; d15 != 1 && d7 != 1 {
+			missing := int(min(d15, d7)) - 1
+			if missing < 1 || missing > seqJump {
+				missing = 1 // a reset picture ID: at least one frame is gone
+			}
+			return missing
+		}
+		return 0
+	}
+	if f.lossBefore {
+		return 1 // packets are gone; how many frames they held is unknown
+	}
+	return 0
+}
+
+// skip accounts for a frame above the base layer that is not decoded: it
+// is counted, and a loss before it that the next base-layer frame cannot
+// see (a stream without TL0PICIDX) is remembered for that frame.
+func (r *receiver) skip(f *assembledFrame) {
+	r.m.framesSkipped.Inc()
+	if f.tl0PicIdx < 0 && r.missingPictures(f) > 0 {
+		r.lossPending = true
+	}
+	r.lastPicID = f.pictureID
 }
 
 // timestamp unwraps a frame's RTP timestamp relative to the first one.
@@ -180,6 +232,10 @@ func (r *receiver) timestamp(ts uint32) int64 {
 // frame is dropped (lost references, decode error, no picture), each
 // counted by reason.
 func (r *receiver) decode(f *assembledFrame, now time.Time) (decodedFrame, bool) {
+	if f.skipped {
+		r.skip(f)
+		return decodedFrame{}, false
+	}
 	arrival := f.arrival
 	lost := r.lost(f)
 	ts := r.timestamp(f.timestamp)
