@@ -25,7 +25,7 @@ BENCHTIME ?= 1s
 FUZZTIME  ?= 20s
 DOCKER_IMAGE ?= invigil:$(VERSION)
 
-.PHONY: build deps test-deps web-deps models testdata run test bench fuzz docker clean help eval
+.PHONY: build deps test-deps web-deps models testdata run test lint lint-tools bench fuzz docker clean help eval
 
 help:
 	@echo "make run     install what is missing, build, fetch models, serve on $(ADDR)"
@@ -34,6 +34,7 @@ help:
 	@echo "make bench   run the benchmarks  make fuzz    short fuzz runs (FUZZTIME=$(FUZZTIME))"
 	@echo "make docker  build the image $(DOCKER_IMAGE)"
 	@echo "make eval    score the detectors on the labelled video set, write docs/EVAL.md"
+	@echo "make lint    go vet, staticcheck and golangci-lint (make test runs it first)"
 
 deps:
 	scripts/install.sh build
@@ -64,7 +65,20 @@ $(WEB_DEPS): web/e2e/package.json web/e2e/package-lock.json | test-deps
 	cd web/e2e && npm ci --no-audit --no-fund
 	touch $@
 
-test: test-deps build models testdata web-deps
+# The lint gate: go vet, staticcheck and golangci-lint (.golangci.yml),
+# pinned in tools/go.mod (their own module, so their dependencies stay out
+# of Invigil's go.sum) and built into bin/ through the Go module proxy.
+LINT_TOOLS := bin/staticcheck bin/golangci-lint
+lint-tools: $(LINT_TOOLS)
+$(LINT_TOOLS): tools/go.mod tools/go.sum
+	go -C tools build -o ../bin/ honnef.co/go/tools/cmd/staticcheck github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+lint: deps lint-tools
+	go vet -tags matprofile ./...
+	bin/staticcheck -tags matprofile ./...
+	bin/golangci-lint run ./...
+
+test: test-deps build models testdata web-deps lint
 	# matprofile makes gocv count live Mats, so the leak tests run too.
 	# -p 1: one package at a time, so the end-to-end media tests (which
 	# measure onset delays in stream time) do not compete with the evaluation
