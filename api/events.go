@@ -309,6 +309,3 @@ func (c *control) reconnect(ctx context.Context, identity string) {
 		}
 	}
 }
-
-// background returns a context for work that outlives a request.
-func background() context.Context { return context.Background() }

@@ -96,12 +96,11 @@ func (c *control) verifyMedia(tok string) (mediaClaims, error) {
 // POST /media/token, or a candidate's own login token. Either way the grant
 // is decided now from the store, so a disabled user or a candidate who left
 // cannot join with a token issued before.
-func (s *Server) VerifyMediaToken(tok string) (MediaGrant, error) {
+func (s *Server) VerifyMediaToken(ctx context.Context, tok string) (MediaGrant, error) {
 	c := s.ctl
 	if c == nil {
 		return MediaGrant{}, fmt.Errorf("%w: no control plane", ErrMediaToken)
 	}
-	ctx := background()
 	if strings.HasPrefix(tok, mediaTokenPrefix) {
 		cl, err := c.verifyMedia(tok)
 		if err != nil {

@@ -151,14 +151,14 @@ func TestMediaTokens(t *testing.T) {
 		return m.Token
 	}
 	verify := func(tok string) error {
-		_, err := h.srv.VerifyMediaToken(tok)
+		_, err := h.srv.VerifyMediaToken(t.Context(), tok)
 		return err
 	}
 	if a := h.do("POST", "/api/v1/media/token", proctor, map[string]int64{"exam_id": other}); a.status != 403 || a.errCode() != "not_exam_staff" {
 		t.Errorf("media token for an exam the proctor is not on: %d %s", a.status, a.body)
 	}
 	staffTok := mint(proctor, map[string]int64{"exam_id": exam})
-	g, err := h.srv.VerifyMediaToken(staffTok)
+	g, err := h.srv.VerifyMediaToken(t.Context(), staffTok)
 	if err != nil || g.Identity != staffIdentity(h.userID("wang")) || g.Room != examRoom(exam) || !g.Hidden {
 		t.Fatalf("a fresh staff token: %+v, %v", g, err)
 	}

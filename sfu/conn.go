@@ -82,6 +82,10 @@ func (c *wsConn) close(status websocket.StatusCode, reason string) {
 
 const writeTimeout = 10 * time.Second
 
+// tokenCheckTimeout bounds the token check of a join (the control plane
+// reads its database): a join that cannot be checked in time is refused.
+const tokenCheckTimeout = 10 * time.Second
+
 // writeLoop is the socket's only writer. It also pings the client, so a
 // socket whose peer vanished without a FIN is noticed. Writes have their
 // own timeout rather than ctx, so that an error queued just before the

@@ -258,7 +258,9 @@ func (s *Server) awaitJoin(ctx context.Context, c *wsConn) *participant {
 			c.sendError(protocol.CodeNotJoined, "join first")
 			continue
 		}
-		grants, err := s.cfg.Tokens.Verify(msg.Token)
+		vctx, cancel := context.WithTimeout(ctx, tokenCheckTimeout)
+		grants, err := s.cfg.Tokens.Verify(vctx, msg.Token)
+		cancel()
 		if err != nil {
 			c.fail(protocol.CodeUnauthorized, err.Error(), websocket.StatusPolicyViolation)
 			return nil

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -41,9 +42,10 @@ type Grants struct {
 }
 
 // TokenVerifier checks a join token and returns its grants. The control
-// plane implements it; HMACTokens serves until then.
+// plane implements it (its check reads the database, so it takes the
+// joining socket's context); HMACTokens serves load tests.
 type TokenVerifier interface {
-	Verify(token string) (Grants, error)
+	Verify(ctx context.Context, token string) (Grants, error)
 }
 
 // ErrBadToken is wrapped by every token verification failure.
@@ -96,7 +98,7 @@ func (h HMACTokens) sign(payload string) []byte {
 const maxTokenBytes = 8 << 10
 
 // Verify checks the signature in constant time, then the expiry.
-func (h HMACTokens) Verify(token string) (Grants, error) {
+func (h HMACTokens) Verify(_ context.Context, token string) (Grants, error) {
 	if len(h.Key) < minHMACKeyBytes {
 		return Grants{}, fmt.Errorf("%w: server has no usable token key", ErrBadToken)
 	}

@@ -18,7 +18,7 @@ func TestHMACTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := tokens.Verify(tok)
+	got, err := tokens.Verify(t.Context(), tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestHMACTokens(t *testing.T) {
 		"expiry wrong type": {tokens, signed(t, tokens, b64(`{"sub":"a","room":"r","exp":"soon"}`))},
 	}
 	for name, tc := range bad {
-		if _, err := tc.v.Verify(tc.tok); !errors.Is(err, sfu.ErrBadToken) {
+		if _, err := tc.v.Verify(t.Context(), tc.tok); !errors.Is(err, sfu.ErrBadToken) {
 			t.Errorf("%s: Verify = %v, want ErrBadToken", name, err)
 		}
 	}
@@ -86,7 +86,7 @@ func FuzzVerifyToken(f *testing.F) {
 	f.Add("")
 	f.Add("a.b")
 	f.Fuzz(func(t *testing.T, tok string) {
-		g, err := tokens.Verify(tok)
+		g, err := tokens.Verify(t.Context(), tok)
 		if err == nil && (g.Identity == "" || g.Room == "") {
 			t.Fatalf("accepted a token without identity or room: %q", tok)
 		}

@@ -70,14 +70,14 @@ type controlTokens struct {
 	hmac *sfu.HMACTokens
 }
 
-func (t *controlTokens) Verify(token string) (sfu.Grants, error) {
-	g, err := t.api.VerifyMediaToken(token)
+func (t *controlTokens) Verify(ctx context.Context, token string) (sfu.Grants, error) {
+	g, err := t.api.VerifyMediaToken(ctx, token)
 	if err == nil {
 		return sfu.Grants{Identity: g.Identity, Name: g.Name, Role: g.Role, Room: g.Room, CanPublish: g.CanPublish,
 			CanSubscribe: g.CanSubscribe, Hidden: g.Hidden, Subscribe: g.Subscribe, ExpiresAt: g.ExpiresAt}, nil
 	}
 	if t.hmac != nil && !strings.HasPrefix(token, "m1.") {
-		if hg, herr := t.hmac.Verify(token); herr == nil {
+		if hg, herr := t.hmac.Verify(ctx, token); herr == nil {
 			if lerr := checkLoadGrant(hg); lerr != nil {
 				return sfu.Grants{}, fmt.Errorf("%w: %w", sfu.ErrBadToken, lerr)
 			}
@@ -102,12 +102,21 @@ func checkLoadGrant(g sfu.Grants) error {
 	return nil
 }
 
+// mediaEventTimeout bounds the control plane's handling of one presence
+// event (a few indexed writes and the re-applied subscriptions).
+const mediaEventTimeout = 10 * time.Second
+
 // presenceEvents tells the control plane who is connected to media.
 func presenceEvents(ctl *api.Server) func(sfu.Event) {
 	return func(ev sfu.Event) {
 		switch ev.Kind {
 		case sfu.EventJoined, sfu.EventResumed, sfu.EventDisconnected, sfu.EventLeft:
-			ctl.MediaEvent(context.Background(), ev.Identity, string(ev.Kind))
+			// The SFU's event dispatcher has no request behind it: the
+			// write gets a deadline of its own, so a stuck database cannot
+			// hold the dispatcher (and every later event) for ever.
+			ctx, cancel := context.WithTimeout(context.Background(), mediaEventTimeout)
+			defer cancel()
+			ctl.MediaEvent(ctx, ev.Identity, string(ev.Kind))
 		}
 	}
 }

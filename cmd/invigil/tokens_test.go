@@ -54,7 +54,7 @@ func TestLoadTokensCannotPoseAsAnyoneReal(t *testing.T) {
 		{"load-", "candidate", "sim", `identity "load-"`},
 		{"load-1", "proctor", "exam-1", `room "exam-1"`},
 	} {
-		g, err := tokens.Verify(issue(c.identity, c.role, c.room))
+		g, err := tokens.Verify(t.Context(), issue(c.identity, c.role, c.room))
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s in %s: refused: %v", c.identity, c.room, err)
@@ -68,7 +68,7 @@ func TestLoadTokensCannotPoseAsAnyoneReal(t *testing.T) {
 	}
 	// Without a configured key no load token is accepted at all.
 	none := &controlTokens{api: ctl}
-	if _, err := none.Verify(issue("load-1", "candidate", "sim")); err == nil {
+	if _, err := none.Verify(t.Context(), issue("load-1", "candidate", "sim")); err == nil {
 		t.Error("a load token accepted by a server without sfu_token_key")
 	}
 }
