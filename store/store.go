@@ -154,7 +154,8 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ping checks that the database answers (for /healthz).
+// Ping checks that the database answers (for /readyz: /healthz checks
+// nothing, so an orchestrator does not restart a server whose disk is slow).
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
 	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
