@@ -18,8 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
+
 	"invigil/internal/testassets"
+	"invigil/media"
 	"invigil/sfu"
+	"invigil/vp8rtp"
 	"invigil/web"
 )
 
@@ -64,7 +68,9 @@ func TestBrowserSFU(t *testing.T) {
 	face, _ := makeClips(t, t.TempDir())
 
 	key := []byte("browser-test-sfu-token-key-0123456789")
-	srv, err := sfu.New(sfu.Config{Tokens: sfu.HMACTokens{Key: key}, ICE: sfu.ICEConfig{IncludeLoopback: true}})
+	layers := &layerCount{}
+	srv, err := sfu.New(sfu.Config{Tokens: sfu.HMACTokens{Key: key}, ICE: sfu.ICEConfig{IncludeLoopback: true},
+		Taps: []media.Tap{layers}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +98,65 @@ func TestBrowserSFU(t *testing.T) {
 		"INVIGIL_PUB_TOKEN="+token(sfu.Grants{Identity: "candidate-1", Role: "candidate", CanPublish: true}),
 		"INVIGIL_SUB_TOKEN="+token(sfu.Grants{Identity: "staff-1", Role: "proctor", CanSubscribe: true, Hidden: true, Subscribe: []string{"*"}}),
 	)
+	// Chromium publishes what sfu.js asks for, VP8 L1T3: frames on
+	// temporal layers 0, 1 and 2, a quarter on the base, each base frame
+	// numbered (TL0PICIDX), as the pipeline's base-layer decoding expects.
+	n, byTID, numbered := layers.counts()
+	t.Logf("Chromium's video: %d frames, by temporal layer %v, %d base frames with TL0PICIDX", n, byTID, numbered)
+	if n < 30 || byTID[0] == 0 || byTID[1] == 0 || byTID[2] == 0 || numbered != byTID[0] {
+		t.Errorf("Chromium sent %d frames, by temporal layer %v (%d base frames with TL0PICIDX): want L1T3", n, byTID, numbered)
+	} else if share := float64(byTID[0]) / float64(n); share < 0.2 || share > 0.35 {
+		t.Errorf("%.0f %% of Chromium's frames on the base layer, want a quarter", 100*share)
+	}
+}
+
+// layerCount is a tap that reads the VP8 payload descriptor of every
+// frame published: how many frames each temporal layer has.
+type layerCount struct {
+	mu       sync.Mutex
+	frames   int
+	byTID    map[int]int // -1: no layers marked
+	numbered int         // base-layer frames with TL0PICIDX
+}
+
+func (l *layerCount) TrackStarted(t media.Track) media.PacketWriter {
+	if t.Kind != media.Video {
+		return nil
+	}
+	return l
+}
+
+func (l *layerCount) WriteRTP(p *rtp.Packet, _ time.Time) {
+	d, _, err := vp8rtp.Parse(p.Payload)
+	if err != nil || !d.FrameStart() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byTID == nil {
+		l.byTID = map[int]int{}
+	}
+	l.frames++
+	tid := -1
+	if d.HasTID {
+		tid = int(d.TID)
+	}
+	l.byTID[tid]++
+	if tid == 0 && d.HasTL0PicIdx {
+		l.numbered++
+	}
+}
+
+func (l *layerCount) Close() {}
+
+func (l *layerCount) counts() (int, map[int]int, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	byTID := map[int]int{}
+	for k, v := range l.byTID {
+		byTID[k] = v
+	}
+	return l.frames, byTID, l.numbered
 }
 
 // browserTools checks what the browser tests need and returns Chromium's

@@ -21,6 +21,12 @@ run('sfu', async () => {
     await window.c.connect();
     await window.c.publish(stream);
   }, process.env.INVIGIL_PUB_TOKEN);
+  const mode = await pub.evaluate(() => {
+    const s = window.c.pub.getSenders().find((x) => x.track && x.track.kind === 'video');
+    const e = s && s.getParameters().encodings;
+    return e && e[0] && e[0].scalabilityMode;
+  });
+  check(mode === 'L1T3', 'the camera is sent in three temporal layers (scalabilityMode L1T3): ' + mode);
   await sub.evaluate(async (token) => {
     const { SfuClient } = await import('/assets/sfu.js');
     const v = document.createElement('video');

@@ -10,6 +10,10 @@ const FATAL = new Set(['unauthorized', 'kicked', 'replaced']);
 const PING_EVERY_MS = 5000;
 const PONG_TIMEOUT_MS = 12000;
 const JOIN_TIMEOUT_MS = 10000;
+// Video goes out in three temporal layers (VP8 L1T3): staff and the
+// recording get every frame, while the server's analysis decodes only the
+// base layer, a quarter of them, which is all it can use.
+const VIDEO_ENCODINGS = [{ scalabilityMode: 'L1T3' }];
 
 export class SfuError extends Error {
   constructor(code, message) {
@@ -17,6 +21,21 @@ export class SfuError extends Error {
     this.name = 'SfuError';
     this.code = code;
   }
+}
+
+// addSender adds a send-only transceiver for the track, video with
+// temporal layers. A browser that refuses the mode (it throws on
+// scalabilityMode it cannot do) publishes without layers: the server then
+// decodes every frame, which costs it more but works the same.
+function addSender(pc, track, stream) {
+  if (track.kind === 'video') {
+    try {
+      return pc.addTransceiver(track, { direction: 'sendonly', streams: [stream], sendEncodings: VIDEO_ENCODINGS });
+    } catch (e) {
+      console.warn('sfu: video without temporal layers:', e && e.message);
+    }
+  }
+  return pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
 }
 
 export class SfuClient {
@@ -198,7 +217,7 @@ export class SfuClient {
       for (const track of stream.getTracks()) {
         const old = this.senders.get(track.kind);
         if (old) { await old.replaceTrack(track); continue; }
-        const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+        const tr = addSender(pc, track, stream);
         this.senders.set(track.kind, tr.sender);
       }
       await this.negotiate(pc, false);
