@@ -182,11 +182,9 @@ func TestWholeInterview(t *testing.T) {
 		t.Errorf("resume after %d gave %s", events[len(events)-3].Seq, mustJSON(later))
 	}
 	// ?since=now skips the history: the first event is the next one.
-	next := make(chan []store.Event, 1)
-	go func() { next <- h.events("/api/v1/exams/"+itoa(exam)+"/events?since=now", proctor, "", 1) }()
-	time.Sleep(300 * time.Millisecond) // let the stream open first
+	next := h.openEvents("/api/v1/exams/"+itoa(exam)+"/events?since=now", proctor, "")
 	h.must(204, "POST", "/api/v1/candidate/help", login.Token, map[string]string{"message": "麦克风没有声音"})
-	if got := <-next; len(got) != 1 || got[0].Type != "help_requested" || got[0].Seq != last+1 {
+	if got := next(1); len(got) != 1 || got[0].Type != "help_requested" || got[0].Seq != last+1 {
 		t.Errorf("since=now gave %s, want only the help request (seq %d)", mustJSON(got), last+1)
 	}
 	// The candidate's own stream has only their calls, stages and score.

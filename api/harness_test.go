@@ -228,8 +228,16 @@ func (h *harness) codeLogin(code string) candidateLoginAnswer {
 // or the timeout passed.
 func (h *harness) events(path, token string, since string, n int) []store.Event {
 	h.t.Helper()
+	return h.openEvents(path, token, since)(n)
+}
+
+// openEvents opens an event stream and returns once the server has
+// answered with its headers, which it sends after fixing where the stream
+// starts (?since=now included): whatever commits after openEvents returns
+// is on the stream. The returned function reads the next n events.
+func (h *harness) openEvents(path, token string, since string) func(n int) []store.Event {
+	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", h.base+path, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	if since != "" {
@@ -237,26 +245,33 @@ func (h *harness) events(path, token string, since string, n int) []store.Event 
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		cancel()
 		h.t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	h.t.Cleanup(func() {
+		cancel()
+		resp.Body.Close()
+	})
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		b, _ := io.ReadAll(resp.Body)
 		h.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
 	}
-	var out []store.Event
 	sc := bufio.NewScanner(resp.Body)
-	for len(out) < n && sc.Scan() {
-		line := sc.Text()
-		if data, ok := strings.CutPrefix(line, "data: "); ok {
-			var e store.Event
-			if err := json.Unmarshal([]byte(data), &e); err != nil {
-				h.t.Fatalf("event data %q: %v", data, err)
+	return func(n int) []store.Event {
+		h.t.Helper()
+		var out []store.Event
+		for len(out) < n && sc.Scan() {
+			line := sc.Text()
+			if data, ok := strings.CutPrefix(line, "data: "); ok {
+				var e store.Event
+				if err := json.Unmarshal([]byte(data), &e); err != nil {
+					h.t.Fatalf("event data %q: %v", data, err)
+				}
+				out = append(out, e)
 			}
-			out = append(out, e)
 		}
+		return out
 	}
-	return out
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
