@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pion/rtp"
@@ -270,43 +271,47 @@ func TestVideoStartsAtKeyframe(t *testing.T) {
 // member turning the camera on after talking) gets a new segment with all
 // tracks; staff are recorded like candidates.
 func TestTrackAddedLaterStartsNewSegment(t *testing.T) {
-	c := testClip(t)
-	dir := t.TempDir()
-	r, _, _ := newTestRecorder(t, dir, func(cfg *Config) { cfg.TrackWait = 100 * time.Millisecond })
-	p := newPublisher(t, c, t0)
-	p.audio = r.TrackStarted(p.track(media.Audio, "sess-9", "examiner-1", "examiner", 1))
-	p.video = discard{}
-	p.feed(time.Second)
-	time.Sleep(300 * time.Millisecond) // past TrackWait: an audio-only file opens
-	p.feed(time.Second)
-	p.video = r.TrackStarted(p.track(media.Video, "sess-9", "examiner-1", "examiner", 1))
-	p.content = 30 // a keyframe
-	p.feed(2 * time.Second)
-	p.stop()
-	r.Close()
+	synctest.Test(t, func(t *testing.T) {
+		c := testClip(t)
+		dir := t.TempDir()
+		r, _, _ := newTestRecorder(t, dir, func(cfg *Config) { cfg.TrackWait = 100 * time.Millisecond })
+		p := newPublisher(t, c, t0)
+		p.audio = r.TrackStarted(p.track(media.Audio, "sess-9", "examiner-1", "examiner", 1))
+		p.video = discard{}
+		p.feed(time.Second)
+		// Past TrackWait: an audio-only file opens. The bubble's clock moves
+		// on at once, as soon as every goroutine of the recorder is idle.
+		time.Sleep(300 * time.Millisecond)
+		p.feed(time.Second)
+		p.video = r.TrackStarted(p.track(media.Video, "sess-9", "examiner-1", "examiner", 1))
+		p.content = 30 // a keyframe
+		p.feed(2 * time.Second)
+		p.stop()
+		r.Close()
 
-	sessions, err := Sessions(dir, "exam-1", "examiner-1")
-	if err != nil || len(sessions) != 1 {
-		t.Fatalf("sessions %v %v", sessions, err)
-	}
-	s := sessions[0]
-	if s.Role != "examiner" || len(s.Segments) != 2 {
-		t.Fatalf("session %+v", s)
-	}
-	if len(s.Segments[0].Tracks) != 1 || len(s.Segments[1].Tracks) != 2 {
-		t.Errorf("tracks per segment: %+v / %+v", s.Segments[0].Tracks, s.Segments[1].Tracks)
-	}
-	for _, seg := range s.Segments {
-		if !seg.Complete {
-			t.Errorf("%s incomplete", seg.File)
+		sessions, err := Sessions(dir, "exam-1", "examiner-1")
+		if err != nil || len(sessions) != 1 {
+			t.Fatalf("sessions %v %v", sessions, err)
 		}
-		if e := decodeErrors(t, seg.Path); e != "" {
-			t.Errorf("%s: %s", seg.File, e)
+		s := sessions[0]
+		if s.Role != "examiner" || len(s.Segments) != 2 {
+			t.Fatalf("session %+v", s)
 		}
-	}
-	if n := ffprobe(t, s.Segments[1].Path).streamFrames(t, "video"); n < 25 {
-		t.Errorf("second segment has %d video frames", n)
-	}
+		if len(s.Segments[0].Tracks) != 1 || len(s.Segments[1].Tracks) != 2 {
+			t.Errorf("tracks per segment: %+v / %+v", s.Segments[0].Tracks, s.Segments[1].Tracks)
+		}
+		for _, seg := range s.Segments {
+			if !seg.Complete {
+				t.Errorf("%s incomplete", seg.File)
+			}
+			if e := decodeErrors(t, seg.Path); e != "" {
+				t.Errorf("%s: %s", seg.File, e)
+			}
+		}
+		if n := ffprobe(t, s.Segments[1].Path).streamFrames(t, "video"); n < 25 {
+			t.Errorf("second segment has %d video frames", n)
+		}
+	})
 }
 
 type discard struct{}
