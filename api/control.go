@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"invigil/contract"
 	"invigil/detectors/rules"
 	"invigil/stage"
 	"invigil/store"
@@ -279,28 +278,16 @@ func (c *stageCollector) Collect(ch chan<- prometheus.Metric) {
 
 // SFU identities and rooms. The SFU sees only these strings; the control
 // plane maps them back.
-func candidateIdentity(id int64) string { return "candidate-" + strconv.FormatInt(id, 10) }
-func staffIdentity(id int64) string     { return "staff-" + strconv.FormatInt(id, 10) }
-func examRoom(id int64) string          { return "exam-" + strconv.FormatInt(id, 10) }
+func candidateIdentity(id int64) string { return contract.CandidateIdentity(id) }
+func staffIdentity(id int64) string     { return contract.StaffIdentity(id) }
+func examRoom(id int64) string          { return contract.ExamRoom(id) }
 
 // ParseCandidateIdentity is candidateIdentity's inverse.
 func ParseCandidateIdentity(identity string) (int64, bool) {
-	rest, ok := strings.CutPrefix(identity, "candidate-")
-	if !ok {
-		return 0, false
-	}
-	id, err := strconv.ParseInt(rest, 10, 64)
-	return id, err == nil && id > 0
+	return contract.ParseCandidateIdentity(identity)
 }
 
-func parseStaffIdentity(identity string) (int64, bool) {
-	rest, ok := strings.CutPrefix(identity, "staff-")
-	if !ok {
-		return 0, false
-	}
-	id, err := strconv.ParseInt(rest, 10, 64)
-	return id, err == nil && id > 0
-}
+func parseStaffIdentity(identity string) (int64, bool) { return contract.ParseStaffIdentity(identity) }
 
 // policyFor is the detection policy of room in exam: the defaults with the
 // admin's override on top.

@@ -12,25 +12,14 @@ import (
 	"strings"
 	"time"
 
+	"invigil/contract"
 	"invigil/stage"
 	"invigil/store"
 )
 
 // MediaGrant is what a media token allows; cmd turns it into the SFU's
 // grants (api and sfu never import each other).
-type MediaGrant struct {
-	Identity     string
-	Name         string
-	Role         string
-	Room         string
-	CanPublish   bool
-	CanSubscribe bool
-	Hidden       bool
-	// Subscribe lists identities the bearer may subscribe to itself ("*":
-	// everyone in the room).
-	Subscribe []string
-	ExpiresAt time.Time
-}
+type MediaGrant = contract.Grants
 
 // ErrMediaToken wraps every refused media token.
 var ErrMediaToken = errors.New("invalid media token")
@@ -183,7 +172,7 @@ type mediaTokenAnswer struct {
 }
 
 // SignallingPath is where cmd mounts the SFU's WebSocket.
-const SignallingPath = "/sfu/ws"
+const SignallingPath = contract.SignallingPath
 
 func (c *control) mediaToken(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req mediaTokenRequest

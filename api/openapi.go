@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"invigil/detectors/rules"
+	"invigil/contract"
 )
 
 var (
@@ -87,13 +87,7 @@ func addStructFields(t reflect.Type, props map[string]any) {
 
 // violationTypes lists every type a violation can have: the camera's and
 // the microphone's rules, then the browser's own reports.
-func violationTypes() []string {
-	out := make([]string, 0, len(rules.AllTypes)+len(signalTypes))
-	for _, t := range rules.AllTypes {
-		out = append(out, string(t))
-	}
-	return append(out, SignalLeftPage, SignalSecondScreen, SignalHeadphones)
-}
+func violationTypes() []string { return contract.ViolationNames() }
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
 

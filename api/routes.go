@@ -5,16 +5,18 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+
+	"invigil/contract"
 )
 
 // Who may call a route besides the staff roles of store.Roles.
 const (
-	rolePublic    = "public"    // no login
-	roleCandidate = "candidate" // a token from an invitation code
+	rolePublic    = "public"               // no login
+	roleCandidate = contract.RoleCandidate // a token from an invitation code
 )
 
 // staff is every staff role; admin may call every staff route anyway.
-var staffRoles = []string{"admin", "assistant", "examiner", "proctor"}
+var staffRoles = contract.StaffRoles
 
 // route is one API endpoint. The table below is the single source of the
 // mux, the role checks and the OpenAPI document, so they cannot disagree.

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"invigil/contract"
 	"invigil/stage"
 	"invigil/store"
 )
@@ -26,14 +27,14 @@ import (
 
 // Browser-reported violation types (API names; never renamed).
 const (
-	SignalLeftPage     = "left_page"
-	SignalSecondScreen = "second_screen"
-	SignalHeadphones   = "headphones"
+	SignalLeftPage     = contract.LeftPage
+	SignalSecondScreen = contract.SecondScreen
+	SignalHeadphones   = contract.Headphones
 )
 
 // SourceBrowser is details.source of a violation the candidate's browser
 // reported (the pipeline's carry no source).
-const SourceBrowser = "browser"
+const SourceBrowser = string(contract.SourceBrowser)
 
 var signalTypes = map[string]bool{SignalLeftPage: true, SignalSecondScreen: true, SignalHeadphones: true}
 

@@ -18,7 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"invigil/detectors/rules"
+	"invigil/contract"
 	"invigil/internal/durable"
 	"invigil/store"
 )
@@ -634,10 +634,10 @@ func violationSource(v store.Violation) string {
 	if json.Unmarshal(v.Details, &d) == nil && d.Source == SourceBrowser {
 		return SourceBrowser
 	}
-	if rules.IsAudio(rules.Type(v.Type)) {
-		return "microphone"
+	if s := contract.SourceOf(v.Type); s != "" {
+		return string(s)
 	}
-	return "camera"
+	return string(contract.SourceCamera)
 }
 
 func (c *control) report(w http.ResponseWriter, r *http.Request, p *principal) error {

@@ -216,7 +216,7 @@ func (p *participant) handleSubscribe(c *wsConn, identity string) {
 	switch {
 	case identity == p.grants.Identity:
 		c.sendError(protocol.CodeBadRequest, "a participant cannot subscribe to itself")
-	case !p.grants.mayAsk(identity) && !(p.grants.CanSubscribe && p.allowed[identity]):
+	case !p.grants.MaySubscribeTo(identity) && !(p.grants.CanSubscribe && p.allowed[identity]):
 		c.sendError(protocol.CodeNotAllowed, fmt.Sprintf("not allowed to subscribe to %q", identity))
 	default:
 		if err := s.subscribeLocked(p, identity); err != nil {

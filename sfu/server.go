@@ -460,7 +460,7 @@ func (s *Server) canSeeLocked(viewer, target *participant) bool {
 		return false
 	}
 	id := target.grants.Identity
-	return viewer.subs[id] || viewer.allowed[id] || viewer.grants.mayAsk(id)
+	return viewer.subs[id] || viewer.allowed[id] || viewer.grants.MaySubscribeTo(id)
 }
 
 func (s *Server) describeLocked(p *participant) *protocol.Participant {

@@ -10,36 +10,13 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"invigil/contract"
 )
 
-// Grants is what a token allows its bearer. The control plane decides them
-// (a candidate publishes and sees only whom the server subscribes it to; a
-// proctor is hidden and may see a room's candidates).
-type Grants struct {
-	// Identity names the participant: a candidate ID or a staff user ID. It
-	// is unique on the server: a second join with the same identity
-	// replaces the first.
-	Identity string `json:"sub"`
-	Name     string `json:"name,omitempty"`
-	// Role is "candidate", "assistant", "examiner", "proctor", …; the SFU
-	// passes it on to taps and to other participants.
-	Role string `json:"role,omitempty"`
-	// Room is the room (exam) joined; participants only ever see and
-	// subscribe to others in the same room.
-	Room         string `json:"room"`
-	CanPublish   bool   `json:"pub,omitempty"`
-	CanSubscribe bool   `json:"subs,omitempty"`
-	// Hidden participants appear in no other participant's list or
-	// notifications (a proctor watching the rest room).
-	Hidden bool `json:"hidden,omitempty"`
-	// Subscribe lists the identities the bearer may subscribe to itself;
-	// "*" means everyone in the room. With CanSubscribe and an empty list,
-	// the bearer sees no one until the server API subscribes it.
-	Subscribe []string `json:"see,omitempty"`
-	// ExpiresAt bounds when the token may be used to join or resume; a
-	// session that joined in time is not cut off when it passes.
-	ExpiresAt time.Time `json:"-"`
-}
+// Grants is what a token allows its bearer (contract.Grants: the control
+// plane decides them, the SFU enforces them).
+type Grants = contract.Grants
 
 // TokenVerifier checks a join token and returns its grants. The control
 // plane implements it (its check reads the database, so it takes the
@@ -133,17 +110,4 @@ func (h HMACTokens) Verify(_ context.Context, token string) (Grants, error) {
 		return Grants{}, fmt.Errorf("%w: expired at %s", ErrBadToken, p.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return p.Grants, nil
-}
-
-// mayAsk reports whether g lets its bearer subscribe to identity by itself.
-func (g Grants) mayAsk(identity string) bool {
-	if !g.CanSubscribe {
-		return false
-	}
-	for _, s := range g.Subscribe {
-		if s == "*" || s == identity {
-			return true
-		}
-	}
-	return false
 }

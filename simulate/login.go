@@ -11,10 +11,12 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"invigil/contract"
 )
 
 // SignallingPath is where `invigil serve` mounts the SFU's WebSocket.
-const SignallingPath = "/sfu/ws"
+const SignallingPath = contract.SignallingPath
 
 // Endpoints are the two URLs a candidate needs.
 type Endpoints struct {

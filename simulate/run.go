@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"invigil/contract"
 	"invigil/sfu"
 )
 
@@ -225,7 +226,7 @@ func (s *Stats) add(o Stats) {
 // LoadIdentityPrefix starts every identity a token signed with the
 // server's sfu_token_key may carry: the server refuses such tokens for any
 // other identity, so load tests can never pose as real candidates or staff.
-const LoadIdentityPrefix = "load-"
+const LoadIdentityPrefix = contract.LoadIdentityPrefix
 
 // HMACTokens issues candidate tokens locally with the server's token key
 // (sfu_token_key), for tests and load runs while no control plane issues

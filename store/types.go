@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"invigil/contract"
 	"invigil/stage"
 )
 
@@ -17,16 +18,16 @@ var (
 	ErrConflict = errors.New("conflict")
 )
 
-// Staff roles.
+// Staff roles (package contract's).
 const (
-	RoleAdmin     = "admin"
-	RoleAssistant = "assistant"
-	RoleExaminer  = "examiner"
-	RoleProctor   = "proctor"
+	RoleAdmin     = contract.RoleAdmin
+	RoleAssistant = contract.RoleAssistant
+	RoleExaminer  = contract.RoleExaminer
+	RoleProctor   = contract.RoleProctor
 )
 
 // Roles lists the staff roles.
-var Roles = []string{RoleAdmin, RoleAssistant, RoleExaminer, RoleProctor}
+var Roles = contract.StaffRoles
 
 type User struct {
 	ID           int64     `json:"id"`

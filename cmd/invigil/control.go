@@ -13,10 +13,10 @@ import (
 
 	"invigil/api"
 	"invigil/config"
+	"invigil/contract"
 	"invigil/detectors/rules"
 	"invigil/pipeline"
 	"invigil/sfu"
-	"invigil/simulate"
 	"invigil/store"
 )
 
@@ -73,8 +73,7 @@ type controlTokens struct {
 func (t *controlTokens) Verify(ctx context.Context, token string) (sfu.Grants, error) {
 	g, err := t.api.VerifyMediaToken(ctx, token)
 	if err == nil {
-		return sfu.Grants{Identity: g.Identity, Name: g.Name, Role: g.Role, Room: g.Room, CanPublish: g.CanPublish,
-			CanSubscribe: g.CanSubscribe, Hidden: g.Hidden, Subscribe: g.Subscribe, ExpiresAt: g.ExpiresAt}, nil
+		return g, nil
 	}
 	if t.hmac != nil && !strings.HasPrefix(token, "m1.") {
 		if hg, herr := t.hmac.Verify(ctx, token); herr == nil {
@@ -92,11 +91,11 @@ func (t *controlTokens) Verify(ctx context.Context, token string) (sfu.Grants, e
 // push the real candidate out, whose violations would then be stored under
 // the load test's camera) or watch an exam's room as a hidden proctor.
 func checkLoadGrant(g sfu.Grants) error {
-	rest, ok := strings.CutPrefix(g.Identity, simulate.LoadIdentityPrefix)
+	rest, ok := strings.CutPrefix(g.Identity, contract.LoadIdentityPrefix)
 	if !ok || rest == "" {
-		return fmt.Errorf("a token signed with sfu_token_key carries identity %q: load-test identities start with %q", g.Identity, simulate.LoadIdentityPrefix)
+		return fmt.Errorf("a token signed with sfu_token_key carries identity %q: load-test identities start with %q", g.Identity, contract.LoadIdentityPrefix)
 	}
-	if strings.HasPrefix(g.Room, "exam-") {
+	if contract.IsExamRoom(g.Room) {
 		return fmt.Errorf("a token signed with sfu_token_key names room %q: exam rooms are the control plane's", g.Room)
 	}
 	return nil

@@ -17,12 +17,12 @@ import (
 
 	"invigil/api"
 	"invigil/config"
+	"invigil/contract"
 	"invigil/media"
 	"invigil/models"
 	"invigil/pipeline"
 	"invigil/recording"
 	"invigil/sfu"
-	"invigil/simulate"
 	"invigil/store"
 	"invigil/web"
 )
@@ -116,7 +116,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	}
 	// Deferred before mp.Close, so it runs after it: the pipeline's last
 	// closes are queued, delivered, and only then the store closes.
-	defer violations.Shutdown(time.Duration(cfg.ShutdownTimeout)) //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
+	defer violations.Shutdown(time.Duration(cfg.ShutdownTimeout))   //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
 	mp, err := startMediaPlane(cfg, reg, log, srv, violations.sink) //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
 	if err != nil {
 		return err
@@ -160,7 +160,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 
 // sfuPath is where the SFU's signalling WebSocket is mounted; simulate
 // derives it from the server's URL.
-const sfuPath = simulate.SignallingPath
+const sfuPath = contract.SignallingPath
 
 // mediaPlane is the SFU with its taps: the recorder under the data
 // directory and the live analysis, whose violations the control plane

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"invigil/config"
+	"invigil/contract"
 	"invigil/simulate"
 )
 
@@ -24,7 +25,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	token := fs.String("token", "", "join with this SFU `TOKEN`")
 	tokenKey := fs.String("token-key", "", "issue tokens locally with the server's sfu_token_key `KEY` (tests and load; env INVIGIL_SFU_TOKEN_KEY)")
 	room := fs.String("room", "sim", "`ROOM` of the tokens issued with --token-key")
-	identity := fs.String("identity", simulate.LoadIdentityPrefix, "identity `PREFIX` of the tokens issued with --token-key (candidate i is PREFIXi; must start with "+simulate.LoadIdentityPrefix+")")
+	identity := fs.String("identity", contract.LoadIdentityPrefix, "identity `PREFIX` of the tokens issued with --token-key (candidate i is PREFIXi; must start with "+contract.LoadIdentityPrefix+")")
 	video := fs.String("video", "", "what the camera shows: an image or video `FILE`, looping")
 	scenario := fs.String("scenario", "", "a scenario `FILE`: JSON list of {\"file\": …, \"seconds\": …} the camera shows in turn, looping")
 	audio := fs.String("audio", "", "also publish a microphone: a WAV or Ogg Opus `FILE`, looping, or \"sine\" for a 440 Hz tone (made with ffmpeg)")
@@ -113,8 +114,8 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 		if len(key) < 16 {
 			return usageError{"--token-key: want the server's sfu_token_key (at least 16 characters)"}
 		}
-		if !strings.HasPrefix(*identity, simulate.LoadIdentityPrefix) {
-			return usageError{fmt.Sprintf("--identity %q: tokens signed with the key are for load tests only; their identities start with %q", *identity, simulate.LoadIdentityPrefix)}
+		if !strings.HasPrefix(*identity, contract.LoadIdentityPrefix) {
+			return usageError{fmt.Sprintf("--identity %q: tokens signed with the key are for load tests only; their identities start with %q", *identity, contract.LoadIdentityPrefix)}
 		}
 		tokens = simulate.HMACTokens([]byte(key), *room, *identity, 24*time.Hour)
 	case *token != "":

@@ -6,35 +6,46 @@ import (
 	"fmt"
 	"math"
 	"sort"
+
+	"invigil/contract"
 )
 
 // Type is a violation type; the names are API contracts (DESIGN.md):
 // new ones may be added, none renamed.
 type Type string
 
+// The names come from package contract, which the pages and the control
+// plane share.
 const (
-	FaceOffScreen  Type = "face_off_screen"
-	ExtraPerson    Type = "extra_person"
-	HeadTurn       Type = "head_turn"
-	HandsOutOfView Type = "hands_out_of_view"
-	Distance       Type = "distance"
-	CameraBlocked  Type = "camera_blocked"
+	FaceOffScreen  Type = contract.FaceOffScreen
+	ExtraPerson    Type = contract.ExtraPerson
+	HeadTurn       Type = contract.HeadTurn
+	HandsOutOfView Type = contract.HandsOutOfView
+	Distance       Type = contract.Distance
+	CameraBlocked  Type = contract.CameraBlocked
 	// Talking and MicrophoneOff are judged on the microphone's audio
 	// (Engine.ObserveAudio), not on frames.
-	Talking       Type = "talking"
-	MicrophoneOff Type = "microphone_off"
+	Talking       Type = contract.Talking
+	MicrophoneOff Type = contract.MicrophoneOff
 	// PhoneCall is judged on the camera (a hand held at the ear or cheek)
 	// with the microphone deciding how long it must last: shorter while
 	// speech is heard.
-	PhoneCall Type = "phone_call"
+	PhoneCall Type = contract.PhoneCall
 )
 
-// AllTypes lists every violation type in a stable order.
-var AllTypes = []Type{FaceOffScreen, ExtraPerson, HeadTurn, HandsOutOfView, Distance, CameraBlocked, Talking, MicrophoneOff, PhoneCall}
+// AllTypes lists every type the rules judge (the contract's camera and
+// microphone types; the browser reports its own), in a stable order.
+var AllTypes = func() []Type {
+	var out []Type
+	for _, name := range contract.ViolationNames(contract.SourceCamera, contract.SourceMicrophone) {
+		out = append(out, Type(name))
+	}
+	return out
+}()
 
 // IsAudio reports whether t is judged on the microphone rather than the
 // camera.
-func IsAudio(t Type) bool { return t == Talking || t == MicrophoneOff }
+func IsAudio(t Type) bool { return contract.SourceOf(string(t)) == contract.SourceMicrophone }
 
 // Timing is a rule's hysteresis: the condition must hold for MinMS before a
 // violation opens and be clear for ClearMS before it closes.

@@ -4,11 +4,11 @@
 import { t, onLangChange } from './i18n.js';
 import { get, post, put, patch, errorText } from './api.js';
 import { $, $$, h, show, toast, fmtDateTime, stageText, stageClass, typeText, wireLangSwitch, staffLogin, topBar } from './ui.js';
+import { POLICY_TYPES } from './contract.js';
 
-// The rules a policy can turn on (rules.AllTypes); the browser's own
-// reports (left_page, second_screen, headphones) are not policy rules.
-const TYPES = ['face_off_screen', 'extra_person', 'head_turn', 'hands_out_of_view', 'distance', 'camera_blocked',
-  'talking', 'microphone_off', 'phone_call'];
+// The rules a policy can turn on; the browser's own reports (left_page,
+// second_screen, headphones) are not policy rules.
+const TYPES = POLICY_TYPES;
 // The thresholds shown in the form; the rest keep their defaults.
 const FIELDS = [
   ['analysis_fps', 'pol.analysis_fps', 0.5],

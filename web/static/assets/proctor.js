@@ -8,13 +8,13 @@ import { t, onLangChange } from './i18n.js';
 import { get, post, errorText } from './api.js';
 import { listen } from './events.js';
 import { SfuClient } from './sfu.js';
+import { VIOLATION_TYPES } from './contract.js';
 import {
   $, $$, h, show, toast, fmtTime, fmtDuration, stageText, stageClass, typeText, attachStream,
   wireLangSwitch, staffLogin, topBar, chooseExam, setLive,
 } from './ui.js';
 
-const TYPES = ['face_off_screen', 'extra_person', 'head_turn', 'hands_out_of_view', 'distance', 'camera_blocked',
-  'left_page', 'second_screen', 'headphones', 'talking', 'microphone_off', 'phone_call'];
+const TYPES = VIOLATION_TYPES;
 
 // fromBrowser: the candidate's page reported it, not the camera's analysis.
 const fromBrowser = (v) => !!(v.details && v.details.source === 'browser');

@@ -6,6 +6,7 @@ import { t, onLangChange } from './i18n.js';
 import { get, post, put, errorText } from './api.js';
 import { listen } from './events.js';
 import { SfuClient } from './sfu.js';
+import { SIGNALLING_PATH } from './contract.js';
 import {
   $, h, show, toast, fmtTime, since, stageText, stageClass, typeText, attachStream,
   wireLangSwitch, staffLogin, topBar, chooseExam, setLive,
@@ -381,7 +382,7 @@ async function startMedia() {
   try {
     const tok = await post('/media/token', { exam_id: S.exam.id });
     S.sfu = new SfuClient({
-      url: tok.url || '/sfu/ws',
+      url: tok.url || SIGNALLING_PATH,
       token: async () => (await post('/media/token', { exam_id: S.exam.id })).token,
       onState: (state) => setLive($('#media-state'), 'media_' + state),
       onTrack: () => drawCallHeader(),

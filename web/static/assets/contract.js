@@ -1,0 +1,20 @@
+// Generated from Go package invigil/contract (contract.JavaScript); do not
+// edit. `go test ./web -run TestContractModule -update` writes it again.
+
+// Where the SFU's signalling WebSocket is mounted.
+export const SIGNALLING_PATH = "/sfu/ws";
+
+// The roles a staff account can have.
+export const STAFF_ROLES = Object.freeze(["admin","assistant","examiner","proctor"]);
+
+// Every violation type, in the server's order.
+export const VIOLATION_TYPES = Object.freeze(["face_off_screen","extra_person","head_turn","hands_out_of_view","distance","camera_blocked","talking","microphone_off","phone_call","left_page","second_screen","headphones"]);
+
+// The types a room's policy turns on and off (the camera's and the microphone's).
+export const POLICY_TYPES = Object.freeze(["face_off_screen","extra_person","head_turn","hands_out_of_view","distance","camera_blocked","talking","microphone_off","phone_call"]);
+
+// The types the candidate's page reports itself.
+export const BROWSER_TYPES = Object.freeze(["left_page","second_screen","headphones"]);
+
+// What notices each type: camera, microphone or browser.
+export const VIOLATION_SOURCES = Object.freeze({"camera_blocked":"camera","distance":"camera","extra_person":"camera","face_off_screen":"camera","hands_out_of_view":"camera","head_turn":"camera","headphones":"browser","left_page":"browser","microphone_off":"microphone","phone_call":"camera","second_screen":"browser","talking":"microphone"});
