@@ -168,6 +168,15 @@ func FuzzReceiver(f *testing.F) {
 		}
 	}
 	f.Add(stream)
+	// An L1T3 stream, whose upper-layer frames are skipped.
+	lp := newLayeredPublisher(f, 3)
+	var layered []byte
+	for i := 0; i < 5; i++ {
+		for _, p := range lp.next().pkts {
+			add(&layered, p)
+		}
+	}
+	f.Add(layered)
 	var small []byte
 	for _, p := range testFrame(65534, 0, 3) {
 		add(&small, p)
