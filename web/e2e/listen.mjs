@@ -57,6 +57,11 @@ run('listen', async () => {
   await cp.waitForSelector('#ck-mic[data-state=ok]');
   await cp.waitForSelector('#ck-extras[data-state=warn]');
   await waitText(cp, '#ck-extras', 'AirPods');
+  // Renders asked for at once (events, the language switch, a reconnect)
+  // run one after the other, never interleaved: here, in the device check,
+  // each would otherwise await the check and open the camera again.
+  await cp.evaluate(() => window.invigil.renderTwice());
+  check(await cp.evaluate(() => window.invigil.mostRendersAtOnce()) === 1, 'the page never renders twice at once');
   await shot(cp, 'candidate-check-headphones');
   await cp.click('#tone-btn');
   await cp.click('#tone-ok');

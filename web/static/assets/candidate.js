@@ -141,7 +141,35 @@ function signOut() {
 const needsCamera = (stage) => ['mock', 'device_check_waiting', 'device_check_call', 'device_checked',
   'interview_waiting', 'interview_call', 'interview_done', 'rest_room'].includes(stage);
 
-async function render() {
+// render is entered from the event stream, the language switch, buttons
+// and reconnects, and it awaits the camera and the device check: two at
+// once would open the camera twice. So one runs at a time; a render asked
+// for meanwhile runs once after it, on the newest state.
+let rendering = null;
+let renderAgain = false;
+let rendersAtOnce = 0;
+let mostRendersAtOnce = 0;
+function render() {
+  if (rendering) {
+    renderAgain = true;
+    return rendering;
+  }
+  rendering = (async () => {
+    try {
+      do {
+        renderAgain = false;
+        rendersAtOnce++;
+        mostRendersAtOnce = Math.max(mostRendersAtOnce, rendersAtOnce);
+        try { await renderOnce(); } finally { rendersAtOnce--; }
+      } while (renderAgain);
+    } finally {
+      rendering = null;
+    }
+  })();
+  return rendering;
+}
+
+async function renderOnce() {
   const me = S.me;
   if (!me) { screen('code'); return; }
   $('#exam-name').textContent = me.exam_name ? `${me.exam_name} · ${me.name || ''}` : (me.name || '');
@@ -842,6 +870,9 @@ window.invigil = {
     away: away ? away.reason : '', nudge: $('#nudge').dataset.type || '' }),
   nudgesShown: () => [...nudgesShown],
   nudgeTexts: () => ({ ...nudgeTexts }),
+  // for the browser tests: render never runs twice at once
+  mostRendersAtOnce: () => mostRendersAtOnce,
+  renderTwice: () => Promise.all([render(), render()]),
   framesSent: () => sentCount('video', 'framesSent'),
   audioPacketsSent: () => sentCount('audio', 'packetsSent'),
 };
