@@ -160,10 +160,9 @@ func (r *receiver) assemble(p *rtp.Packet, arrival time.Time) []assembledFrame {
 func (r *receiver) lost(f *assembledFrame) bool {
 	missing := 0
 	if f.layered && f.tid == 0 && f.tl0PicIdx >= 0 && r.lastTL0 >= 0 {
-		// An index not one
-		// on is frames lost, or a sender that renumbered: either way the
-		// references are in doubt. (Skipped frames are not counted as
-		// lost: they were never going to be decoded.)
+		// An index not one on is frames lost, or a sender that renumbered:
+		// either way the references are in doubt. (Lost frames above the
+		// base are not counted: they were never going to be decoded.)
 		if d := uint8(f.tl0PicIdx - r.lastTL0); d != 1 {
 			missing = max(int(d)-1, 1)
 		}
