@@ -34,7 +34,7 @@ help:
 	@echo "make bench   run the benchmarks  make fuzz    short fuzz runs (FUZZTIME=$(FUZZTIME))"
 	@echo "make docker  build the image $(DOCKER_IMAGE)"
 	@echo "make eval    score the detectors on the labelled video set, write docs/EVAL.md"
-	@echo "make lint    go vet, staticcheck and golangci-lint (make test runs it first)"
+	@echo "make lint    go vet, staticcheck, golangci-lint and tsc on the pages (make test runs it first)"
 
 deps:
 	scripts/install.sh build
@@ -73,10 +73,13 @@ lint-tools: $(LINT_TOOLS)
 $(LINT_TOOLS): tools/go.mod tools/go.sum
 	go -C tools build -o ../bin/ honnef.co/go/tools/cmd/staticcheck github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
-lint: deps lint-tools
+# The pages are type-checked too: tsc (npm typescript, pinned in
+# web/e2e's lockfile) over their JSDoc-typed ES modules (web/tsconfig.json).
+lint: deps lint-tools web-deps
 	go vet -tags matprofile ./...
 	bin/staticcheck -tags matprofile ./...
 	bin/golangci-lint run ./...
+	web/e2e/node_modules/.bin/tsc -p web
 
 test: test-deps build models testdata web-deps lint
 	# matprofile makes gocv count live Mats, so the leak tests run too.

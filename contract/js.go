@@ -15,7 +15,7 @@ const JavaScriptFile = "web/static/assets/contract.js"
 // know or miss one it does.
 func JavaScript() string {
 	var b strings.Builder
-	b.WriteString("// Generated from Go package invigil/contract (contract.JavaScript); do not\n")
+	b.WriteString("// @ts-check\n// Generated from Go package invigil/contract (contract.JavaScript); do not\n")
 	b.WriteString("// edit. `go test ./web -run TestContractModule -update` writes it again.\n\n")
 	constant := func(name, comment string, v any) {
 		j, err := json.Marshal(v)

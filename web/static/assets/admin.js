@@ -1,3 +1,4 @@
+// @ts-check
 // The admin console: exams, candidates (CSV import, codes export), staff
 // accounts, which staff work on each exam, and the detection policy of
 // each room.

@@ -1,3 +1,4 @@
+// @ts-check
 // The JSON API under /api/v1 as the pages use it: cookie auth (set by the
 // login answers), the CSRF header on every state-changing request, and one
 // error type whose message is fit to show to a person.
@@ -16,12 +17,21 @@ export function setCSRF(token) {
 }
 
 export class ApiError extends Error {
+  /**
+   * @param {number} status HTTP status, 0 for a network failure
+   * @param {string} code the API's error code
+   * @param {string} message
+   * @param {{retryAfter?: number, detail?: string}} [extra]
+   */
   constructor(status, code, message, extra = {}) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
-    Object.assign(this, extra);
+    /** @type {number | undefined} seconds to wait, from a 429's Retry-After */
+    this.retryAfter = extra.retryAfter;
+    /** @type {string | undefined} the server's own English message */
+    this.detail = extra.detail;
   }
 }
 
@@ -30,6 +40,7 @@ export class ApiError extends Error {
 // for 204) and rejects with an ApiError.
 export async function api(method, path, body, opts = {}) {
   const headers = { Accept: 'application/json' };
+  /** @type {RequestInit} */
   const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
   if (method !== 'GET' && method !== 'HEAD' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
   if (body !== undefined) {

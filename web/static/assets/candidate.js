@@ -1,3 +1,4 @@
+// @ts-check
 // The candidate page: invitation code → device check → waiting room →
 // calls → result → rest room, driven by the API's stage and the candidate's
 // live events. The camera and microphone are published to the SFU from the
@@ -326,7 +327,7 @@ $('#accept-call').addEventListener('click', async () => {
 
 function browserSupported() {
   return !!(window.RTCPeerConnection && navigator.mediaDevices && navigator.mediaDevices.getUserMedia &&
-    window.WebSocket && window.EventSource && (window.AudioContext || window.webkitAudioContext));
+    window.WebSocket && window.EventSource && (window.AudioContext || /** @type {any} */ (window).webkitAudioContext));
 }
 
 // startMedia asks for the camera and microphone; it reports what failed on
@@ -414,7 +415,7 @@ $('#rest-restart-camera').addEventListener('click', restartCamera);
 
 function ensureAudio() {
   if (S.audio) return S.audio;
-  const AC = window.AudioContext || window.webkitAudioContext;
+  const AC = window.AudioContext || /** @type {any} */ (window).webkitAudioContext;
   if (!AC) return null;
   S.audio = new AC();
   S.audio.resume().catch(() => {});
@@ -748,7 +749,10 @@ async function checkExtras() {
   let labels = [];
   try { labels = await headsetLabels(); } catch (e) { console.warn('enumerateDevices', e); }
   // window.screen: this module's screen() shows one of the page's screens.
-  const ext = typeof window.screen.isExtended === 'boolean' ? window.screen.isExtended : null;
+  // isExtended is the Window Management API's, not in every browser (nor
+  // in TypeScript's DOM types yet).
+  const scr = /** @type {any} */ (window.screen);
+  const ext = typeof scr.isExtended === 'boolean' ? scr.isExtended : null;
   if (S.screen === 'check') {
     const parts = [];
     let state = 'ok';
@@ -782,7 +786,8 @@ async function checkExtras() {
 if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
   navigator.mediaDevices.addEventListener('devicechange', () => checkExtras());
 }
-if (window.screen.addEventListener) window.screen.addEventListener('change', () => checkExtras());
+const watchedScreen = /** @type {any} */ (window.screen);
+if (watchedScreen.addEventListener) watchedScreen.addEventListener('change', () => checkExtras());
 
 // ---- nudges ---------------------------------------------------------------------
 // While one of the candidate's violations lasts, a calm banner says what
@@ -865,7 +870,7 @@ if (S.token) {
 // A read-only view of the page for the browser tests (and for support, from
 // the console): where the candidate is and whether video and audio are
 // being sent.
-window.invigil = {
+/** @type {any} */ (window).invigil = {
   state: () => ({ screen: S.screen, stage: S.me && S.me.stage, sfu: S.sfuState, offline: S.offline,
     away: away ? away.reason : '', nudge: $('#nudge').dataset.type || '' }),
   nudgesShown: () => [...nudgesShown],

@@ -1,3 +1,4 @@
+// @ts-check
 // Generated from Go package invigil/contract (contract.JavaScript); do not
 // edit. `go test ./web -run TestContractModule -update` writes it again.
 

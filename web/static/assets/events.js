@@ -1,3 +1,4 @@
+// @ts-check
 // Live events from the API's Server-Sent Events endpoints. EventSource
 // reconnects by itself and sends Last-Event-ID, so the server replays what
 // was missed; when the browser gives up (an HTTP error closes the stream
@@ -13,6 +14,12 @@ export const EVENT_TYPES = [
 // listen opens the stream at url and calls onEvent(ev) for each event
 // ({seq, exam_id, type, at, candidate_id, data}). onState('live' |
 // 'reconnecting') reports the connection. It returns a function that stops.
+/**
+ * @param {string} url
+ * @param {(ev: any) => void} onEvent
+ * @param {(state: string) => void} [onState]
+ * @returns {() => void}
+ */
 export function listen(url, onEvent, onState = () => {}) {
   let lastSeq = 0;
   let source = null;

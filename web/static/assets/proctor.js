@@ -1,3 +1,4 @@
+// @ts-check
 // The proctor's violation dashboard: a grid of every candidate in a waiting
 // room or the rest room (live video, open-violation badges), the live alert
 // feed with filters, and a violation's detail — evidence image, the
@@ -331,7 +332,7 @@ function drawFacts(v) {
     ['detail.type', fromBrowser(v) ? `${typeText(v.type)} · ${t('source.browser')}` : typeText(v.type)],
     ['detail.started', fmtTime(v.started_at)],
     ['detail.ended', v.ended_at ? fmtTime(v.ended_at) : t('alerts.ongoing')],
-    ['detail.duration', v.ended_at ? fmtDuration(new Date(v.ended_at) - new Date(v.started_at)) : '—'],
+    ['detail.duration', v.ended_at ? fmtDuration(new Date(v.ended_at).getTime() - new Date(v.started_at).getTime()) : '—'],
     ['detail.confidence', v.confidence !== undefined ? Math.round(v.confidence * 100) + '%' : '—'],
     ['detail.reason', v.reason || '—'],
   ];
@@ -423,7 +424,7 @@ function drawMarkers() {
   const span = playerSpan();
   const marks = markerViolations().map((x) => {
     const startPct = Math.min(100, (x.recording_offset_ms / 1000 / span) * 100);
-    const len = x.ended_at ? (new Date(x.ended_at) - new Date(x.started_at)) / 1000 : 2;
+    const len = x.ended_at ? (new Date(x.ended_at).getTime() - new Date(x.started_at).getTime()) / 1000 : 2;
     const m = h('button', {
       type: 'button', class: 'marker marker-' + x.status + (S.detail && x.id === S.detail.id ? ' current' : ''),
       title: `${typeText(x.type)} ${fmtTime(x.started_at)}`, 'aria-label': `${typeText(x.type)} ${fmtTime(x.started_at)}`,

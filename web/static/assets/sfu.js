@@ -1,3 +1,4 @@
+// @ts-check
 // The SFU's signalling protocol (sfu/protocol) in the browser: one
 // WebSocket, a publisher RTCPeerConnection on which we offer and a
 // subscriber RTCPeerConnection on which the server offers, trickle ICE both

@@ -1,3 +1,4 @@
+// @ts-check
 // The staff interview room for interview assistants (device checks, spot
 // checks) and examiners (interviews, scores). The waiting list follows the
 // exam's live events; a call is placed through the API, and the control

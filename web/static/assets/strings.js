@@ -1,3 +1,4 @@
+// @ts-check
 // The pages' text in both languages. Keys are grouped by page; the
 // candidate page's stage messages come from the API (stage.Message), the
 // rest live here. Chinese is the reference: a key missing in English falls

@@ -1,3 +1,4 @@
+// @ts-check
 // Small DOM helpers shared by the pages, and the pieces every staff page
 // has: the top bar, the language switch, the login form and the exam choice.
 import { t, lang, setLang, applyI18n, onLangChange } from './i18n.js';
