@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,39 +86,47 @@ func schedulerRun(t *testing.T, policies []rules.Policy, work, d time.Duration) 
 // shares, and the sixth, needing less than a share, gets its rate (max-min
 // fairness).
 func TestSchedulerFairUnderSaturation(t *testing.T) {
-	p := mustPolicy(t, rules.PolicyRestRoom)
-	slow := mustPolicy(t, rules.PolicyWaiting) // 2 fps
-	policies := []rules.Policy{p, p, p, p, p, slow}
-	const run = 3 * time.Second
-	counts, _, reg := schedulerRun(t, policies, 60*time.Millisecond, run)
-	t.Logf("analyses per candidate: %v", counts)
-	lo, hi := counts[0], counts[0]
-	for _, n := range counts[:5] {
-		lo, hi = min(lo, n), max(hi, n)
-	}
-	if hi-lo > 1 || lo == 0 {
-		t.Errorf("unequal shares under saturation: %v", counts)
-	}
-	if n := counts[5]; n > hi || n > int(run.Seconds()*slow.AnalysisFPS)+1 {
-		t.Errorf("the 2 fps candidate got %d analyses, more than its rate or the others' share", n)
-	}
-	if lo >= int(run.Seconds()*p.AnalysisFPS) {
-		t.Errorf("not saturated: %v", counts)
-	}
-	if n := metricValue(t, reg, "invigil_pipeline_frames_dropped_total", "reason", "superseded"); n == 0 {
-		t.Error("no superseded frames counted")
-	}
+	// In a synctest bubble the clock moves only when every goroutine waits,
+	// so the counts are exact however busy the machine is.
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPolicy(t, rules.PolicyRestRoom)
+		slow := mustPolicy(t, rules.PolicyWaiting) // 2 fps
+		policies := []rules.Policy{p, p, p, p, p, slow}
+		const run = 3 * time.Second
+		counts, _, reg := schedulerRun(t, policies, 60*time.Millisecond, run)
+		t.Logf("analyses per candidate: %v", counts)
+		lo, hi := counts[0], counts[0]
+		for _, n := range counts[:5] {
+			lo, hi = min(lo, n), max(hi, n)
+		}
+		if hi-lo > 1 || lo == 0 {
+			t.Errorf("unequal shares under saturation: %v", counts)
+		}
+		if n := counts[5]; n > hi || n > int(run.Seconds()*slow.AnalysisFPS)+1 {
+			t.Errorf("the 2 fps candidate got %d analyses, more than its rate or the others' share", n)
+		}
+		if lo >= int(run.Seconds()*p.AnalysisFPS) {
+			t.Errorf("not saturated: %v", counts)
+		}
+		if n := metricValue(t, reg, "invigil_pipeline_frames_dropped_total", "reason", "superseded"); n == 0 {
+			t.Error("no superseded frames counted")
+		}
+	})
 }
 
 // TestSchedulerRate: with spare capacity each candidate is analysed at its
 // policy rate, not faster.
 func TestSchedulerRate(t *testing.T) {
-	fast, slow := mustPolicy(t, rules.PolicyRestRoom), mustPolicy(t, rules.PolicyWaiting)
-	counts, _, _ := schedulerRun(t, []rules.Policy{fast, slow}, time.Millisecond, 2*time.Second)
-	t.Logf("analyses in 2 s at 5 and 2 fps: %v", counts)
-	if counts[0] < 8 || counts[0] > 11 || counts[1] < 3 || counts[1] > 5 {
-		t.Errorf("analyses %v, want about 10 and 4", counts)
-	}
+	// In a synctest bubble the clock moves only when every goroutine waits,
+	// so the counts are exact however busy the machine is.
+	synctest.Test(t, func(t *testing.T) {
+		fast, slow := mustPolicy(t, rules.PolicyRestRoom), mustPolicy(t, rules.PolicyWaiting)
+		counts, _, _ := schedulerRun(t, []rules.Policy{fast, slow}, time.Millisecond, 2*time.Second)
+		t.Logf("analyses in 2 s at 5 and 2 fps: %v", counts)
+		if counts[0] < 8 || counts[0] > 11 || counts[1] < 3 || counts[1] > 5 {
+			t.Errorf("analyses %v, want about 10 and 4", counts)
+		}
+	})
 }
 
 // stillThumb and movedThumb are two pictures of which the second differs
@@ -248,69 +257,73 @@ func TestSchedulerAdaptiveDecisions(t *testing.T) {
 // and a fresh frame every 10 ms, the one whose picture stays still is
 // analysed far less often than the one whose picture keeps changing.
 func TestSchedulerCalmAnalysedLess(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, 1, func() float64 { return 0 })
-	if err != nil {
-		t.Fatal(err)
-	}
-	const calm = 500 * time.Millisecond
-	s := newScheduler(m, calm)
-	pool := newMatPool(16)
-	defer pool.close()
-	policy := mustPolicy(t, rules.PolicyRestRoom)
-	still, moving := s.candidateLocked("still", policy), s.candidateLocked("moving", policy)
-	for _, c := range []*candidate{still, moving} {
-		c.tracks, c.gen = 1, 1
-		c.resetScheduleLocked()
-	}
-	const run = 3 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), run)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // the decoders
-		defer wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			s.publish(still, &frame{i420: pool.get(), pool: pool, gen: 1, tMS: int64(i * 10), thumb: stillThumb(), hasThumb: true})
-			th := stillThumb()
-			if i%2 == 1 {
-				th = movedThumb()
-			}
-			s.publish(moving, &frame{i420: pool.get(), pool: pool, gen: 1, tMS: int64(i * 10), thumb: th, hasThumb: true})
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
+	// In a synctest bubble the clock moves only when every goroutine waits,
+	// so the counts are exact however busy the machine is.
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		m, err := newMetrics(reg, 1, func() float64 { return 0 })
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	counts := map[*candidate]int{}
-	for {
-		j, ok := s.next(ctx)
-		if !ok {
-			break
+		const calm = 500 * time.Millisecond
+		s := newScheduler(m, calm)
+		pool := newMatPool(16)
+		defer pool.close()
+		policy := mustPolicy(t, rules.PolicyRestRoom)
+		still, moving := s.candidateLocked("still", policy), s.candidateLocked("moving", policy)
+		for _, c := range []*candidate{still, moving} {
+			c.tracks, c.gen = 1, 1
+			c.resetScheduleLocked()
 		}
-		counts[j.c]++
-		j.f.release()
-		s.done(j.c, analysisResult{analysed: true})
-	}
-	wg.Wait()
-	for _, f := range s.close() {
-		f.release()
-	}
-	full := int(run.Seconds() * policy.AnalysisFPS)
-	t.Logf("in %v at %g fps: still picture analysed %d times, changing picture %d", run, policy.AnalysisFPS, counts[still], counts[moving])
-	// The still one: its hold after the first look, then one look per calm
-	// interval.
-	if limit := holdAnalyses(policy) + int(run/calm) + 1; counts[still] > limit {
-		t.Errorf("still picture analysed %d times, want at most %d", counts[still], limit)
-	}
-	if counts[moving] < full*2/3 || counts[moving] > full+1 {
-		t.Errorf("changing picture analysed %d times, want about %d (the policy rate)", counts[moving], full)
-	}
-	if n := metricValue(t, reg, "invigil_pipeline_analyses_total", "trigger", triggerCalm); n == 0 {
-		t.Error("no calm analyses counted")
-	}
+		const run = 3 * time.Second
+		ctx, cancel := context.WithTimeout(context.Background(), run)
+		defer cancel()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { // the decoders
+			defer wg.Done()
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				s.publish(still, &frame{i420: pool.get(), pool: pool, gen: 1, tMS: int64(i * 10), thumb: stillThumb(), hasThumb: true})
+				th := stillThumb()
+				if i%2 == 1 {
+					th = movedThumb()
+				}
+				s.publish(moving, &frame{i420: pool.get(), pool: pool, gen: 1, tMS: int64(i * 10), thumb: th, hasThumb: true})
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+		counts := map[*candidate]int{}
+		for {
+			j, ok := s.next(ctx)
+			if !ok {
+				break
+			}
+			counts[j.c]++
+			j.f.release()
+			s.done(j.c, analysisResult{analysed: true})
+		}
+		wg.Wait()
+		for _, f := range s.close() {
+			f.release()
+		}
+		full := int(run.Seconds() * policy.AnalysisFPS)
+		t.Logf("in %v at %g fps: still picture analysed %d times, changing picture %d", run, policy.AnalysisFPS, counts[still], counts[moving])
+		// The still one: its hold after the first look, then one look per calm
+		// interval.
+		if limit := holdAnalyses(policy) + int(run/calm) + 1; counts[still] > limit {
+			t.Errorf("still picture analysed %d times, want at most %d", counts[still], limit)
+		}
+		if counts[moving] < full*2/3 || counts[moving] > full+1 {
+			t.Errorf("changing picture analysed %d times, want about %d (the policy rate)", counts[moving], full)
+		}
+		if n := metricValue(t, reg, "invigil_pipeline_analyses_total", "trigger", triggerCalm); n == 0 {
+			t.Error("no calm analyses counted")
+		}
+	})
 }
