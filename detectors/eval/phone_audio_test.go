@@ -24,15 +24,8 @@ func TestPhoneCallHearsSpeech(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the face, palm and hand models and the speech detector")
 	}
-	testassets.Model(t, "palm_detection_lite.onnx")
 	testassets.Model(t, "silero_vad_v5.onnx")
-	src := filepath.Join(testassets.RepoRoot(t), ".cache", "eval", "sources")
-	seedFromTestdata(src, testassets.DataDir(t))
-	if err := ProvisionSources(context.Background(), src, testLog{t}); err != nil {
-		t.Fatal(err)
-	}
-	r := newRenderer(src)
-	defer r.Close()
+	r := sourcesRenderer(t)
 	bg, err := r.background("astra_color.jpg")
 	if err != nil {
 		t.Fatal(err)

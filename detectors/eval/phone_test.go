@@ -16,10 +16,10 @@ import (
 // or cheek is found there (the palm detector must find a hand pressed
 // against a face, and the face detector the face behind it), and that
 // fingers at the lips or a hand beside the head never are.
-func TestHandAtEarOnRealFaces(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the face, palm and hand models on 48 composed frames")
-	}
+// sourcesRenderer composes frames from the evaluation's provisioned
+// sources (the real faces, hands and rooms), with the palm model checked.
+func sourcesRenderer(t *testing.T) *renderer {
+	t.Helper()
 	testassets.Model(t, "palm_detection_lite.onnx")
 	src := filepath.Join(testassets.RepoRoot(t), ".cache", "eval", "sources")
 	seedFromTestdata(src, testassets.DataDir(t))
@@ -27,7 +27,15 @@ func TestHandAtEarOnRealFaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newRenderer(src)
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestHandAtEarOnRealFaces(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the face, palm and hand models on 48 composed frames")
+	}
+	r := sourcesRenderer(t)
 	a, err := detectors.NewAnalyzer(detectors.AnalyzerOptions{ModelsDir: testassets.ModelsDir(t)})
 	if err != nil {
 		t.Fatal(err)
