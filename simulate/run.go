@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"invigil/contract"
-	"invigil/sfu"
 )
 
 // Options runs a crowd of candidates (`invigil simulate`).
@@ -232,9 +231,9 @@ const LoadIdentityPrefix = contract.LoadIdentityPrefix
 // (sfu_token_key), for tests and load runs while no control plane issues
 // them: candidate i is identity prefix+(i+1) in room, valid for ttl.
 func HMACTokens(key []byte, room, prefix string, ttl time.Duration) func(i int) (string, error) {
-	issuer := sfu.HMACTokens{Key: key}
+	issuer := contract.GrantTokens{Key: key}
 	return func(i int) (string, error) {
-		return issuer.Issue(sfu.Grants{
+		return issuer.Issue(contract.Grants{
 			Identity: fmt.Sprintf("%s%d", prefix, i+1), Name: fmt.Sprintf("Simulated candidate %d", i+1),
 			Role: "candidate", Room: room, CanPublish: true, CanSubscribe: true,
 			ExpiresAt: time.Now().Add(ttl),
