@@ -267,19 +267,9 @@ func TestAssemblerGivesUpAfterWaiting(t *testing.T) {
 // lost packet makes the assembler give up on a frame while they sit there;
 // the stream's packet with a stray's sequence number takes its place.
 func TestReceiverIgnoresStrayPackets(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, 1, func() float64 { return 0 })
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := newMatPool(2)
-	defer pool.close()
 	pub := newPublisher(t, "cand-1")
-	r, err := newReceiver(m, pool, 90000, func(string) { pub.wantKey.Store(true) }, 0, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
+	r, pool, reg, done := testReceiver(t, func(string) { pub.wantKey.Store(true) }, 0, 2*time.Second)
+	defer done()
 	pic := picture(t, "messi5.jpg")
 	at := time.Unix(1000, 0)
 	const frames = 60

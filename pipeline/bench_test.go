@@ -8,7 +8,6 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
-	"github.com/prometheus/client_golang/prometheus"
 	"gocv.io/x/gocv"
 	"golang.org/x/sys/unix"
 
@@ -60,17 +59,8 @@ func BenchmarkPipeline(b *testing.B) {
 	enc.Close()
 	packetizer := rtp.NewPacketizer(1200, 96, rand.Uint32(), &codecs.VP8Payloader{EnablePictureID: true}, rtp.NewRandomSequencer(), 90000)
 
-	m, err := newMetrics(prometheus.NewRegistry(), 1, func() float64 { return 0 })
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := newMatPool(2)
-	defer pool.close()
-	rcv, err := newReceiver(m, pool, 90000, nil, time.Second, time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rcv.close()
+	rcv, pool, _, done := testReceiver(b, nil, time.Second, time.Hour)
+	defer done()
 	a, err := detectors.NewAnalyzer(detectors.AnalyzerOptions{ModelsDir: testassets.ModelsDir(b)})
 	if err != nil {
 		b.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"invigil/detectors/eval"
 	"invigil/internal/testassets"
@@ -57,18 +56,8 @@ func BenchmarkDecode(b *testing.B) {
 func benchmarkDecode(b *testing.B, stream *simulate.Stream) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, 1, func() float64 { return 0 })
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := newMatPool(2)
-	defer pool.close()
-	rcv, err := newReceiver(m, pool, 90000, nil, time.Second, time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rcv.close()
+	rcv, pool, _, done := testReceiver(b, nil, time.Second, time.Hour)
+	defer done()
 	seq, ts := uint16(rand.Uint32()), rand.Uint32()
 	var cpu, depacketize time.Duration
 	var decoded, skipped int

@@ -339,3 +339,25 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// testReceiver is a receiver at the video clock rate with metrics in a
+// registry of its own and a small Mat pool; done closes the receiver, then
+// the pool.
+func testReceiver(tb testing.TB, requestKeyframe func(string), keyframeInterval, gapKeyframe time.Duration) (r *receiver, pool *matPool, reg *prometheus.Registry, done func()) {
+	tb.Helper()
+	reg = prometheus.NewRegistry()
+	m, err := newMetrics(reg, 1, func() float64 { return 0 })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool = newMatPool(2)
+	r, err = newReceiver(m, pool, 90000, requestKeyframe, keyframeInterval, gapKeyframe)
+	if err != nil {
+		pool.close()
+		tb.Fatal(err)
+	}
+	return r, pool, reg, func() {
+		r.close()
+		pool.close()
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/prometheus/client_golang/prometheus"
 	"gocv.io/x/gocv"
 
 	"invigil/vp8rtp"
@@ -85,18 +84,8 @@ type layerRun struct {
 // or rewrite them (nil keeps the frame as it is).
 func receiveLayered(t *testing.T, pub *layeredPublisher, frames int, alter func(i int, f layeredFrame) []*rtp.Packet) layerRun {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, 1, func() float64 { return 0 })
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := newMatPool(2)
-	defer pool.close()
-	r, err := newReceiver(m, pool, 90000, func(string) { pub.wantKey = true }, 0, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
+	r, pool, reg, done := testReceiver(t, func(string) { pub.wantKey = true }, 0, time.Hour)
+	defer done()
 	run := layerRun{decodedTIDs: map[uint8]int{}}
 	at := time.Unix(1000, 0)
 	tidOf := map[int]uint8{}
