@@ -7,7 +7,9 @@ import (
 	"time"
 )
 
-func TestCalls(t *testing.T) {
+func TestCalls(t *testing.T) { onEachEngine(t, testCalls) }
+
+func testCalls(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")
@@ -107,7 +109,9 @@ func TestCalls(t *testing.T) {
 	}
 }
 
-func TestScores(t *testing.T) {
+func TestScores(t *testing.T) { onEachEngine(t, testScores) }
+
+func testScores(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")

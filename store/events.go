@@ -8,8 +8,9 @@ import (
 
 // AppendEvent adds an event to an exam's log as part of this transaction.
 // Its Seq is the exam's last plus one: the transaction holds the write
-// lock, so no other writer can take the same number, and a rollback takes
-// the number back with the change. data is encoded as JSON ({} for nil).
+// lock (SQLite's, or on PostgreSQL the writer lock that every node's write
+// transactions take), so no other writer can take the same number, and a
+// rollback takes the number back with the change. data is encoded as JSON ({} for nil).
 // Store.Update returns the event once the transaction has committed.
 func (tx *Tx) AppendEvent(ctx context.Context, examID int64, typ string, candidateID int64, data any) (Event, error) {
 	if typ == "" {

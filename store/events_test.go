@@ -7,7 +7,9 @@ import (
 	"testing"
 )
 
-func TestEventLog(t *testing.T) {
+func TestEventLog(t *testing.T) { onEachEngine(t, testEventLog) }
+
+func testEventLog(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")

@@ -33,6 +33,15 @@ func scanExam(row scanner) (Exam, error) {
 	if err := json.Unmarshal([]byte(policies), &e.Policies); err != nil {
 		return Exam{}, fmt.Errorf("exam %d: stored policies: %w", e.ID, err)
 	}
+	// SQLite's json_set writes an override compactly, PostgreSQL's jsonb
+	// with spaces; callers get the same bytes from either.
+	for room, raw := range e.Policies {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, raw); err != nil {
+			return Exam{}, fmt.Errorf("exam %d: stored %s policy: %w", e.ID, room, err)
+		}
+		e.Policies[room] = compact.Bytes()
+	}
 	return e, nil
 }
 
@@ -124,19 +133,30 @@ func (q queries) CreateExam(ctx context.Context, e Exam) (Exam, error) {
 // the defaults again.
 func (q queries) SetExamPolicy(ctx context.Context, examID int64, room string, override json.RawMessage) error {
 	override = bytes.TrimSpace(override)
-	path := "$." + room
+	// The JSON functions are the one place where the engines' SQL differs:
+	// SQLite edits by path ($.room), PostgreSQL's jsonb by key.
+	pg := q.db.d.postgres
 	var query string
-	args := []any{path}
+	args := []any{"$." + room}
+	if pg {
+		args = []any{room}
+	}
 	if len(override) == 0 || string(override) == "null" {
 		if !slices.Contains(policyRooms, room) {
 			return fmt.Errorf("exam %d: unknown room %q (want one of %s)", examID, room, strings.Join(policyRooms, ", "))
 		}
 		query = "UPDATE exams SET policies = json_remove(policies, ?) WHERE id = ?"
+		if pg {
+			query = "UPDATE exams SET policies = (policies::jsonb - ?::text)::json WHERE id = ?"
+		}
 	} else {
 		if err := policyObject(room, override); err != nil {
 			return fmt.Errorf("exam %d: %w", examID, err)
 		}
 		query = "UPDATE exams SET policies = json_set(policies, ?, json(?)) WHERE id = ?"
+		if pg {
+			query = "UPDATE exams SET policies = jsonb_set(policies::jsonb, ARRAY[?::text], ?::jsonb)::json WHERE id = ?"
+		}
 		args = append(args, string(override))
 	}
 	args = append(args, examID)

@@ -12,7 +12,9 @@ import (
 	"invigil/stage"
 )
 
-func TestExams(t *testing.T) {
+func TestExams(t *testing.T) { onEachEngine(t, testExams) }
+
+func testExams(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 
@@ -66,7 +68,9 @@ func TestExams(t *testing.T) {
 	}
 }
 
-func TestSetExamPolicy(t *testing.T) {
+func TestSetExamPolicy(t *testing.T) { onEachEngine(t, testSetExamPolicy) }
+
+func testSetExamPolicy(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")
@@ -110,7 +114,9 @@ func TestSetExamPolicy(t *testing.T) {
 	}
 }
 
-func TestCandidatesAndCodes(t *testing.T) {
+func TestCandidatesAndCodes(t *testing.T) { onEachEngine(t, testCandidatesAndCodes) }
+
+func testCandidatesAndCodes(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")
@@ -179,6 +185,10 @@ func TestCandidatesAndCodes(t *testing.T) {
 }
 
 func TestCodesCollideOnlyWithActiveCodes(t *testing.T) {
+	onEachEngine(t, testCodesCollideOnlyWithActiveCodes)
+}
+
+func testCodesCollideOnlyWithActiveCodes(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")
@@ -240,7 +250,9 @@ func TestCodesCollideOnlyWithActiveCodes(t *testing.T) {
 	}
 }
 
-func TestMoveStageFollowsTheGuide(t *testing.T) {
+func TestMoveStageFollowsTheGuide(t *testing.T) { onEachEngine(t, testMoveStageFollowsTheGuide) }
+
+func testMoveStageFollowsTheGuide(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")
@@ -293,6 +305,10 @@ func TestMoveStageFollowsTheGuide(t *testing.T) {
 }
 
 func TestMoveStageRefusesIllegalMovesAndChangesNothing(t *testing.T) {
+	onEachEngine(t, testMoveStageRefusesIllegalMovesAndChangesNothing)
+}
+
+func testMoveStageRefusesIllegalMovesAndChangesNothing(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")

@@ -12,10 +12,13 @@ import (
 	"time"
 )
 
-// The schema's history, one file per step, named NNNN_what.sql. A step is
-// never edited once released: a change is a new file.
+// The schema's history, one directory per engine and one file per step,
+// named NNNN_what.sql. A step is never edited once released: a change is a
+// new file in both directories, with the same version number, so that a
+// database of either engine at version N has the same tables and columns
+// (TestMigrationsMatchAcrossEngines checks the numbers).
 //
-//go:embed migrations/*.sql
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
 var migrationFiles embed.FS
 
 type migration struct {
@@ -24,9 +27,9 @@ type migration struct {
 	sql     string
 }
 
-// loadMigrations reads the embedded steps in version order.
-func loadMigrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+// loadMigrations reads the embedded steps of d's engine in version order.
+func loadMigrations(d *dialect) ([]migration, error) {
+	names, err := fs.Glob(migrationFiles, d.migrations+"/*.sql")
 	if err != nil {
 		return nil, fmt.Errorf("list migrations: %w", err)
 	}
@@ -56,17 +59,16 @@ func loadMigrations() ([]migration, error) {
 	return ms, nil
 }
 
-// migrate applies the steps the file has not seen yet, each in its own
-// transaction so that a failed step leaves the file at the one before.
+// migrate applies the steps the database has not seen yet, each in its own
+// transaction so that a failed step leaves it at the one before. Every
+// step runs in a write transaction (on PostgreSQL under the writer lock),
+// so nodes that start together apply each step once.
 func (s *Store) migrate(ctx context.Context, ms []migration) error {
 	if len(ms) == 0 {
 		return fmt.Errorf("no migrations embedded")
 	}
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		applied_at TEXT    NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
+	if err := s.createMigrationsTable(ctx); err != nil {
+		return err
 	}
 	current, err := schemaVersion(ctx, s.db)
 	if err != nil {
@@ -86,6 +88,28 @@ func (s *Store) migrate(ctx context.Context, ms []migration) error {
 	return nil
 }
 
+// createMigrationsTable makes the table that records the applied steps.
+// The statement is the same on both engines; on PostgreSQL two nodes
+// creating it at once would collide in the catalogue, hence the writer
+// lock of a write transaction.
+func (s *Store) createMigrationsTable(ctx context.Context) error {
+	tx, err := s.d.beginWrite(ctx, s.db)
+	if err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		applied_at TEXT    NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	return nil
+}
+
 func schemaVersion(ctx context.Context, db dbtx) (int64, error) {
 	var v int64
 	if err := db.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v); err != nil {
@@ -95,11 +119,12 @@ func schemaVersion(ctx context.Context, db dbtx) (int64, error) {
 }
 
 func (s *Store) apply(ctx context.Context, m migration) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	sqlTx, err := s.d.beginWrite(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("migration %s: begin: %w", m.name, err)
 	}
-	defer tx.Rollback()
+	defer sqlTx.Rollback()
+	tx := conn{dbtx: sqlTx, d: s.d}
 	// Another process may have applied it while this one waited for the
 	// write lock.
 	var done int
@@ -109,14 +134,14 @@ func (s *Store) apply(ctx context.Context, m migration) error {
 	if done > 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+	if _, err := sqlTx.ExecContext(ctx, m.sql); err != nil {
 		return fmt.Errorf("migration %s: %w", m.name, err)
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
 		m.version, dbTime(time.Now())); err != nil {
 		return fmt.Errorf("migration %s: record it: %w", m.name, err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("migration %s: commit: %w", m.name, err)
 	}
 	return nil

@@ -11,7 +11,9 @@ import (
 // a new role, disabling. Re-enabling does not bring old logins back, and
 // changes that change nothing (the same role, enabling an enabled user)
 // leave them alone.
-func TestUpdateUserRevokesLogins(t *testing.T) {
+func TestUpdateUserRevokesLogins(t *testing.T) { onEachEngine(t, testUpdateUserRevokesLogins) }
+
+func testUpdateUserRevokesLogins(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	bob := mustUser(t, s, "bob", RoleProctor)
@@ -110,6 +112,10 @@ func TestUpdateUserRevokesLogins(t *testing.T) {
 // The revocation is part of the user's update: when the transaction rolls
 // back, neither the password nor the logins change.
 func TestUpdateUserRevocationRollsBack(t *testing.T) {
+	onEachEngine(t, testUpdateUserRevocationRollsBack)
+}
+
+func testUpdateUserRevocationRollsBack(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	bob := mustUser(t, s, "bob", RoleProctor)

@@ -8,7 +8,9 @@ import (
 	"time"
 )
 
-func TestExamStaff(t *testing.T) {
+func TestExamStaff(t *testing.T) { onEachEngine(t, testExamStaff) }
+
+func testExamStaff(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	a, b := mustExam(t, s, "A"), mustExam(t, s, "B")
@@ -85,7 +87,9 @@ func TestExamStaff(t *testing.T) {
 	}
 }
 
-func TestLastInterviewer(t *testing.T) {
+func TestLastInterviewer(t *testing.T) { onEachEngine(t, testLastInterviewer) }
+
+func testLastInterviewer(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "A")

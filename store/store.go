@@ -10,15 +10,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-
-	"github.com/mattn/go-sqlite3"
 )
 
 // Store is the database. Its methods may be called from many goroutines.
 type Store struct {
 	queries
-	db   *sql.DB
-	path string
+	db *sql.DB
+	d  *dialect
+	// where names the database in messages: the file's path, or the URL
+	// without its password.
+	where string
 }
 
 // Tx is one write transaction, handed to the function given to
@@ -39,17 +40,22 @@ type dbtx interface {
 // queries holds every read and write, written once and promoted to both
 // *Store and *Tx.
 type queries struct {
-	db dbtx
+	db conn
 }
 
 // sqliteHeader starts every SQLite 3 database file.
 var sqliteHeader = []byte("SQLite format 3\x00")
 
-// Open opens the database file at path, creating it (mode 0600) and its
-// directory if missing, and brings its schema up to date.
+// Open opens the database and brings its schema up to date. A
+// postgres:// or postgresql:// URL opens that PostgreSQL database (see
+// openPostgres); anything else is the path of an SQLite file, created (mode
+// 0600) with its directory if missing.
 func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open store: no database path given")
+	}
+	if IsPostgresURL(path) {
+		return openPostgres(ctx, path)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -72,8 +78,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, openError(abs, err)
 	}
-	s := &Store{queries: queries{db: db}, db: db, path: abs}
-	ms, err := loadMigrations()
+	s := newStore(db, sqliteDialect, abs)
+	ms, err := loadMigrations(s.d)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -83,6 +89,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, openError(abs, err)
 	}
 	return s, nil
+}
+
+func newStore(db *sql.DB, d *dialect, where string) *Store {
+	return &Store{queries: queries{db: conn{dbtx: db, d: d}}, db: db, d: d, where: where}
 }
 
 // dsn names the file as an SQLite URI (so that any character in the path is
@@ -135,31 +145,35 @@ func prepareFile(path string) error {
 	return nil
 }
 
-// openError turns SQLite's codes for a damaged file into a sentence that
-// says what to do.
-func openError(path string, err error) error {
-	var se sqlite3.Error
-	if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
-		return fmt.Errorf("open store %s: the database file is damaged (%w): restore it from a backup", path, err)
+// openError turns an engine's codes for a damaged database into a sentence
+// that says what to do.
+func openError(where string, err error) error {
+	if classify(err) == errDamaged {
+		return fmt.Errorf("open store %s: the database is damaged (%w): restore it from a backup", where, err)
 	}
-	return fmt.Errorf("open store %s: %w", path, err)
+	return fmt.Errorf("open store %s: %w", where, err)
 }
 
 // Close closes the database. SQLite checkpoints the WAL into the main file
 // when the last connection closes.
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close store %s: %w", s.path, err)
+		return fmt.Errorf("close store %s: %w", s.where, err)
 	}
 	return nil
 }
 
-// Ping checks that the database answers (for /readyz: /healthz checks
-// nothing, so an orchestrator does not restart a server whose disk is slow).
+// Engine names the database engine: "SQLite" or "PostgreSQL".
+func (s *Store) Engine() string { return s.d.name }
+
+// Ping checks that the database answers a query, on a connection of the
+// pool (a new one when the server restarted), for /readyz. /healthz checks
+// nothing, so an orchestrator does not restart a server whose disk or
+// database server is slow; /readyz takes it out of rotation instead.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
 	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return fmt.Errorf("ping store %s: %w", s.path, err)
+		return fmt.Errorf("ping store %s: %w", s.where, err)
 	}
 	return nil
 }
@@ -171,8 +185,13 @@ func (s *Store) Ping(ctx context.Context) error {
 //
 // Inside fn use tx, never s, for writes: s would wait for the write lock
 // that fn's own transaction holds, and fail after the busy timeout.
+//
+// On PostgreSQL, write transactions of every node sharing the database run
+// one after another too (see dialect.beginWrite), and a statement that
+// fails aborts the whole transaction: a caller that ignores an error inside
+// fn gets the next statement's error instead, and nothing is committed.
 func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) ([]Event, error) {
-	sqlTx, err := s.db.BeginTx(ctx, nil)
+	sqlTx, err := s.d.beginWrite(ctx, s.db)
 	if err != nil {
 		return nil, fmt.Errorf("begin write transaction: %w", err)
 	}
@@ -185,7 +204,7 @@ func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx *Tx)
 			_ = sqlTx.Rollback()
 		}
 	}()
-	tx := &Tx{queries: queries{db: sqlTx}}
+	tx := &Tx{queries: queries{db: conn{dbtx: sqlTx, d: s.d}}}
 	if err := fn(ctx, tx); err != nil {
 		return nil, err
 	}
@@ -201,12 +220,12 @@ func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx *Tx)
 // the caller's transaction, so that a failed call leaves nothing behind
 // even if the caller goes on and commits.
 func (q queries) atomic(ctx context.Context, fn func(q queries) error) error {
-	if db, ok := q.db.(*sql.DB); ok {
-		tx, err := db.BeginTx(ctx, nil)
+	if db, ok := q.db.dbtx.(*sql.DB); ok {
+		tx, err := q.db.d.beginWrite(ctx, db)
 		if err != nil {
 			return fmt.Errorf("begin transaction: %w", err)
 		}
-		if err := fn(queries{db: tx}); err != nil {
+		if err := fn(queries{db: conn{dbtx: tx, d: q.db.d}}); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
@@ -228,20 +247,6 @@ func (q queries) atomic(ctx context.Context, fn func(q queries) error) error {
 		return fmt.Errorf("release savepoint: %w", err)
 	}
 	return nil
-}
-
-// isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
-func isUnique(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) &&
-		(se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
-}
-
-// isForeignKey reports whether err is a foreign key violation: the row
-// names another that does not exist.
-func isForeignKey(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintForeignKey
 }
 
 // notFound maps sql.ErrNoRows to ErrNotFound with what was looked for.

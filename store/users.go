@@ -117,7 +117,11 @@ func (q queries) UpdateUser(ctx context.Context, id int64, u UserUpdate) (User, 
 	// A NULL argument keeps the column as it is.
 	var disabled, role, hash any
 	if u.Disabled != nil {
-		disabled = *u.Disabled
+		// 0 or 1, the flag's stored form on both engines.
+		disabled = 0
+		if *u.Disabled {
+			disabled = 1
+		}
 	}
 	if u.Role != nil {
 		role = *u.Role

@@ -7,7 +7,9 @@ import (
 	"time"
 )
 
-func TestUsers(t *testing.T) {
+func TestUsers(t *testing.T) { onEachEngine(t, testUsers) }
+
+func testUsers(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 
@@ -77,7 +79,9 @@ func TestUsers(t *testing.T) {
 	}
 }
 
-func TestTokens(t *testing.T) {
+func TestTokens(t *testing.T) { onEachEngine(t, testTokens) }
+
+func testTokens(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	u := mustUser(t, s, "alice", RoleAdmin)
@@ -141,7 +145,9 @@ func TestTokens(t *testing.T) {
 	}
 }
 
-func TestAudit(t *testing.T) {
+func TestAudit(t *testing.T) { onEachEngine(t, testAudit) }
+
+func testAudit(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	u := mustUser(t, s, "alice", RoleAdmin)

@@ -11,6 +11,10 @@ import (
 )
 
 func TestInsertViolationIsIdempotentByKey(t *testing.T) {
+	onEachEngine(t, testInsertViolationIsIdempotentByKey)
+}
+
+func testInsertViolationIsIdempotentByKey(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")
@@ -83,7 +87,9 @@ func TestInsertViolationIsIdempotentByKey(t *testing.T) {
 	}
 }
 
-func TestEndViolation(t *testing.T) {
+func TestEndViolation(t *testing.T) { onEachEngine(t, testEndViolation) }
+
+func testEndViolation(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")
@@ -108,7 +114,9 @@ func TestEndViolation(t *testing.T) {
 	}
 }
 
-func TestReviews(t *testing.T) {
+func TestReviews(t *testing.T) { onEachEngine(t, testReviews) }
+
+func testReviews(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")
@@ -152,7 +160,9 @@ func TestReviews(t *testing.T) {
 	}
 }
 
-func TestListViolationsAndPending(t *testing.T) {
+func TestListViolationsAndPending(t *testing.T) { onEachEngine(t, testListViolationsAndPending) }
+
+func testListViolationsAndPending(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")
@@ -231,7 +241,9 @@ func TestListViolationsAndPending(t *testing.T) {
 	}
 }
 
-func TestRecordings(t *testing.T) {
+func TestRecordings(t *testing.T) { onEachEngine(t, testRecordings) }
+
+func testRecordings(t *testing.T, openTest opener) {
 	s, _ := openTest(t)
 	ctx := t.Context()
 	e := mustExam(t, s, "e")

@@ -1,0 +1,3 @@
+-- An exam may close first logins some minutes after its start ("late
+-- login"); 0 keeps them open until the exam ends.
+ALTER TABLE exams ADD COLUMN late_login_minutes BIGINT NOT NULL DEFAULT 0 CHECK (late_login_minutes >= 0);
