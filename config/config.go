@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +28,10 @@ type Config struct {
 	Addr string `json:"addr"`
 	// DataDir holds the SQLite database, recordings and evidence.
 	DataDir string `json:"data_dir"`
+	// DatabaseURL, if set, keeps the state in that PostgreSQL database
+	// (postgres://user:password@host:5432/db) instead of the SQLite file in
+	// DataDir, so that several nodes can share it.
+	DatabaseURL string `json:"database_url"`
 	// ModelsDir holds the provisioned ONNX models and their manifest.
 	ModelsDir string `json:"models_dir"`
 	// LogLevel is debug, info, warn or error.
@@ -180,6 +185,7 @@ type setting struct {
 var settings = []setting{
 	{"addr", "INVIGIL_ADDR", "`HOST:PORT` to listen on", func(c *Config) flag.Value { return (*stringValue)(&c.Addr) }},
 	{"data", "INVIGIL_DATA", "data `DIR` (database, recordings, evidence)", func(c *Config) flag.Value { return (*stringValue)(&c.DataDir) }},
+	{"database-url", "INVIGIL_DATABASE_URL", "PostgreSQL `URL` (postgres://user:password@host:5432/db) to keep the state in, shared by several nodes (default: the SQLite file DIR/invigil.db)", func(c *Config) flag.Value { return (*stringValue)(&c.DatabaseURL) }},
 	{"models", "INVIGIL_MODELS", "models `DIR`", func(c *Config) flag.Value { return (*stringValue)(&c.ModelsDir) }},
 	{"log-level", "INVIGIL_LOG_LEVEL", "log `LEVEL`: debug, info, warn, error", func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
 	{"log-format", "INVIGIL_LOG_FORMAT", "log `FORMAT`: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
@@ -317,6 +323,31 @@ func lineOf(b []byte, offset int64) int {
 	return bytes.Count(b[:offset], []byte("\n")) + 1
 }
 
+// validDatabaseURL checks the form of DatabaseURL; whether the server
+// answers is for the store to find out. Its messages never repeat the URL,
+// which may hold a password.
+func (c Config) validDatabaseURL() error {
+	if c.DatabaseURL == "" {
+		return nil
+	}
+	if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return errors.New("database url: want postgres://user:password@host:5432/db (or postgresql://…); leave it empty for the SQLite file in the data directory")
+	}
+	u, err := url.Parse(c.DatabaseURL)
+	if err != nil {
+		// url's errors quote the URL; say only what is wrong.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("database url: not a valid URL: %w", err)
+	}
+	if u.Host == "" && u.Query().Get("host") == "" {
+		return errors.New("database url: no host (postgres://user:password@HOST:5432/db)")
+	}
+	return nil
+}
+
 // Validate reports the first setting that cannot work, naming it.
 func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
@@ -327,6 +358,9 @@ func (c Config) Validate() error {
 	}
 	if c.ModelsDir == "" {
 		return errors.New("models dir is empty")
+	}
+	if err := c.validDatabaseURL(); err != nil {
+		return err
 	}
 	if _, err := c.SlogLevel(); err != nil {
 		return err

@@ -280,3 +280,38 @@ func TestTrustSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestDatabaseURL(t *testing.T) {
+	const fromFile = "postgres://invigil:pw@db.example:5432/invigil?sslmode=require"
+	file := writeFile(t, `{"database_url": "`+fromFile+`"}`)
+	cfg, err := resolve(t, []string{"--config", file}, nil)
+	if err != nil || cfg.DatabaseURL != fromFile {
+		t.Errorf("from the file: %q, %v", cfg.DatabaseURL, err)
+	}
+	cfg, err = resolve(t, []string{"--config", file}, map[string]string{"INVIGIL_DATABASE_URL": "postgresql://env@db/invigil"})
+	if err != nil || cfg.DatabaseURL != "postgresql://env@db/invigil" {
+		t.Errorf("from env over the file: %q, %v", cfg.DatabaseURL, err)
+	}
+	cfg, err = resolve(t, []string{"--database-url", "postgres://flag@db/invigil"}, map[string]string{"INVIGIL_DATABASE_URL": "postgresql://env@db/invigil"})
+	if err != nil || cfg.DatabaseURL != "postgres://flag@db/invigil" {
+		t.Errorf("from the flag over env: %q, %v", cfg.DatabaseURL, err)
+	}
+	if cfg, err := resolve(t, nil, nil); err != nil || cfg.DatabaseURL != "" {
+		t.Errorf("default: %q, %v (want empty: the SQLite file)", cfg.DatabaseURL, err)
+	}
+	for _, bad := range []string{
+		"mysql://u:secret-pw@db/invigil",
+		"/srv/invigil.db",
+		"postgres://u:secret-pw@db:port/invigil",
+		"postgres:///invigil",
+	} {
+		_, err := resolve(t, []string{"--database-url", bad}, nil)
+		if err == nil || !strings.Contains(err.Error(), "database url") {
+			t.Errorf("%s: error %v, want one about the database url", bad, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret-pw") {
+			t.Errorf("%s: the error shows the password: %v", bad, err)
+		}
+	}
+}
