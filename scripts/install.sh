@@ -11,7 +11,8 @@
 #   runtime  only the shared libraries bin/invigil loads, for the slim image
 #   test     what the tests use besides the build group: test photos
 #            (opencv-doc), ffmpeg for test clips, Chromium for browser tests,
-#            sqlite3 for the fault tests, alsa-utils for recorded voices
+#            sqlite3 for the fault tests, alsa-utils for recorded voices,
+#            PostgreSQL 15 for the store tests on the second engine
 #
 # Only packages that are missing are installed: one `apt-get update`, then one
 # `apt-get install`. As root it runs apt-get directly, otherwise through sudo;
@@ -76,6 +77,10 @@ group_test=(
   # The fault tests hold the live database's write lock from an outside
   # sqlite3 process.
   sqlite3
+  # The store tests run on PostgreSQL too: each test binary starts its own
+  # server (initdb and postgres from /usr/lib/postgresql/15/bin) in a
+  # temporary directory; the package's own cluster service is not used.
+  postgresql
   # Real recorded voices and noise (/usr/share/sounds/alsa/*.wav) for the
   # Opus round-trip tests and the speech-detection evaluation.
   alsa-utils

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,7 +17,7 @@ import (
 	"invigil/store"
 )
 
-const adminUsage = `[--data DIR] users ACTION … | exams staff EXAM [--set USER…]
+const adminUsage = `[--data DIR | --database-url URL] users ACTION … | exams staff EXAM [--set USER…]
 
 Actions:
   users list                          list staff users
@@ -34,13 +33,15 @@ Actions:
   exams staff EXAM --set USER…        make USER… (usernames) the exam's whole staff; --set alone
                                       clears it. Open pages notice within seconds.
 
-It works on the server's database file (DATA/invigil.db) directly, also while the server runs.`
+It works on the server's database directly, also while the server runs: the SQLite file
+DATA/invigil.db, or the PostgreSQL database of --database-url (or INVIGIL_DATABASE_URL, or
+database_url in the --config file) when the server uses one.`
 
 // runAdmin manages staff accounts from the command line, e.g. to recover
 // when the last admin password is lost.
 func runAdmin(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "admin", adminUsage)
-	flags := config.Register(fs, "data")
+	flags := config.Register(fs, "data", "database-url")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func runAdmin(ctx context.Context, e env, args []string) error {
 	}
 	rest := fs.Args()
 	if len(rest) >= 2 && rest[0] == "exams" {
-		return runAdminExams(ctx, e, filepath.Join(cfg.DataDir, databaseFile), rest[1:])
+		return runAdminExams(ctx, e, storeTarget(cfg), rest[1:])
 	}
 	if len(rest) < 2 || rest[0] != "users" {
 		return usageError{"want: invigil admin users list|add|disable|enable|passwd … or invigil admin exams staff EXAM [--set USER…] (see invigil admin -h)"}
@@ -73,8 +74,7 @@ func runAdmin(ctx context.Context, e env, args []string) error {
 	if len(rest) != n {
 		return usageError{fmt.Sprintf("users %s takes %d argument(s), got %d", action, n, len(rest))}
 	}
-	path := filepath.Join(cfg.DataDir, databaseFile)
-	st, err := store.Open(ctx, path)
+	st, err := store.Open(ctx, storeTarget(cfg))
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ func runAdmin(ctx context.Context, e env, args []string) error {
 
 // runAdminExams lists or replaces an exam's staff by username, the CLI's
 // way to what the admin console and PUT /api/v1/exams/{exam}/staff do.
-func runAdminExams(ctx context.Context, e env, dbPath string, args []string) error {
+func runAdminExams(ctx context.Context, e env, database string, args []string) error {
 	if args[0] != "staff" || len(args) < 2 {
 		return usageError{"want: invigil admin exams staff EXAM [--set USER…]"}
 	}
@@ -196,7 +196,7 @@ func runAdminExams(ctx context.Context, e env, dbPath string, args []string) err
 		}
 		set, names = true, names[1:]
 	}
-	st, err := store.Open(ctx, dbPath)
+	st, err := store.Open(ctx, database)
 	if err != nil {
 		return err
 	}

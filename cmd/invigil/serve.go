@@ -51,11 +51,12 @@ func runServe(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("create data directory: %w", err)
 	}
 
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, databaseFile))
+	st, err := store.Open(ctx, storeTarget(cfg))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	log.Info("store open", "engine", st.Engine())
 	if err := bootstrapAdmin(ctx, st, e.getenv("INVIGIL_ADMIN_PASSWORD"), e.stdout, log); err != nil {
 		return err
 	}
@@ -252,4 +253,14 @@ func baseURL(addr net.Addr) string {
 		host = net.IPv4(127, 0, 0, 1)
 	}
 	return "http://" + net.JoinHostPort(host.String(), fmt.Sprint(tcp.Port))
+}
+
+// storeTarget is what store.Open opens for cfg: the PostgreSQL database of
+// --database-url when it is set (several nodes share it), else the SQLite
+// file in the data directory.
+func storeTarget(cfg config.Config) string {
+	if cfg.DatabaseURL != "" {
+		return cfg.DatabaseURL
+	}
+	return filepath.Join(cfg.DataDir, databaseFile)
 }
