@@ -86,10 +86,14 @@ func Start(ctx context.Context) (*Server, error) {
 	return s, nil
 }
 
+// binaryDirs is where Debian installs each major version's server
+// programs, off PATH.
+var binaryDirs = "/usr/lib/postgresql/*/bin"
+
 // findBinaries returns the directory of initdb and postgres: the newest
-// /usr/lib/postgresql/N/bin (Debian keeps them off PATH), else PATH.
+// /usr/lib/postgresql/N/bin, else PATH.
 func findBinaries() (string, error) {
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	dirs, _ := filepath.Glob(binaryDirs)
 	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
 	for _, d := range dirs {
 		if executable(filepath.Join(d, "initdb")) && executable(filepath.Join(d, "postgres")) {
