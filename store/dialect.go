@@ -52,6 +52,14 @@ const writerLockKey int64 = 0x696e7669676c
 // and it keeps every read-then-write decision inside a transaction (a
 // candidate's stage, a violation's key) as safe as it is on SQLite. The
 // cost is the same one writer at a time that SQLite has; reads never wait.
+//
+// One difference remains: a single write statement on the Store (outside
+// Update, and not one of the methods that use atomic) does not take the
+// lock, so on PostgreSQL it can commit between two statements of a locked
+// transaction, where SQLite would have made it wait. Such a statement is
+// atomic by itself, and at READ COMMITTED an UPDATE re-checks its WHERE on
+// the newest row; what must not interleave (event numbers, stage moves,
+// violation keys) is written inside a transaction.
 func (d *dialect) beginWrite(ctx context.Context, db *sql.DB) (*sql.Tx, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {

@@ -190,7 +190,7 @@ func testSeveralNodesAppendEventsWithoutGaps(t *testing.T, target string) {
 					})
 					switch {
 					case fail && !errors.Is(err, errPlannedRollback):
-						errs <- fmt.Errorf("node %d: a failing transaction gave %v", n, err)
+						errs <- fmt.Errorf("node %d: a failing transaction gave %w", n, err)
 					case !fail && err != nil:
 						errs <- fmt.Errorf("node %d: %w", n, err)
 					case !fail:
