@@ -73,8 +73,10 @@ func TestStartCreateSchemaStop(t *testing.T) {
 		"SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'only_in_a' AND table_schema = $1", schemaOf(t, b)).Scan(&n); err != nil || n != 0 {
 		t.Errorf("schema b sees a's table: %d, %v", n, err)
 	}
-	if err := srv.DropSchema(t.Context(), a); err != nil {
-		t.Error(err)
+	for _, u := range []string{a, b} {
+		if err := srv.DropSchema(t.Context(), u); err != nil {
+			t.Error(err)
+		}
 	}
 	if err := srv.DropSchema(t.Context(), "postgres://x@127.0.0.1/postgres?search_path=public"); err == nil {
 		t.Error("DropSchema dropped a schema it did not make")
