@@ -6,8 +6,6 @@ package media
 
 import (
 	"time"
-
-	"github.com/pion/rtp"
 )
 
 // Kind is "video" or "audio".
@@ -51,12 +49,13 @@ type Track struct {
 	RequestKeyframe func()
 }
 
-// PacketWriter receives a copy of every RTP packet of one track. The SFU
-// calls WriteRTP from its forwarding goroutine, so implementations must
+// PacketWriter receives every RTP packet of one track, normalised by the
+// track's Clock, in a copy of its own that it may keep and change. The SFU
+// calls WritePacket from its forwarding goroutine, so implementations must
 // never block: hand the packet off (bounded) or drop it and count the drop.
-// Close is called once when the track ends; no WriteRTP follows it.
+// Close is called once when the track ends; no WritePacket follows it.
 type PacketWriter interface {
-	WriteRTP(p *rtp.Packet, arrival time.Time)
+	WritePacket(p Packet)
 	Close()
 }
 

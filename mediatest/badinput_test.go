@@ -285,9 +285,9 @@ func TestBadMediaSurvives(t *testing.T) {
 // A burst of decodable frames whose RTP timestamps jump an hour ahead and
 // back. Taken at face value, one analysed frame an hour ahead would make
 // every later frame "stale" for an hour (and open violations an hour in
-// the future); the pipeline re-anchors a track's clock when RTP time jumps
-// between frames (pipeline/track.go, maxClockJumpMS); the recorder has its
-// own guard (recording/conn.go, maxTimestampLead).
+// the future); the SFU's clock for the track (media.Clock) dates such
+// frames by their arrival and follows the jump once frames agree on it,
+// for the pipeline and the recorder alike.
 //
 // (A bogus sequence number far ahead is not here: SRTP's replay window in
 // the SFU then drops the sender's own later packets before any tap sees

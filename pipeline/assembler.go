@@ -93,12 +93,23 @@ type assembler struct {
 	scanned   int
 }
 
+// maxPlausibleLeadMS is the largest lead in RTP time of the newest packet
+// over a frame still being assembled that is believed. The SFU's clock
+// has normalised the timestamps by then; this only bounds what a stray
+// one that passed can make the assembler give up on.
+const maxPlausibleLeadMS = 5000
+
+// probation is how many consecutive packets confirm a gap ahead of the
+// newest packet (inside the window: the SFU's clock screens out the
+// numbers far from the stream).
+const probation = 3
+
 func newAssembler(maxLate time.Duration, clockRate uint32) *assembler {
 	return &assembler{
 		baseOnly:       true,
 		maxLateTicks:   int32(maxLate.Seconds() * float64(clockRate)),
 		maxLate:        maxLate,
-		plausibleTicks: int32(min(maxClockJumpMS*int64(clockRate)/1000, math.MaxInt32)),
+		plausibleTicks: int32(min(maxPlausibleLeadMS*int64(clockRate)/1000, math.MaxInt32)),
 	}
 }
 
@@ -171,9 +182,9 @@ func (a *assembler) push(p *rtp.Packet, arrival time.Time) []assembledFrame {
 	ahead := int16(seq - a.highest)
 	tentative := false
 	if d := int(uint16(seq - a.next)); d >= assemblerWindow {
-		// Too far ahead for the window (the receiver let it through after
-		// probation): what is missing before it will not be waited for any
-		// longer.
+		// Too far ahead for the window (the SFU's clock let it through as
+		// the stream's own): what is missing before it will not be waited
+		// for any longer.
 		a.skip(seq - assemblerWindow + 1)
 	} else if ahead > nearAhead {
 		// A gap ahead of the newest packet: the stream after a burst of

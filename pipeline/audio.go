@@ -198,8 +198,10 @@ func (p *Pipeline) startAudioTrack(t media.Track) media.PacketWriter {
 	return a
 }
 
-// WriteRTP implements media.PacketWriter: copy and queue without waiting.
-func (a *audioTrack) WriteRTP(p *rtp.Packet, arrival time.Time) {
+// WritePacket implements media.PacketWriter: queue (the pipeline's own
+// copy) without waiting.
+func (a *audioTrack) WritePacket(pk media.Packet) {
+	p := pk.RTP
 	if p == nil {
 		return
 	}
@@ -213,11 +215,8 @@ func (a *audioTrack) WriteRTP(p *rtp.Packet, arrival time.Time) {
 		m.dropped.WithLabelValues(dropOversized).Inc()
 		return
 	}
-	cp := &rtp.Packet{Header: rtp.Header{
-		SequenceNumber: p.SequenceNumber, Timestamp: p.Timestamp, SSRC: p.SSRC, PayloadType: p.PayloadType,
-	}, Payload: append([]byte(nil), p.Payload...)}
 	select {
-	case a.packets <- queuedPacket{cp, arrival}:
+	case a.packets <- queuedPacket{p, pk.Arrival, pk.Wall}:
 	default:
 		m.dropped.WithLabelValues(dropQueueFull).Inc()
 	}
@@ -276,7 +275,7 @@ func (a *audioTrack) run() {
 	}
 }
 
-// drain discards packets until the track ends, so WriteRTP keeps counting
+// drain discards packets until the track ends, so WritePacket keeps counting
 // drops rather than blocking (it never blocks anyway) for a track that
 // could not start.
 func (a *audioTrack) drain() {

@@ -69,12 +69,13 @@ func readVoice(t testing.TB, path string) []float32 {
 // micPublisher plays audio into a tap as a browser's microphone track:
 // real Opus, 20 ms per RTP packet, in real time.
 type micPublisher struct {
-	t    testing.TB
-	enc  *opus.Encoder
-	info media.Track
-	seq  uint16
-	ts   uint32
-	ssrc uint32
+	t     testing.TB
+	enc   *opus.Encoder
+	info  media.Track
+	seq   uint16
+	ts    uint32
+	ssrc  uint32
+	clock *media.Clock
 }
 
 func newMicPublisher(t testing.TB, identity string) *micPublisher {
@@ -95,6 +96,7 @@ func newMicPublisher(t testing.TB, identity string) *micPublisher {
 func (m *micPublisher) start(tap media.Tap, started time.Time) media.PacketWriter {
 	m.t.Helper()
 	m.info.Started = started
+	m.clock = media.NewClock(48000)
 	w := tap.TrackStarted(m.info)
 	if w == nil {
 		m.t.Fatal("tap ignored a candidate Opus track")
@@ -118,7 +120,7 @@ func (m *micPublisher) play(ctx context.Context, w media.PacketWriter, pcm []flo
 			return
 		case <-time.After(time.Until(due)):
 		}
-		w.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: m.seq,
+		writeStamped(w, m.clock, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: m.seq,
 			Timestamp: m.ts, SSRC: m.ssrc}, Payload: pkt}, time.Now())
 		m.seq++
 		m.ts += uint32(n)
@@ -222,7 +224,7 @@ func TestNoMicrophone(t *testing.T) {
 }
 
 // TestAudioGarbage: random payloads, reordered and duplicated packets and
-// wild timestamps are counted, never crash, and WriteRTP returns at once
+// wild timestamps are counted, never crash, and WritePacket returns at once
 // however fast they come.
 func TestAudioGarbage(t *testing.T) {
 	sink := newRecordingSink()
@@ -234,11 +236,14 @@ func TestAudioGarbage(t *testing.T) {
 	for i := 0; i < n; i++ {
 		payload := make([]byte, rng.Intn(300))
 		rng.Read(payload)
-		w.WriteRTP(&rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i + rng.Intn(5) - 2), Timestamp: rng.Uint32(),
-			SSRC: 7}, Payload: payload}, time.Now())
+		// Raw, not normalised by a clock: the pipeline survives even what
+		// the SFU's clock would have screened out.
+		now := time.Now()
+		w.WritePacket(media.Packet{RTP: &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i + rng.Intn(5) - 2), Timestamp: rng.Uint32(),
+			SSRC: 7}, Payload: payload}, Arrival: now, Wall: now, ExtSeq: uint64(i)})
 	}
-	w.WriteRTP(&rtp.Packet{Payload: make([]byte, opus.MaxPacketBytes+1)}, time.Now())
-	w.WriteRTP(nil, time.Now())
+	w.WritePacket(media.Packet{RTP: &rtp.Packet{Payload: make([]byte, opus.MaxPacketBytes+1)}, Arrival: time.Now(), Wall: time.Now()})
+	w.WritePacket(media.Packet{})
 	w.Close()
 	waitFor(t, "the audio track to end", func() bool {
 		return metricValue(t, reg, "invigil_pipeline_audio_tracks_active") == 0

@@ -74,6 +74,8 @@ type publisher struct {
 	wantKey  atomic.Bool
 	requests atomic.Int64
 	frame    int // frames encoded so far
+	// clock normalises what play sends, as the SFU's does for every tap
+	clock *media.Clock
 }
 
 func newPublisher(t testing.TB, identity string) *publisher {
@@ -105,11 +107,20 @@ func newPublisher(t testing.TB, identity string) *publisher {
 func (p *publisher) start(tap media.Tap) media.PacketWriter {
 	p.t.Helper()
 	p.info.Started = time.Now()
+	p.clock = media.NewClock(p.info.ClockRate)
 	w := tap.TrackStarted(p.info)
 	if w == nil {
 		p.t.Fatal("tap ignored a candidate video track")
 	}
 	return w
+}
+
+// writeStamped hands w the packet as the SFU would: normalised by the
+// track's clock, and not at all when the clock finds it stray.
+func writeStamped(w media.PacketWriter, c *media.Clock, p *rtp.Packet, at time.Time) {
+	if s, ok := c.Stamp(p.Clone(), at); ok {
+		w.WritePacket(s)
+	}
 }
 
 // encode makes the RTP packets of the next frame.
@@ -170,7 +181,7 @@ func (p *publisher) play(ctx context.Context, w media.PacketWriter, scenes []sce
 				pkts = o.alter(i-1, pkts)
 			}
 			for _, pk := range pkts {
-				w.WriteRTP(pk, time.Now())
+				writeStamped(w, p.clock, pk, time.Now())
 			}
 			sent++
 		}

@@ -12,13 +12,10 @@ import (
 // Drop reasons, the values of the reason label.
 const (
 	// packets (invigil_pipeline_packets_dropped_total)
-	dropQueueFull = "queue_full" // the track's packet queue was full: WriteRTP never waits
+	dropQueueFull = "queue_full" // the track's packet queue was full: WritePacket never waits
 	dropOversized = "oversized"  // a payload no WebRTC sender makes
 	dropLate      = "late"       // older than what was already assembled
-	// far outside the sequence numbers being assembled (garbage, or the
-	// first packets of a sender that restarted its numbering)
-	dropOutOfSequence = "out_of_sequence"
-	dropClosed        = "closed" // the pipeline was closed
+	dropClosed    = "closed"     // the pipeline was closed
 	// frames (invigil_pipeline_frames_dropped_total)
 	dropSuperseded       = "superseded"        // a newer decoded frame replaced it before analysis
 	dropAwaitingKeyframe = "awaiting_keyframe" // references lost: skipped until the next keyframe
@@ -54,7 +51,6 @@ type metrics struct {
 	framesDecoded    prometheus.Counter
 	framesSkipped    prometheus.Counter
 	decodeErrors     prometheus.Counter
-	clockResets      prometheus.Counter
 	keyframeRequests *prometheus.CounterVec
 	framesAnalysed   prometheus.Counter
 	carried          prometheus.Counter
@@ -80,7 +76,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		}),
 		packetsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_pipeline_packets_dropped_total",
-			Help: "RTP packets the pipeline dropped before frame assembly, by reason (queue_full: the per-track queue was full, WriteRTP never waits).",
+			Help: "RTP packets the pipeline dropped before frame assembly, by reason (queue_full: the per-track queue was full, WritePacket never waits).",
 		}, []string{"reason"}),
 		framesDecoded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_pipeline_frames_decoded_total",
@@ -93,10 +89,6 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_pipeline_decode_errors_total",
 			Help: "VP8 frames that failed to decode.",
-		}),
-		clockResets: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "invigil_pipeline_clock_resets_total",
-			Help: "Frames whose RTP time jumped so far from the previous frame's that the track's clock was re-anchored.",
 		}),
 		keyframeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_pipeline_keyframe_requests_total",
@@ -153,7 +145,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		}),
 		util: newUtilisation(workers),
 	}
-	for _, r := range []string{dropQueueFull, dropOversized, dropLate, dropOutOfSequence, dropClosed} {
+	for _, r := range []string{dropQueueFull, dropOversized, dropLate, dropClosed} {
 		m.packetsDropped.WithLabelValues(r)
 	}
 	for _, r := range []string{dropSuperseded, dropAwaitingKeyframe, dropDecodeError, dropIncomplete, dropTrackEnded, dropStale, dropAnalysisError} {
@@ -170,7 +162,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 	}
 	m.workers.Set(float64(workers))
 	collectors := []prometheus.Collector{
-		m.packets, m.packetsDropped, m.framesDecoded, m.framesSkipped, m.decodeErrors, m.clockResets, m.keyframeRequests,
+		m.packets, m.packetsDropped, m.framesDecoded, m.framesSkipped, m.decodeErrors, m.keyframeRequests,
 		m.framesAnalysed, m.carried, m.analyses, m.framesDropped, m.latency, m.stageSeconds, m.workers, m.workersBusy,
 		m.candidatesActive, m.tracksActive, m.violations, m.sinkErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -33,7 +33,7 @@
 // Metrics (registered on Config.Registry):
 //
 //	invigil_pipeline_packets_total                   RTP packets tapped
-//	invigil_pipeline_packets_dropped_total{reason}   queue_full, oversized, late, out_of_sequence, closed
+//	invigil_pipeline_packets_dropped_total{reason}   queue_full, oversized, late, closed
 //	invigil_pipeline_frames_decoded_total
 //	invigil_pipeline_frames_skipped_total            above the base temporal layer, not decoded
 //	invigil_pipeline_decode_errors_total
@@ -134,7 +134,7 @@ type Config struct {
 	// InferenceThreads sets OpenCV's process-wide thread pool: parallelism
 	// comes from the workers, so the default is 1; -1 leaves it alone.
 	InferenceThreads int
-	// PacketQueue is the per-track packet queue between WriteRTP and the
+	// PacketQueue is the per-track packet queue between WritePacket and the
 	// track's goroutine (default 512); when full, packets are dropped.
 	PacketQueue int
 	// KeyframeInterval is the least time between two keyframe requests of
@@ -342,7 +342,6 @@ func (p *Pipeline) TrackStarted(t media.Track) media.PacketWriter {
 	}
 	c.tracks++
 	tr.c, tr.gen, tr.epoch = c, c.gen, c.epoch
-	tr.offsetMS = t.Started.Sub(c.epoch).Milliseconds()
 	p.wg.Add(1) // under s.mu: Close cannot be waiting yet
 	s.mu.Unlock()
 

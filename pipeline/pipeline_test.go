@@ -177,10 +177,10 @@ func (s *blockingSink) block(ctx context.Context) error {
 func (s *blockingSink) ViolationOpened(ctx context.Context, _ Violation) error { return s.block(ctx) }
 func (s *blockingSink) ViolationClosed(ctx context.Context, _ Violation) error { return s.block(ctx) }
 
-// TestBlockingSinkDoesNotBlockWriteRTP: a sink that never returns stalls
-// the analysis at most; WriteRTP and decoding go on, and Close still
+// TestBlockingSinkDoesNotBlockWritePacket: a sink that never returns stalls
+// the analysis at most; WritePacket and decoding go on, and Close still
 // stops everything.
-func TestBlockingSinkDoesNotBlockWriteRTP(t *testing.T) {
+func TestBlockingSinkDoesNotBlockWritePacket(t *testing.T) {
 	sink := &blockingSink{entered: make(chan struct{}), release: make(chan struct{})}
 	p, reg := newTestPipeline(t, Config{Sink: sink, SinkQueue: 1, CloseTimeout: 300 * time.Millisecond})
 	if err := p.SetPolicy("cand-1", mustPolicy(t, rules.PolicyInterview)); err != nil {
@@ -233,7 +233,7 @@ func TestGarbageSurvived(t *testing.T) {
 	face, empty := picture(t, "messi5.jpg"), picture(t, "building.jpg")
 	w := pub.start(p)
 	rng := rand.New(rand.NewSource(7))
-	w.WriteRTP(nil, time.Now())
+	w.WritePacket(media.Packet{})
 	alter := func(i int, pkts []*rtp.Packet) []*rtp.Packet {
 		switch {
 		case i >= 5 && i < 20 && i%3 == 0:

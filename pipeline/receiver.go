@@ -18,16 +18,13 @@ const (
 	// seqJump is the largest believable gap in VP8 picture IDs; a larger
 	// one is a sender that reset its numbering.
 	seqJump = 2 * assemblerWindow
-	// probation is how many consecutive packets confirm a new sequence space.
-	probation = 3
 )
 
 // decodedFrame is one picture out of the receiver.
 type decodedFrame struct {
 	i420 gocv.Mat // owned by the receiver's pool until released
-	// ts is the RTP timestamp, unwrapped, relative to the track's first
-	// packet.
-	ts int64
+	// ts is the frame's RTP timestamp (normalised by the SFU's clock).
+	ts uint32
 	// arrival is when the frame's last packet arrived.
 	arrival time.Time
 }
@@ -49,10 +46,6 @@ type receiver struct {
 	gapKeyframe      time.Duration
 	lastKeyRequest   time.Time
 
-	probing    bool // packets far from the window are being counted
-	probeSeq   uint16
-	probeCount int
-
 	lastPicID int // VP8 picture ID of the last frame out, -1 if none
 	// lastTL0 is the TL0PICIDX of the last base-layer frame decoded, -1
 	// if none (or the last frame had none).
@@ -60,9 +53,6 @@ type receiver struct {
 	// lossPending: frames were lost among the skipped frames since the
 	// last frame decoded, judged as for a stream without TL0PICIDX.
 	lossPending bool
-	haveTS      bool
-	lastTS      uint32
-	extTS       int64
 	lastArrival time.Time // of the last frame out
 
 	awaitingKeyframe bool
@@ -115,35 +105,17 @@ func (r *receiver) assemble(p *rtp.Packet, arrival time.Time) []assembledFrame {
 	seq := p.SequenceNumber
 	if r.asm.started {
 		if d := int16(seq - r.asm.next); d >= assemblerWindow || d < -assemblerWindow {
-			// Far from the frames being assembled: garbage, or a sender that
-			// restarted its numbering or comes back from a long loss. Like
-			// RTP's source validation, believe a new sequence space only
-			// after a few packets in order: one stray packet a window ahead
-			// would otherwise make the assembler give up on everything
-			// before it, and every real packet after it would arrive "late"
-			// until the stream caught up (for good, at a low bitrate).
-			if r.probing && seq == r.probeSeq+1 {
-				r.probeCount++
-			} else {
-				r.probing, r.probeCount = true, 1
-			}
-			r.probeSeq = seq
-			if r.probeCount < probation {
-				r.m.packetsDropped.WithLabelValues(dropOutOfSequence).Inc()
-				return nil
-			}
-			// Restart around this packet; what was lost across the restart
-			// is unknown, so the next frame must be a keyframe.
-			r.probing = false
+			// Far from the frames being assembled: the SFU's clock let it
+			// through only as the stream's own (after an outage: it drops
+			// lone stray numbers and continues a new numbering without a
+			// jump), so restart around it; what was lost is unknown, and
+			// the next frame must be a keyframe.
 			r.asm = newAssembler(maxLateTime, r.clockRate)
 			r.asm.lossPending = true
 			r.lastPicID, r.lastTL0 = -1, -1
-		} else {
-			r.probing = false
-			if r.asm.late(seq) {
-				r.m.packetsDropped.WithLabelValues(dropLate).Inc()
-				return nil
-			}
+		} else if r.asm.late(seq) {
+			r.m.packetsDropped.WithLabelValues(dropLate).Inc()
+			return nil
 		}
 	}
 	return r.asm.push(p, arrival)
@@ -216,17 +188,6 @@ func (r *receiver) skip(f *assembledFrame) {
 	r.lastPicID = f.pictureID
 }
 
-// timestamp unwraps a frame's RTP timestamp relative to the first one.
-func (r *receiver) timestamp(ts uint32) int64 {
-	if !r.haveTS {
-		r.haveTS, r.lastTS = true, ts
-		return 0
-	}
-	r.extTS += int64(int32(ts - r.lastTS))
-	r.lastTS = ts
-	return r.extTS
-}
-
 // decode turns one assembled frame into a picture: ok is false when the
 // frame is dropped (lost references, decode error, no picture), each
 // counted by reason.
@@ -237,7 +198,6 @@ func (r *receiver) decode(f *assembledFrame, now time.Time) (decodedFrame, bool)
 	}
 	arrival := f.arrival
 	lost := r.lost(f)
-	ts := r.timestamp(f.timestamp)
 	gap := !r.lastArrival.IsZero() && arrival.Sub(r.lastArrival) > r.gapKeyframe
 	r.lastArrival = arrival
 
@@ -282,7 +242,7 @@ func (r *receiver) decode(f *assembledFrame, now time.Time) (decodedFrame, bool)
 		r.lastKeyRequest = time.Time{}
 	}
 	r.m.framesDecoded.Inc()
-	return decodedFrame{i420: m, ts: ts, arrival: arrival}, true
+	return decodedFrame{i420: m, ts: f.timestamp, arrival: arrival}, true
 }
 
 func (r *receiver) decodeFailed(now time.Time) {

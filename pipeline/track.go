@@ -12,6 +12,9 @@ import (
 type queuedPacket struct {
 	p       *rtp.Packet
 	arrival time.Time
+	// wall is the packet's media time on the wall clock, from the SFU's
+	// clock for the track (the recorder dates the frame by the same).
+	wall time.Time
 }
 
 // track is one candidate video track: the PacketWriter the SFU writes to
@@ -21,14 +24,12 @@ type track struct {
 	info media.Track
 	c    *candidate
 	gen  int
-	// epoch is the candidate activation's stream time 0; offsetMS is this
-	// track's start on that clock.
-	epoch    time.Time
-	offsetMS int64
-	// The last decoded frame's stream time and arrival, to catch jumps.
-	haveLast    bool
-	lastTMS     int64
-	lastArrival time.Time
+	// epoch is the candidate activation's stream time 0.
+	epoch time.Time
+	// The newest packet's normalised timestamp and wall time: a frame's
+	// wall time follows from its timestamp's distance to them.
+	lastTS   uint32
+	lastWall time.Time
 
 	packets   chan queuedPacket
 	done      chan struct{} // closed by Close
@@ -38,11 +39,11 @@ type track struct {
 	thumbs    *thumbnailer // owned by run
 }
 
-// WriteRTP implements media.PacketWriter. It copies the packet and queues
-// it without waiting: when the queue is full the packet is dropped and
-// counted, and the frame it belonged to will be skipped.
-func (t *track) WriteRTP(p *rtp.Packet, arrival time.Time) {
-	if p == nil {
+// WritePacket implements media.PacketWriter. It queues the packet (the
+// pipeline's own copy) without waiting: when the queue is full the packet
+// is dropped and counted, and the frame it belonged to will be skipped.
+func (t *track) WritePacket(p media.Packet) {
+	if p.RTP == nil {
 		return
 	}
 	m := t.p.m
@@ -51,21 +52,12 @@ func (t *track) WriteRTP(p *rtp.Packet, arrival time.Time) {
 		m.packetsDropped.WithLabelValues(dropClosed).Inc()
 		return
 	}
-	if len(p.Payload) > maxPayload {
+	if len(p.RTP.Payload) > maxPayload {
 		m.packetsDropped.WithLabelValues(dropOversized).Inc()
 		return
 	}
-	// The SFU may reuse its buffers once WriteRTP returns.
-	cp := &rtp.Packet{Header: rtp.Header{
-		Version:        p.Version,
-		Marker:         p.Marker,
-		PayloadType:    p.PayloadType,
-		SequenceNumber: p.SequenceNumber,
-		Timestamp:      p.Timestamp,
-		SSRC:           p.SSRC,
-	}, Payload: append([]byte(nil), p.Payload...)}
 	select {
-	case t.packets <- queuedPacket{cp, arrival}:
+	case t.packets <- queuedPacket{p.RTP, p.Arrival, p.Wall}:
 	default:
 		m.packetsDropped.WithLabelValues(dropQueueFull).Inc()
 	}
@@ -112,14 +104,11 @@ func (t *track) run() {
 
 func (t *track) handle(q queuedPacket) {
 	start := time.Now()
+	t.lastTS, t.lastWall = q.p.Timestamp, q.wall
 	frames := t.rcv.assemble(q.p, q.arrival)
 	t.p.m.stage(stageDepacketize, time.Since(start))
 	t.decode(frames, start)
 }
-
-// maxClockJumpMS is the largest step in RTP time between consecutive
-// frames that is believed.
-const maxClockJumpMS = 5000
 
 func (t *track) decode(frames []assembledFrame, now time.Time) {
 	for i := range frames {
@@ -127,22 +116,10 @@ func (t *track) decode(frames []assembledFrame, now time.Time) {
 		if !ok {
 			continue
 		}
-		tMS := t.offsetMS + d.ts*1000/int64(t.info.ClockRate)
-		// RTP time is the publisher's word. A jump of more than
-		// maxClockJumpMS between consecutive frames (a broken or hostile
-		// sender leaping an hour ahead and back) re-anchors this track's
-		// clock so the frame follows the last one by the time that passed
-		// between their arrivals; otherwise one wild frame would make every
-		// later frame "stale" and date violations an hour away.
-		if t.haveLast {
-			if jump := tMS - t.lastTMS; jump > maxClockJumpMS || jump < -maxClockJumpMS {
-				step := min(max(d.arrival.Sub(t.lastArrival).Milliseconds(), 0), maxClockJumpMS)
-				t.offsetMS += t.lastTMS + step - tMS
-				tMS = t.lastTMS + step
-				t.p.m.clockResets.Inc()
-			}
-		}
-		t.haveLast, t.lastTMS, t.lastArrival = true, tMS, d.arrival
+		// The normalised timestamp runs with the wall clock, so the
+		// frame's distance to the newest packet is its distance in time.
+		wall := t.lastWall.Add(time.Duration(int64(int32(d.ts-t.lastTS)) * int64(time.Second) / int64(t.info.ClockRate)))
+		tMS := wall.Sub(t.epoch).Milliseconds()
 		f := &frame{
 			i420: d.i420, pool: t.pool, gen: t.gen, epoch: t.epoch, tMS: tMS,
 			arrival: d.arrival, track: &t.info,

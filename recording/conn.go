@@ -23,25 +23,6 @@ import (
 )
 
 const (
-	// A frame's RTP-derived time may trail its arrival by up to
-	// maxTimestampSkew (network stalls deliver late) but may not lead the
-	// fastest arrival seen by more than maxTimestampLead (nothing arrives
-	// before it is captured); outside that it is taken for garbage, unless
-	// skewFramesToFollow frames in a row agree on a new clock (the sender
-	// jumped), which is then followed.
-	maxTimestampSkew   = 10 * time.Second
-	maxTimestampLead   = 500 * time.Millisecond
-	skewFramesToFollow = 3
-	// A packet more than maxSeqJump ahead of the highest sequence number
-	// seen, or more than maxSeqReorder behind it, is taken only when the
-	// one before it was its predecessor (after an outage, or a sender that
-	// restarted its numbering); a lone bogus number is dropped. Without
-	// this one wild packet makes the sample builder sweep tens of
-	// thousands of slots on every later packet, and a wild number that
-	// passed would push the real stream out of the window.
-	maxSeqJump    = 64
-	maxSeqReorder = 512
-	seqProbation  = 2
 	// A video sequence gap still open this long after it appeared (by
 	// arrival time; a retransmission would have filled it) gets a keyframe
 	// asked for at once: the sample builder notices the loss only when it
@@ -63,9 +44,8 @@ type connKey struct {
 }
 
 type packetItem struct {
-	t       *trackState
-	pkt     *rtp.Packet
-	arrival time.Time
+	t   *trackState
+	pkt media.Packet
 }
 
 // trackState is one track as the writer goroutine sees it; only that
@@ -79,30 +59,19 @@ type trackState struct {
 	added     bool
 	closed    bool
 
-	haveSSRC bool
-	ssrc     uint32
-
-	// RTP time → wall clock: anchored at the first packet's arrival, then
-	// advanced by the unwrapped RTP timestamp.
-	anchored      bool
-	anchorWall    time.Time
-	prevTS        uint32
-	prevUnwrapped int64
-	lastArrival   time.Time
-	minDelay      time.Duration // smallest arrival − media time seen
-	// a run of frames whose timestamps disagree with the anchor but
-	// agree with each other: the sender's clock jumped
-	skewed      int
-	skewTS      uint32
-	skewArrival time.Time
+	// The SFU's clock normalised the packets: the newest one's timestamp
+	// and wall time place every frame on the wall clock (the normalised
+	// timestamp runs with it, across the sender's jumps).
+	lastTS      uint32
+	lastWall    time.Time
+	lastArrival time.Time
+	ssrc        uint32
 
 	haveHighest  bool
-	highestSeq   uint16
+	highestSeq   uint64 // extended
 	lastPushedTS uint32
 	missing      int       // packets of open sequence gaps not yet arrived
 	gapAt        time.Time // arrival time of the oldest open gap
-	probation    int
-	probeSeq     uint16
 
 	// video only
 	needKeyframe    bool
@@ -129,7 +98,7 @@ func newTrackState(t media.Track, kind media.Kind) *trackState {
 	return ts
 }
 
-// reset starts the track's depacketising over (a new SSRC, a panic).
+// reset starts the track's depacketising over (after a panic).
 func (t *trackState) reset() {
 	if t.kind == media.Video {
 		t.sb = samplebuilder.New(512, &codecs.VP8Packet{}, t.clockRate,
@@ -139,13 +108,10 @@ func (t *trackState) reset() {
 		t.sb = samplebuilder.New(128, &codecs.OpusPacket{}, t.clockRate,
 			samplebuilder.WithMaxTimeDelay(time.Second))
 	}
-	t.anchored = false
 	t.haveHighest = false
 	t.missing = 0
-	t.probation = 0
 	t.haveSeq = false
 	t.padding = t.padding[:0]
-	t.skewed = 0
 }
 
 // connRecorder records one peer connection of one participant session: a
@@ -328,7 +294,7 @@ func (c *connRecorder) closeTrack(t *trackState) {
 		// a made-up next packet (a new frame's start) releases the last
 		// frame without that, and is itself never handed out.
 		next := &rtp.Packet{Header: rtp.Header{Version: 2, SSRC: t.ssrc,
-			SequenceNumber: t.highestSeq + 1, Timestamp: t.lastPushedTS + t.clockRate/10}}
+			SequenceNumber: uint16(t.highestSeq + 1), Timestamp: t.lastPushedTS + t.clockRate/10}}
 		if t.kind == media.Video {
 			next.Payload = []byte{0x10, 0x00} // VP8 descriptor: start of partition 0
 		} else {
@@ -407,25 +373,10 @@ func (c *connRecorder) handlePacket(it packetItem) {
 	if t.closed || c.failed {
 		return
 	}
-	p := it.pkt
-	t.lastArrival = it.arrival
-	if t.haveSSRC && p.SSRC != t.ssrc {
-		c.log.Info("recording: track changed SSRC; resynchronising", "track", t.info.TrackID,
-			"old_ssrc", t.ssrc, "new_ssrc", p.SSRC)
-		t.reset()
-	}
-	t.haveSSRC, t.ssrc = true, p.SSRC
-	if !c.sequenceInWindow(t, p) {
-		c.r.m.droppedPackets.WithLabelValues(dropInvalid).Inc()
-		return
-	}
-	if !t.anchored {
-		t.anchored = true
-		t.anchorWall = it.arrival
-		t.prevTS = p.Timestamp
-		t.prevUnwrapped = 0
-		t.minDelay = 0
-	}
+	p := it.pkt.RTP
+	t.lastArrival = it.pkt.Arrival
+	t.lastTS, t.lastWall, t.ssrc = p.Timestamp, it.pkt.Wall, p.SSRC
+	c.noteSequence(t, it.pkt.ExtSeq)
 	if t.kind == media.Video && len(p.Payload) == 0 {
 		if len(t.padding) < maxPaddingSeqs {
 			t.padding = append(t.padding, p.SequenceNumber)
@@ -449,45 +400,20 @@ func (c *connRecorder) handlePacket(it packetItem) {
 	})
 }
 
-// sequenceInWindow filters packets whose sequence number cannot belong to
-// the stream, and follows a sender that really restarted its numbering.
-func (c *connRecorder) sequenceInWindow(t *trackState, p *rtp.Packet) bool {
-	if !t.haveHighest {
-		t.haveHighest, t.highestSeq = true, p.SequenceNumber
-		return true
+// noteSequence follows the highest extended sequence number, counting
+// the packets of the gaps that open and those that arrive late to fill
+// them.
+func (c *connRecorder) noteSequence(t *trackState, seq uint64) {
+	switch {
+	case !t.haveHighest:
+		t.haveHighest, t.highestSeq = true, seq
+	case seq > t.highestSeq:
+		gap := seq - t.highestSeq - 1
+		t.highestSeq = seq
+		c.noteGap(t, int(min(gap, 1<<16)))
+	case seq < t.highestSeq && t.missing > 0:
+		t.missing-- // a late or retransmitted packet fills a gap
 	}
-	switch d := int16(p.SequenceNumber - t.highestSeq); {
-	case d > 0 && d <= maxSeqJump:
-		t.highestSeq, t.probation = p.SequenceNumber, 0
-		c.noteGap(t, int(d)-1)
-		return true
-	case d < 0 && d > -maxSeqReorder:
-		if t.missing > 0 {
-			t.missing-- // a late or retransmitted packet fills a gap
-		}
-		return true
-	case d == 0:
-		return true
-	}
-	if t.probation > 0 && p.SequenceNumber == t.probeSeq+1 {
-		t.probation++
-	} else {
-		t.probation = 1
-	}
-	t.probeSeq = p.SequenceNumber
-	if t.probation < seqProbation {
-		return false
-	}
-	d := int16(p.SequenceNumber - t.highestSeq)
-	if d < -maxSeqReorder || d > 3000 {
-		// Not a gap but a new numbering: start the track over.
-		c.log.Info("recording: RTP sequence restarted; resynchronising", "track", t.info.TrackID)
-		t.reset()
-	} else {
-		c.noteGap(t, int(d)-1)
-	}
-	t.haveHighest, t.highestSeq, t.probation = true, p.SequenceNumber, 0
-	return true
 }
 
 // noteGap keeps count of missing video packets and asks for a keyframe
@@ -514,33 +440,11 @@ func (c *connRecorder) handleSample(t *trackState, s *pmedia.Sample) {
 	if len(s.Data) == 0 || c.failed {
 		return
 	}
-	unwrapped := t.prevUnwrapped + int64(int32(s.PacketTimestamp-t.prevTS))
-	wall := t.anchorWall.Add(time.Duration(unwrapped * int64(time.Second) / int64(t.clockRate)))
-	if delay := t.lastArrival.Sub(wall); delay > maxTimestampSkew || delay < t.minDelay-maxTimestampLead {
-		// Follow a jump only when several frames agree on the new clock;
-		// a lone frame with a wild timestamp is garbage.
-		mediaDelta := time.Duration(int64(int32(s.PacketTimestamp-t.skewTS)) * int64(time.Second) / int64(t.clockRate))
-		if t.skewed > 0 && (mediaDelta-t.lastArrival.Sub(t.skewArrival)).Abs() < time.Second {
-			t.skewed++
-		} else {
-			t.skewed, t.skewTS, t.skewArrival = 1, s.PacketTimestamp, t.lastArrival
-		}
-		if t.skewed < skewFramesToFollow {
-			c.dropFrame(t, dropInvalid)
-			return
-		}
-		c.log.Info("recording: RTP clock jumped; following it", "track", t.info.TrackID, "delay", delay.String())
-		t.anchorWall, t.prevTS, t.prevUnwrapped, t.minDelay = t.skewArrival, t.skewTS, 0, 0
-		unwrapped = int64(int32(s.PacketTimestamp - t.skewTS))
-		wall = t.anchorWall.Add(time.Duration(unwrapped * int64(time.Second) / int64(t.clockRate)))
-	}
-	t.skewed = 0
-	t.minDelay = min(t.minDelay, t.lastArrival.Sub(wall))
-	t.prevTS, t.prevUnwrapped = s.PacketTimestamp, unwrapped
+	wall := t.lastWall.Add(time.Duration(int64(int32(s.PacketTimestamp-t.lastTS)) * int64(time.Second) / int64(t.clockRate)))
 
 	keyframe := true
 	if t.kind == media.Video {
-		lost := c.noteSequence(t, s)
+		lost := c.frameLost(t, s)
 		// The same header check as the pipeline's decoder makes: a frame
 		// that fails it would make players stop or smear at this point of
 		// the file, and one claiming to be a keyframe would also set the
@@ -573,9 +477,9 @@ func (c *connRecorder) handleSample(t *trackState, s *pmedia.Sample) {
 	c.route(t, wall, s.Data, keyframe)
 }
 
-// noteSequence reports whether packets were lost between the previous
+// frameLost reports whether packets were lost between the previous
 // video frame and this one; padding-only packets in the gap are not loss.
-func (c *connRecorder) noteSequence(t *trackState, s *pmedia.Sample) (lost bool) {
+func (c *connRecorder) frameLost(t *trackState, s *pmedia.Sample) (lost bool) {
 	if len(s.RTPHeaders) == 0 {
 		return s.PrevDroppedPackets > 0
 	}

@@ -49,7 +49,7 @@ func smallTmpfs(t *testing.T, dir string) bool {
 }
 
 // A full disk stops that participant's recording with one clear log line
-// and a metric; WriteRTP keeps returning at once and takes nothing more;
+// and a metric; WritePacket keeps returning at once and takes nothing more;
 // what was written stays decodable.
 func TestDiskFull(t *testing.T) {
 	for _, mode := range []string{"tmpfs", "enospc-file"} {
@@ -269,7 +269,7 @@ func TestPaddingIsNotLoss(t *testing.T) {
 }
 
 // A writer goroutine that cannot keep up costs dropped packets, counted,
-// never a blocked WriteRTP; the file resumes cleanly at a keyframe.
+// never a blocked WritePacket; the file resumes cleanly at a keyframe.
 func TestQueueFullDropsAndRecovers(t *testing.T) {
 	c := testClip(t)
 	dir := t.TempDir()

@@ -43,6 +43,8 @@ func FuzzRecorderRTP(f *testing.F) {
 				RequestKeyframe: func() {}})
 		}
 		writers := []media.PacketWriter{track(media.Video, "video/VP8"), track(media.Audio, "audio/opus")}
+		// Stamped as the SFU stamps every packet a tap sees.
+		clocks := []*media.Clock{media.NewClock(90000), media.NewClock(48000)}
 		seq := []uint16{100, 200}
 		ts := []uint32{1000, 2000}
 		arrival := t0
@@ -61,7 +63,9 @@ func FuzzRecorderRTP(f *testing.F) {
 					SSRC: uint32(which + 1), Marker: len(chunk)%2 == 0}, Payload: chunk}
 			}
 			arrival = arrival.Add(10 * time.Millisecond)
-			writers[which].WriteRTP(pkt, arrival)
+			if stamped, ok := clocks[which].Stamp(pkt, arrival); ok {
+				writers[which].WritePacket(stamped)
+			}
 		}
 		for _, w := range writers {
 			w.Close()

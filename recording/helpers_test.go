@@ -175,11 +175,14 @@ type publisher struct {
 	jitter       func(i int) time.Duration
 	mutate       func(p *rtp.Packet, video bool) []*rtp.Packet
 	keyframeAsks atomic.Int32
+	// the SFU's clock for each track, which normalises packets before
+	// any tap sees them
+	vclock, aclock *media.Clock
 }
 
 func newPublisher(t testing.TB, c *clip, base time.Time) *publisher {
 	return &publisher{
-		t: t, clip: c, base: base,
+		t: t, clip: c, base: base, vclock: media.NewClock(90000), aclock: media.NewClock(48000),
 		// Timestamps and sequence numbers start just before they wrap.
 		vp: rtp.NewPacketizerWithOptions(1200, &codecs.VP8Payloader{EnablePictureID: true},
 			rtp.NewFixedSequencer(65500), 90000, rtp.WithSSRC(0x1111), rtp.WithPayloadType(96),
@@ -254,8 +257,16 @@ func (p *publisher) send(w media.PacketWriter, pkts []*rtp.Packet, at time.Durat
 		if p.mutate != nil {
 			out = p.mutate(pkt, video)
 		}
+		clock := p.aclock
+		if video {
+			clock = p.vclock
+		}
 		for _, q := range out {
-			w.WriteRTP(q, arrival)
+			stamped, ok := clock.Stamp(q.Clone(), arrival)
+			if !ok {
+				continue // stray: the SFU hands it to no tap
+			}
+			w.WritePacket(stamped)
 			if tw, ok := w.(*trackWriter); ok && p.lockstep {
 				for i := 0; tw.c.handled.Load() < tw.c.queued.Load() && !tw.c.stopped.Load(); i++ {
 					if i < 1000 {

@@ -177,9 +177,9 @@ func TestManifestSurvivesRestart(t *testing.T) {
 	}
 }
 
-// Many packets through WriteRTP never wait for the writer: the hot path is
-// a channel send or a counted drop.
-func BenchmarkWriteRTP(b *testing.B) {
+// Many packets through WritePacket never wait for the writer: the hot path
+// is a channel send or a counted drop.
+func BenchmarkWritePacket(b *testing.B) {
 	r, _, _ := newTestRecorder(b, b.TempDir(), func(cfg *Config) { cfg.QueueSize = 1 << 16 })
 	defer r.Close()
 	w := r.TrackStarted(media.Track{SessionID: "s", Identity: "i", Room: "r", Kind: media.Audio, MimeType: "audio/opus", Connection: 1})
@@ -189,7 +189,7 @@ func BenchmarkWriteRTP(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		pkt.SequenceNumber = uint16(i)
-		w.WriteRTP(pkt, now)
+		w.WritePacket(media.Packet{RTP: pkt, Arrival: now, Wall: now, ExtSeq: uint64(i)})
 	}
 }
 

@@ -24,7 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"invigil/media"
@@ -234,15 +233,15 @@ type trackWriter struct {
 	closed atomic.Bool
 }
 
-// WriteRTP hands the packet to the connection's writer goroutine without
-// ever blocking: when its queue is full the packet is dropped and counted.
-// The packet is kept (not copied) and never modified.
-func (w *trackWriter) WriteRTP(p *rtp.Packet, arrival time.Time) {
-	if p == nil || w.closed.Load() || w.c.stopped.Load() {
+// WritePacket hands the packet to the connection's writer goroutine
+// without ever blocking: when its queue is full the packet is dropped and
+// counted. The packet is the recorder's own copy, kept without copying.
+func (w *trackWriter) WritePacket(p media.Packet) {
+	if p.RTP == nil || w.closed.Load() || w.c.stopped.Load() {
 		return
 	}
 	select {
-	case w.c.packets <- packetItem{t: w.t, pkt: p, arrival: arrival}:
+	case w.c.packets <- packetItem{t: w.t, pkt: p}:
 		w.c.queued.Add(1)
 	default:
 		w.c.r.m.droppedPackets.WithLabelValues(dropQueueFull).Inc()

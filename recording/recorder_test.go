@@ -316,8 +316,8 @@ func TestTrackAddedLaterStartsNewSegment(t *testing.T) {
 
 type discard struct{}
 
-func (discard) WriteRTP(*rtp.Packet, time.Time) {}
-func (discard) Close()                          {}
+func (discard) WritePacket(media.Packet) {}
+func (discard) Close()                   {}
 
 // Keyframes whose VP8 header is broken never reach the file, nor do the
 // frames that depend on them: the recording freezes from the bad keyframe
@@ -398,5 +398,56 @@ func TestCorruptKeyframesDropped(t *testing.T) {
 	}
 	if p.keyframeAsks.Load() == 0 {
 		t.Error("no keyframe asked for after a bad keyframe")
+	}
+}
+
+// A sender whose RTP clock jumps an hour ahead, then back an hour and a
+// half, mid-recording: the SFU's clock dates the frames by their arrival
+// until it follows the jump, so the file runs on without a gap or a
+// dropped frame, as long as the media that was sent.
+func TestClockJumpsLeaveNoGap(t *testing.T) {
+	c := testClip(t)
+	dir := t.TempDir()
+	r, reg, _ := newTestRecorder(t, dir, nil)
+	p := newPublisher(t, c, t0)
+	p.lockstep = true
+	p.start(r, "sess-1", "cand-42", "candidate", 1)
+	jump := func(d time.Duration) func(*rtp.Packet, bool) []*rtp.Packet {
+		return func(pkt *rtp.Packet, video bool) []*rtp.Packet {
+			rate := int64(48000)
+			if video {
+				rate = 90000
+			}
+			q := pkt.Clone()
+			q.Timestamp += uint32(int64(d) * rate / int64(time.Second))
+			return []*rtp.Packet{q}
+		}
+	}
+	p.feed(2 * time.Second)
+	p.mutate = jump(time.Hour)
+	p.feed(2 * time.Second)
+	p.mutate = jump(-30 * time.Minute)
+	p.feed(2 * time.Second)
+	p.stop()
+	r.Close()
+
+	segs, err := Segments(dir, "exam-1", "cand-42", "sess-1")
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segments %v %v", segs, err)
+	}
+	times := packetTimes(t, segs[0].Path, "v:0")
+	if len(times) != p.vi {
+		t.Errorf("%d video frames in the file, %d sent", len(times), p.vi)
+	}
+	for i := 1; i < len(times); i++ {
+		if d := times[i] - times[i-1]; d < 50*time.Millisecond || d > 84*time.Millisecond {
+			t.Errorf("frame %d follows the one before by %v, want one frame (67 ms)", i, d)
+		}
+	}
+	if d := ffprobe(t, segs[0].Path).duration(t); !near(d, 6*time.Second, 200*time.Millisecond) {
+		t.Errorf("recorded %v of 6 s", d)
+	}
+	if got := metricValue(t, reg, "invigil_recording_dropped_frames_total", nil); got != 0 {
+		t.Errorf("%v frames dropped", got)
 	}
 }

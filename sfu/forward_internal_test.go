@@ -22,6 +22,8 @@ func TestForwardNeverBlocksOnAStalledSubscriber(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := &upTrack{
+		s:         &Server{m: m},
+		clock:     media.NewClock(90000),
 		info:      media.Track{Kind: media.Video},
 		packetsIn: m.packetsIn.WithLabelValues("video"),
 		bytesIn:   m.bytesIn.WithLabelValues("video"),
@@ -75,10 +77,10 @@ type countingWriter struct {
 	last *rtp.Packet
 }
 
-func (w *countingWriter) WriteRTP(p *rtp.Packet, _ time.Time) {
+func (w *countingWriter) WritePacket(p media.Packet) {
 	w.n++
-	w.last = p
-	p.Payload[0] = 99
+	w.last = p.RTP
+	p.RTP.Payload[0] = 99
 }
 func (w *countingWriter) Close() {}
 

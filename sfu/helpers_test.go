@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
 	"github.com/prometheus/client_golang/prometheus"
@@ -298,14 +297,14 @@ func (r *recordingTap) notifyLocked() {
 	r.changed = make(chan struct{})
 }
 
-func (w *tapWriter) WriteRTP(p *rtp.Packet, arrival time.Time) {
+func (w *tapWriter) WritePacket(p media.Packet) {
 	w.tap.mu.Lock()
 	defer w.tap.mu.Unlock()
 	if w.closed {
-		panic("WriteRTP after Close")
+		panic("WritePacket after Close")
 	}
-	if p == nil || arrival.IsZero() {
-		panic("tap got no packet or no arrival time")
+	if p.RTP == nil || p.Arrival.IsZero() || p.Wall.IsZero() {
+		panic("tap got no packet, arrival or wall time")
 	}
 	w.packets++
 	if w.packets%25 == 0 {

@@ -22,6 +22,7 @@ type metrics struct {
 	reconnects       *prometheus.CounterVec // kind
 	signallingErrors *prometheus.CounterVec // code
 	eventsDropped    prometheus.Counter
+	clockFixes       *prometheus.CounterVec // kind, what
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,8 +60,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "invigil_sfu_signalling_errors_total", Help: "Error messages sent to clients, by code."}, []string{"code"}),
 		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_sfu_events_dropped_total", Help: "Participant events not delivered to the control plane because it fell behind."}),
+		clockFixes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invigil_sfu_rtp_clock_fixes_total",
+			Help: "What normalising published tracks' RTP for recording and analysis took: stray (a packet whose sequence number is far from the stream's, not handed on), renumbered (a sequence restart followed), clock_jump (an RTP clock jump followed), misdated (a packet dated by its arrival because its timestamp was not believed)."},
+			[]string{"kind", "what"}),
 	}
-	for _, c := range []prometheus.Collector{m.eventsDropped, m.participants, m.tracks, m.subscribers, m.packetsIn, m.bytesIn,
+	for _, c := range []prometheus.Collector{m.eventsDropped, m.clockFixes, m.participants, m.tracks, m.subscribers, m.packetsIn, m.bytesIn,
 		m.packetsOut, m.bytesOut, m.packetsDropped, m.nacks, m.plis, m.pliRateLimited, m.reconnects, m.signallingErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -76,6 +76,11 @@ type upTrack struct {
 
 	packetsIn, bytesIn prometheus.Counter
 	malformed          prometheus.Counter
+
+	// clock normalises the packets handed to the taps, once for all of
+	// them (owned by the read loop).
+	clock      *media.Clock
+	clockStats media.ClockStats
 }
 
 // startUpTrack runs on the goroutine pion started for OnTrack: it becomes
@@ -153,6 +158,7 @@ func (s *Server) startUpTrack(p *participant, pc *webrtc.PeerConnection, readers
 	}()
 	defer s.unpublish(t)
 
+	t.clock = media.NewClock(codec.ClockRate)
 	t.forward(first, arrival, writers)
 	for {
 		n, _, err := remote.Read(buf)
@@ -182,12 +188,50 @@ func (t *upTrack) parse(b []byte) *rtp.Packet {
 func (t *upTrack) forward(pkt *rtp.Packet, arrival time.Time, writers []media.PacketWriter) {
 	t.packetsIn.Inc()
 	t.bytesIn.Add(float64(len(pkt.Payload)))
-	for _, w := range writers {
-		w.WriteRTP(pkt.Clone(), arrival)
+	if len(writers) > 0 {
+		t.tap(pkt, arrival, writers)
 	}
 	for _, d := range *t.downs.Load() {
 		d.enqueue(pkt)
 	}
+}
+
+// tap hands every tap its own copy of the packet, normalised by the
+// track's clock: subscribers get the packet as it came, the recorder and
+// the pipeline one clock for both.
+func (t *upTrack) tap(pkt *rtp.Packet, arrival time.Time, writers []media.PacketWriter) {
+	stamped, ok := t.clock.Stamp(pkt.Clone(), arrival)
+	if st := t.clock.Stats(); st != t.clockStats {
+		t.countClockFixes(st)
+	}
+	if !ok {
+		return
+	}
+	for i, w := range writers {
+		p := stamped
+		if i > 0 {
+			p.RTP = stamped.RTP.Clone()
+		}
+		w.WritePacket(p)
+	}
+}
+
+func (t *upTrack) countClockFixes(st media.ClockStats) {
+	kind := string(t.info.Kind)
+	for _, c := range []struct {
+		what     string
+		now, was uint64
+	}{
+		{"stray", st.Stray, t.clockStats.Stray},
+		{"renumbered", st.Renumbered, t.clockStats.Renumbered},
+		{"clock_jump", st.ClockJumps, t.clockStats.ClockJumps},
+		{"misdated", st.Misdated, t.clockStats.Misdated},
+	} {
+		if c.now > c.was {
+			t.s.m.clockFixes.WithLabelValues(kind, c.what).Add(float64(c.now - c.was))
+		}
+	}
+	t.clockStats = st
 }
 
 // unpublish removes an ended track and tells its subscribers.

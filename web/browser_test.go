@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-
 	"invigil/internal/testassets"
 	"invigil/media"
 	"invigil/sfu"
@@ -126,8 +124,8 @@ func (l *layerCount) TrackStarted(t media.Track) media.PacketWriter {
 	return l
 }
 
-func (l *layerCount) WriteRTP(p *rtp.Packet, _ time.Time) {
-	d, _, err := vp8rtp.Parse(p.Payload)
+func (l *layerCount) WritePacket(pk media.Packet) {
+	d, _, err := vp8rtp.Parse(pk.RTP.Payload)
 	if err != nil || !d.FrameStart() {
 		return
 	}
