@@ -98,9 +98,12 @@ type Candidate struct {
 	api     *webrtc.API
 	video   videoSource
 	wantKey atomic.Bool
-	lost    chan lostEvent
-	fps     float64
-	stats   statsCounters
+	// clockJump (ns) moves every RTP timestamp sent from now on: see
+	// JumpClock.
+	clockJump atomic.Int64
+	lost      chan lostEvent
+	fps       float64
+	stats     statsCounters
 
 	mu       sync.Mutex
 	conn     *connection
@@ -383,7 +386,7 @@ func (c *Candidate) sendVideo() error {
 		return nil
 	}
 	rtpTime := int64(math.Round(float64(conn.vframes) * 90000 / c.fps))
-	ts := conn.vts0 + uint32(rtpTime)
+	ts := conn.vts0 + uint32(rtpTime) + uint32(c.clockJump.Load()*90000/int64(time.Second))
 	for i, payload := range f.Payloads {
 		p := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: i == len(f.Payloads)-1, SequenceNumber: conn.vseq,
 			Timestamp: ts}, Payload: payload}
@@ -412,7 +415,8 @@ func (c *Candidate) sendAudio() {
 	}
 	a := c.cfg.Audio
 	p := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: conn.apackets == 0, SequenceNumber: conn.aseq,
-		Timestamp: conn.ats0 + uint32(conn.apackets*opusFrameTS)}, Payload: a.Packets[c.audioAt]}
+		Timestamp: conn.ats0 + uint32(conn.apackets*opusFrameTS) + uint32(c.clockJump.Load()*48000/int64(time.Second))},
+		Payload: a.Packets[c.audioAt]}
 	conn.aseq++
 	conn.apackets++
 	c.audioAt = (c.audioAt + 1) % len(a.Packets)
@@ -514,9 +518,16 @@ func (c *Candidate) recover(ctx context.Context, ev lostEvent) error {
 	}
 }
 
+// JumpClock moves the RTP timestamps of everything sent from now on by d,
+// as a sender whose capture clock jumps does (a laptop waking from sleep,
+// a broken camera driver); SentFrame.StreamMS goes on as before. It tests
+// how the server dates media across such a jump.
+func (c *Candidate) JumpClock(d time.Duration) { c.clockJump.Add(int64(d)) }
+
 // Drop cuts the candidate's connection the way a network failure does:
 // the socket and peer connection close without a leave. Run notices and
 // resumes the session, as the web page does.
+
 func (c *Candidate) Drop() {
 	c.mu.Lock()
 	conn := c.conn
