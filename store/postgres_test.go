@@ -293,3 +293,44 @@ func testSeveralNodesAppendEventsWithoutGaps(t *testing.T, target string) {
 }
 
 var errPlannedRollback = errors.New("planned rollback")
+
+// A caller that ignores a failed statement inside Update and returns nil:
+// SQLite undoes only that statement and commits the rest; PostgreSQL has
+// aborted the whole transaction, so Update fails and commits nothing. Either
+// way no half of the failed statement is kept, and on PostgreSQL no event
+// is returned that was not committed.
+func TestIgnoredErrorInsideUpdate(t *testing.T) {
+	onEachEngine(t, func(t *testing.T, openTest opener) {
+		s, _ := openTest(t)
+		ctx := t.Context()
+		exam := mustExam(t, s, "e")
+		mustUser(t, s, "alice", RoleAdmin)
+		events, err := s.Update(ctx, func(ctx context.Context, tx *Tx) error {
+			if _, err := tx.AppendEvent(ctx, exam.ID, "before", 0, nil); err != nil {
+				return err
+			}
+			if _, err := tx.CreateUser(ctx, "ALICE", "h", RoleProctor); !errors.Is(err, ErrConflict) {
+				return fmt.Errorf("a second alice: %w, want ErrConflict", err)
+			}
+			return nil // the caller ignores the conflict
+		})
+		stored, readErr := s.EventsSince(ctx, exam.ID, 0, 0)
+		if readErr != nil {
+			t.Fatal(readErr)
+		}
+		switch s.Engine() {
+		case "SQLite":
+			if err != nil || len(events) != 1 || len(stored) != 1 {
+				t.Errorf("SQLite: Update %v, %d events returned, %d stored; want the rest committed", err, len(events), len(stored))
+			}
+		default:
+			if err == nil || events != nil || len(stored) != 0 {
+				t.Errorf("PostgreSQL: Update %v, %d events returned, %d stored; want an error and nothing committed", err, len(events), len(stored))
+			}
+			t.Logf("PostgreSQL: %v", err)
+		}
+		if n, _ := s.CountUsers(ctx); n != 1 {
+			t.Errorf("%d users, want only alice", n)
+		}
+	})
+}
