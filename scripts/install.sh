@@ -12,7 +12,8 @@
 #   test     what the tests use besides the build group: test photos
 #            (opencv-doc), ffmpeg for test clips, Chromium for browser tests,
 #            sqlite3 for the fault tests, alsa-utils for recorded voices,
-#            PostgreSQL 15 for the store tests on the second engine
+#            PostgreSQL 15 for the store tests on the second engine,
+#            nats-server 2.9 for the tests of messaging between nodes
 #
 # Only packages that are missing are installed: one `apt-get update`, then one
 # `apt-get install`. As root it runs apt-get directly, otherwise through sudo;
@@ -81,6 +82,10 @@ group_test=(
   # server (initdb and postgres from /usr/lib/postgresql/15/bin) in a
   # temporary directory; the package's own cluster service is not used.
   postgresql
+  # The several-nodes tests message over NATS: each test binary starts its
+  # own nats-server (with JetStream, -js) on a free port and a temporary
+  # store directory.
+  nats-server
   # Real recorded voices and noise (/usr/share/sounds/alsa/*.wav) for the
   # Opus round-trip tests and the speech-detection evaluation.
   alsa-utils
