@@ -32,6 +32,11 @@ type Config struct {
 	// (postgres://user:password@host:5432/db) instead of the SQLite file in
 	// DataDir, so that several nodes can share it.
 	DatabaseURL string `json:"database_url"`
+	// NATSURL, if set, is the NATS server (nats://host:4222, with
+	// JetStream) through which several nodes tell each other of new live
+	// events and hand violations over with acknowledgement; empty keeps
+	// both inside the process.
+	NATSURL string `json:"nats_url"`
 	// ModelsDir holds the provisioned ONNX models and their manifest.
 	ModelsDir string `json:"models_dir"`
 	// LogLevel is debug, info, warn or error.
@@ -186,6 +191,7 @@ var settings = []setting{
 	{"addr", "INVIGIL_ADDR", "`HOST:PORT` to listen on", func(c *Config) flag.Value { return (*stringValue)(&c.Addr) }},
 	{"data", "INVIGIL_DATA", "data `DIR` (database, recordings, evidence)", func(c *Config) flag.Value { return (*stringValue)(&c.DataDir) }},
 	{"database-url", "INVIGIL_DATABASE_URL", "PostgreSQL `URL` (postgres://user:password@host:5432/db) to keep the state in, shared by several nodes (default: the SQLite file DIR/invigil.db)", func(c *Config) flag.Value { return (*stringValue)(&c.DatabaseURL) }},
+	{"nats-url", "INVIGIL_NATS_URL", "NATS `URL` (nats://host:4222, JetStream enabled) through which several nodes share live events and hand violations over (default: none, all inside this process)", func(c *Config) flag.Value { return (*stringValue)(&c.NATSURL) }},
 	{"models", "INVIGIL_MODELS", "models `DIR`", func(c *Config) flag.Value { return (*stringValue)(&c.ModelsDir) }},
 	{"log-level", "INVIGIL_LOG_LEVEL", "log `LEVEL`: debug, info, warn, error", func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
 	{"log-format", "INVIGIL_LOG_FORMAT", "log `FORMAT`: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
@@ -348,6 +354,36 @@ func (c Config) validDatabaseURL() error {
 	return nil
 }
 
+// validNATSURL checks the form of NATSURL (a comma-separated list of
+// servers, as the NATS client takes it); whether a server answers is for
+// the connection to find out. Like validDatabaseURL it never repeats the
+// URL, which may hold a password.
+func (c Config) validNATSURL() error {
+	if c.NATSURL == "" {
+		return nil
+	}
+	for _, one := range strings.Split(c.NATSURL, ",") {
+		one = strings.TrimSpace(one)
+		u, err := url.Parse(one)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return fmt.Errorf("nats url: not a valid URL: %w", err)
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return errors.New("nats url: want nats://host:4222 (or tls://, ws://, wss://; several separated by commas); leave it empty to keep events and violations inside this process")
+		}
+		if u.Host == "" {
+			return errors.New("nats url: no host (nats://HOST:4222)")
+		}
+	}
+	return nil
+}
+
 // Validate reports the first setting that cannot work, naming it.
 func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
@@ -360,6 +396,9 @@ func (c Config) Validate() error {
 		return errors.New("models dir is empty")
 	}
 	if err := c.validDatabaseURL(); err != nil {
+		return err
+	}
+	if err := c.validNATSURL(); err != nil {
 		return err
 	}
 	if _, err := c.SlogLevel(); err != nil {

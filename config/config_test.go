@@ -315,3 +315,32 @@ func TestDatabaseURL(t *testing.T) {
 		}
 	}
 }
+
+func TestNATSURL(t *testing.T) {
+	file := writeFile(t, `{"nats_url": "nats://file.example:4222"}`)
+	cfg, err := resolve(t, []string{"--config", file}, nil)
+	if err != nil || cfg.NATSURL != "nats://file.example:4222" {
+		t.Errorf("from the file: %q, %v", cfg.NATSURL, err)
+	}
+	cfg, err = resolve(t, []string{"--config", file}, map[string]string{"INVIGIL_NATS_URL": "nats://env.example:4222"})
+	if err != nil || cfg.NATSURL != "nats://env.example:4222" {
+		t.Errorf("from env over the file: %q, %v", cfg.NATSURL, err)
+	}
+	cfg, err = resolve(t, []string{"--nats-url", "nats://a:4222,nats://b:4222"}, map[string]string{"INVIGIL_NATS_URL": "nats://env.example:4222"})
+	if err != nil || cfg.NATSURL != "nats://a:4222,nats://b:4222" {
+		t.Errorf("from the flag over env (two servers): %q, %v", cfg.NATSURL, err)
+	}
+	if cfg, err := resolve(t, nil, nil); err != nil || cfg.NATSURL != "" {
+		t.Errorf("default: %q, %v (want empty: inside the process)", cfg.NATSURL, err)
+	}
+	for _, bad := range []string{"http://u:secret-pw@nats:4222", "nats://", "localhost:4222", "nats://u:secret-pw@host:port"} {
+		_, err := resolve(t, []string{"--nats-url", bad}, nil)
+		if err == nil || !strings.Contains(err.Error(), "nats url") {
+			t.Errorf("%s: error %v, want one about the nats url", bad, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret-pw") {
+			t.Errorf("%s: the error shows the password: %v", bad, err)
+		}
+	}
+}
