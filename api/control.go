@@ -118,6 +118,24 @@ type ControlOptions struct {
 	RiskWeights map[string]float64
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// Events, when set, hears of every commit that added events, so that
+	// other control nodes sharing the store wake their event streams too
+	// (they call Server.NudgeEvents); nil: one node, whose own streams are
+	// all there is.
+	Events EventNotifier
+}
+
+// EventNotifier carries "an exam's event log grew" to the other control
+// nodes. Only the nudge travels: every node's streams read the events
+// themselves from the shared store, so each client gets each event once
+// and in order, whichever node wrote it, and a lost nudge only delays a
+// stream until its next keep-alive read.
+type EventNotifier interface {
+	// EventsCommitted is called after a commit, on the request's
+	// goroutine, so it must not block: seq is the exam's newest event
+	// sequence number, or 0 for "no new event, but check again who may
+	// watch" (staff taken off the exam).
+	EventsCommitted(exam, seq int64)
 }
 
 // control is the control plane's state besides the store.
@@ -341,9 +359,44 @@ func (c *control) applyStage(ctx context.Context, cand store.Candidate) {
 	}
 }
 
-// publish wakes the event streams after a commit.
+// publish wakes the event streams after a commit, here and, through
+// Events, on the other nodes.
 func (c *control) publish(events []store.Event) {
+	if len(events) == 1 { // the usual commit: no map
+		c.nudge(events[0].ExamID, events[0].Seq)
+		return
+	}
+	newest := map[int64]int64{}
 	for _, e := range events {
-		c.hub.notify(e.ExamID)
+		newest[e.ExamID] = max(newest[e.ExamID], e.Seq)
+	}
+	for exam, seq := range newest {
+		c.nudge(exam, seq)
+	}
+}
+
+// nudge wakes this node's streams of an exam and tells the other nodes.
+func (c *control) nudge(exam, seq int64) {
+	c.hub.notify(exam)
+	if c.opts.Events != nil {
+		c.opts.Events.EventsCommitted(exam, seq)
+	}
+}
+
+// NudgeEvents wakes this node's event streams of an exam, which then read
+// what is new from the store: another node committed events there (or
+// changed who may watch).
+func (s *Server) NudgeEvents(exam int64) {
+	if s.ctl != nil {
+		s.ctl.hub.notify(exam)
+	}
+}
+
+// NudgeAllEvents wakes every event stream of this node, for when nudges
+// from other nodes may have been lost (the connection that carries them
+// was down a while).
+func (s *Server) NudgeAllEvents() {
+	if s.ctl != nil {
+		s.ctl.hub.notifyAll()
 	}
 }

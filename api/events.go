@@ -51,6 +51,19 @@ func (h *hub) notify(exam int64) {
 	}
 }
 
+func (h *hub) notifyAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, subs := range h.subs {
+		for ch := range subs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
 // sseKeepAlive is how often an idle stream sends a comment so proxies and
 // the browser keep the connection.
 const sseKeepAlive = 15 * time.Second

@@ -189,8 +189,9 @@ func (c *control) setExamStaff(w http.ResponseWriter, r *http.Request, p *princi
 		return err
 	}
 	// Open event streams check again who may watch, so one taken off the
-	// exam stops receiving its events now rather than at their next event.
-	c.hub.notify(e.ID)
+	// exam stops receiving its events now rather than at their next event
+	// (on every node).
+	c.nudge(e.ID, 0)
 	out, err := c.examStaffAnswer(r.Context(), e.ID)
 	if err != nil {
 		return err
