@@ -28,7 +28,12 @@ import (
 // caller owns it, so tests read the metrics of their own server and several
 // servers can live in one process.
 type Options struct {
-	Registry *prometheus.Registry
+	Registry prometheus.Registerer
+	// Gatherer is what /metrics serves (default: Registry, which must then
+	// be a prometheus.Gatherer too, as *prometheus.Registry is). A caller
+	// that labels every metric (the node's name) registers through a
+	// wrapping Registerer and gathers from the registry beneath.
+	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
 	// Version is reported in invigil_build_info.
 	Version string
@@ -78,6 +83,13 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		return nil, errors.New("api: Options.Registry is nil")
 	}
+	if opts.Gatherer == nil {
+		g, ok := opts.Registry.(prometheus.Gatherer)
+		if !ok {
+			return nil, errors.New("api: Options.Gatherer is nil and Options.Registry cannot gather")
+		}
+		opts.Gatherer = g
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -122,7 +134,7 @@ func New(opts Options) (*Server, error) {
 
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", s.requireMetricsToken(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
+	s.mux.Handle("GET /metrics", s.requireMetricsToken(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),
 	})))
 	if opts.Control != nil {

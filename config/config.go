@@ -37,6 +37,9 @@ type Config struct {
 	// events and hand violations over with acknowledgement; empty keeps
 	// both inside the process.
 	NATSURL string `json:"nats_url"`
+	// NodeID names this process among several nodes: every metric carries
+	// it as the label `node`. Empty means the host name.
+	NodeID string `json:"node_id"`
 	// ModelsDir holds the provisioned ONNX models and their manifest.
 	ModelsDir string `json:"models_dir"`
 	// LogLevel is debug, info, warn or error.
@@ -192,6 +195,7 @@ var settings = []setting{
 	{"data", "INVIGIL_DATA", "data `DIR` (database, recordings, evidence)", func(c *Config) flag.Value { return (*stringValue)(&c.DataDir) }},
 	{"database-url", "INVIGIL_DATABASE_URL", "PostgreSQL `URL` (postgres://user:password@host:5432/db) to keep the state in, shared by several nodes (default: the SQLite file DIR/invigil.db)", func(c *Config) flag.Value { return (*stringValue)(&c.DatabaseURL) }},
 	{"nats-url", "INVIGIL_NATS_URL", "NATS `URL` (nats://host:4222, JetStream enabled) through which several nodes share live events and hand violations over (default: none, all inside this process)", func(c *Config) flag.Value { return (*stringValue)(&c.NATSURL) }},
+	{"node-id", "INVIGIL_NODE_ID", "`NAME` of this node among several; every metric is labelled node=NAME (default: the host name)", func(c *Config) flag.Value { return (*stringValue)(&c.NodeID) }},
 	{"models", "INVIGIL_MODELS", "models `DIR`", func(c *Config) flag.Value { return (*stringValue)(&c.ModelsDir) }},
 	{"log-level", "INVIGIL_LOG_LEVEL", "log `LEVEL`: debug, info, warn, error", func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
 	{"log-format", "INVIGIL_LOG_FORMAT", "log `FORMAT`: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
@@ -384,6 +388,48 @@ func (c Config) validNATSURL() error {
 	return nil
 }
 
+// validNodeID: a node's name goes into metric labels, log lines and
+// (between nodes) message subjects, so it keeps to a safe alphabet.
+func validNodeID(id string) bool {
+	if len(id) == 0 || len(id) > 63 {
+		return false
+	}
+	for i, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case i > 0 && (r == '.' || r == '_' || r == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// NodeName is the node's name: NodeID, or the host name (made safe) when
+// that is empty.
+func (c Config) NodeName() string {
+	if c.NodeID != "" {
+		return c.NodeID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return "invigil"
+	}
+	b := []byte(host)
+	for i, r := range b {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || i > 0 && (r == '.' || r == '_' || r == '-')) {
+			b[i] = '-'
+		}
+	}
+	if len(b) > 63 {
+		b = b[:63]
+	}
+	if b[0] == '-' {
+		b[0] = 'n'
+	}
+	return string(b)
+}
+
 // Validate reports the first setting that cannot work, naming it.
 func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
@@ -400,6 +446,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.validNATSURL(); err != nil {
 		return err
+	}
+	if c.NodeID != "" && !validNodeID(c.NodeID) {
+		return fmt.Errorf("node id %q: want 1–63 letters, digits, '.', '_' or '-', starting with a letter or digit", c.NodeID)
 	}
 	if _, err := c.SlogLevel(); err != nil {
 		return err

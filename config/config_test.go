@@ -344,3 +344,23 @@ func TestNATSURL(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeID(t *testing.T) {
+	cfg, err := resolve(t, []string{"--node-id", "media-2"}, map[string]string{"INVIGIL_NODE_ID": "media-1"})
+	if err != nil || cfg.NodeID != "media-2" || cfg.NodeName() != "media-2" {
+		t.Errorf("from the flag over env: %q, %v", cfg.NodeID, err)
+	}
+	cfg, err = resolve(t, nil, nil)
+	if err != nil || cfg.NodeID != "" {
+		t.Fatalf("default: %q, %v (want empty: the host name)", cfg.NodeID, err)
+	}
+	host, _ := os.Hostname()
+	if name := cfg.NodeName(); name == "" || !validNodeID(name) || (validNodeID(host) && name != host) {
+		t.Errorf("default node name %q (host %q)", name, host)
+	}
+	for _, bad := range []string{"-media", "media 1", "médias", "a/b", strings.Repeat("n", 64)} {
+		if _, err := resolve(t, []string{"--node-id", bad}, nil); err == nil || !strings.Contains(err.Error(), "node id") {
+			t.Errorf("%q: error %v, want one about the node id", bad, err)
+		}
+	}
+}

@@ -83,7 +83,7 @@ type audioMetrics struct {
 	stalls      prometheus.Counter
 }
 
-func newAudioMetrics(reg *prometheus.Registry) (*audioMetrics, error) {
+func newAudioMetrics(reg prometheus.Registerer) (*audioMetrics, error) {
 	m := &audioMetrics{
 		packets: prometheus.NewCounter(prometheus.CounterOpts{Name: "invigil_pipeline_audio_packets_total",
 			Help: "RTP packets of candidates' microphone tracks tapped."}),

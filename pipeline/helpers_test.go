@@ -273,8 +273,10 @@ func (s *recordingSink) summary() string {
 func newTestPipeline(t testing.TB, cfg Config) (*Pipeline, *prometheus.Registry) {
 	t.Helper()
 	cfg.ModelsDir = testassets.ModelsDir(t)
-	if cfg.Registry == nil {
-		cfg.Registry = prometheus.NewRegistry()
+	reg, _ := cfg.Registry.(*prometheus.Registry)
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		cfg.Registry = reg
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 2
@@ -292,7 +294,7 @@ func newTestPipeline(t testing.TB, cfg Config) (*Pipeline, *prometheus.Registry)
 		t.Logf("Close took %v", time.Since(start))
 		checkNoGoroutines(t)
 	})
-	return p, cfg.Registry
+	return p, reg
 }
 
 func testLogger(t testing.TB) *slog.Logger {

@@ -124,7 +124,7 @@ type Config struct {
 	Sink ViolationSink
 	// Registry receives the invigil_pipeline_* metrics (default: a private
 	// registry, so several pipelines can coexist in tests).
-	Registry *prometheus.Registry
+	Registry prometheus.Registerer
 	Logger   *slog.Logger
 	// DefaultPolicy applies to candidates without SetPolicy (default:
 	// rest_room, as for `invigil analyze`).

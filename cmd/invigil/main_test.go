@@ -136,7 +136,7 @@ func TestServe(t *testing.T) {
 	defer cancel()
 	exit := make(chan int, 1)
 	go func() {
-		exit <- run(ctx, e, []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--models", modelsDir})
+		exit <- run(ctx, e, []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--models", modelsDir, "--node-id", "node-7"})
 	}()
 
 	urlPattern := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
@@ -181,9 +181,16 @@ func TestServe(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`invigil_http_requests_total{code="200",route="GET /healthz"} 1`, "go_goroutines", "invigil_process_"} {
+	for _, want := range []string{`invigil_http_requests_total{code="200",node="node-7",route="GET /healthz"} 1`, "go_goroutines", "invigil_process_"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// Every series says which node it comes from.
+	for _, line := range strings.Split(string(body), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") && !strings.Contains(line, `node="node-7"`) {
+			t.Errorf("a series without the node label: %s", line)
+			break
 		}
 	}
 

@@ -65,7 +65,12 @@ func runServe(ctx context.Context, e env, args []string) error {
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
+	// Every series carries the node's name, so that one Prometheus can
+	// scrape several nodes (and their sums still add up per node).
+	node := cfg.NodeName()
+	log = log.With("node", node)
+	gather := prometheus.NewRegistry()
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"node": node}, gather)
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "invigil"}),
@@ -76,6 +81,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	media, analysis := &sfuControl{}, &pipelineControl{}
 	srv, err := api.New(api.Options{
 		Registry:           reg,
+		Gatherer:           gather,
 		Logger:             log,
 		Version:            version,
 		MaxBodyBytes:       cfg.MaxBodyBytes,
@@ -173,7 +179,7 @@ type mediaPlane struct {
 	closed   bool
 }
 
-func startMediaPlane(cfg config.Config, reg *prometheus.Registry, log *slog.Logger, ctl *api.Server, sink pipeline.ViolationSink) (mp *mediaPlane, err error) {
+func startMediaPlane(cfg config.Config, reg prometheus.Registerer, log *slog.Logger, ctl *api.Server, sink pipeline.ViolationSink) (mp *mediaPlane, err error) {
 	tokens := &controlTokens{api: ctl}
 	if cfg.SFUTokenKey != "" {
 		// Load tests (simulate --token-key) mint their own tokens with the
