@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"invigil/contract"
 	"invigil/stage"
 	"invigil/store"
 )
@@ -101,9 +102,9 @@ func (c *control) placeCall(w http.ResponseWriter, r *http.Request, p *principal
 			return err
 		}
 		call.StaffName = p.user.Username
-		typ := "call_ringing"
+		typ := contract.EventCallRinging
 		if call.State == store.CallActive {
-			typ = "call_started"
+			typ = contract.EventCallStarted
 		}
 		if _, err := tx.AppendEvent(ctx, cand.ExamID, typ, cand.ID, map[string]any{"call": viewCall(call), "name": cand.Name}); err != nil {
 			return err
@@ -154,7 +155,7 @@ func (c *control) acceptCall(w http.ResponseWriter, r *http.Request, p *principa
 		if err := moveInTx(ctx, tx, cand, inCall, 0, "call accepted", c.now()); err != nil {
 			return err
 		}
-		_, err := tx.AppendEvent(ctx, cand.ExamID, "call_started", cand.ID, map[string]any{"call": viewCall(call), "name": cand.Name})
+		_, err := tx.AppendEvent(ctx, cand.ExamID, contract.EventCallStarted, cand.ID, map[string]any{"call": viewCall(call), "name": cand.Name})
 		return err
 	})
 	if err != nil {
@@ -178,7 +179,7 @@ func (c *control) declineCall(w http.ResponseWriter, r *http.Request, p *princip
 		if err := tx.UpdateCall(ctx, call); err != nil {
 			return err
 		}
-		_, err := tx.AppendEvent(ctx, call.ExamID, "call_ended", call.CandidateID, map[string]any{"call": viewCall(call), "name": p.candidate.Name})
+		_, err := tx.AppendEvent(ctx, call.ExamID, contract.EventCallEnded, call.CandidateID, map[string]any{"call": viewCall(call), "name": p.candidate.Name})
 		return err
 	})
 	if err != nil {
@@ -238,7 +239,7 @@ func (c *control) endCall(w http.ResponseWriter, r *http.Request, p *principal) 
 				return err
 			}
 		}
-		if _, err := tx.AppendEvent(ctx, call.ExamID, "call_ended", call.CandidateID, map[string]any{"call": viewCall(call), "name": cand.Name}); err != nil {
+		if _, err := tx.AppendEvent(ctx, call.ExamID, contract.EventCallEnded, call.CandidateID, map[string]any{"call": viewCall(call), "name": cand.Name}); err != nil {
 			return err
 		}
 		return tx.Audit(ctx, p.user.ID, "call.end", "call:"+strconv.FormatInt(call.ID, 10), map[string]any{"outcome": req.Outcome})
@@ -274,7 +275,7 @@ func (c *control) endCallsOf(ctx context.Context, cand store.Candidate, actor in
 		if err := tx.UpdateCall(ctx, call); err != nil {
 			return err
 		}
-		_, err := tx.AppendEvent(ctx, call.ExamID, "call_ended", call.CandidateID, map[string]any{"call": viewCall(call), "name": cand.Name})
+		_, err := tx.AppendEvent(ctx, call.ExamID, contract.EventCallEnded, call.CandidateID, map[string]any{"call": viewCall(call), "name": cand.Name})
 		return err
 	})
 	if err == nil && wasActive {

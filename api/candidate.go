@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"invigil/contract"
 	"invigil/stage"
 	"invigil/store"
 )
@@ -240,7 +241,7 @@ func moveInTx(ctx context.Context, tx *store.Tx, cand store.Candidate, to stage.
 	if err != nil {
 		return err
 	}
-	_, err = tx.AppendEvent(ctx, cand.ExamID, "stage_changed", cand.ID, map[string]any{
+	_, err = tx.AppendEvent(ctx, cand.ExamID, contract.EventStageChanged, cand.ID, map[string]any{
 		"from": ch.From, "to": ch.To, "reason": reason, "actor_id": actor, "name": cand.Name,
 	})
 	return err
@@ -356,7 +357,7 @@ func (c *control) candidateHelp(w http.ResponseWriter, r *http.Request, p *princ
 		return errorf(http.StatusBadRequest, "too_long", "a help message has at most 500 characters")
 	}
 	err := c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
-		_, err := tx.AppendEvent(ctx, p.candidate.ExamID, "help_requested", p.candidate.ID, map[string]any{
+		_, err := tx.AppendEvent(ctx, p.candidate.ExamID, contract.EventHelpRequested, p.candidate.ID, map[string]any{
 			"message": msg, "name": p.candidate.Name, "stage": p.candidate.Stage,
 		})
 		return err

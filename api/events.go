@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"invigil/contract"
 	"invigil/store"
 )
 
@@ -74,8 +75,9 @@ const sseKeepAlive = 15 * time.Second
 // can nudge ("请回到画面中") while one lasts, in the brief form of
 // candidateViolation.
 var candidateEventTypes = map[string]bool{
-	"stage_changed": true, "call_ringing": true, "call_started": true, "call_ended": true, "score_published": true,
-	"violation_opened": true, "violation_closed": true,
+	contract.EventStageChanged: true, contract.EventCallRinging: true, contract.EventCallStarted: true,
+	contract.EventCallEnded: true, contract.EventScorePublished: true,
+	contract.EventViolationOpened: true, contract.EventViolationClosed: true,
 }
 
 // candidateViolation is what a candidate's page learns of their own
@@ -207,7 +209,7 @@ func (c *control) candidateEvents(w http.ResponseWriter, r *http.Request, p *pri
 		if e.CandidateID != id || !candidateEventTypes[e.Type] {
 			return false
 		}
-		if e.Type == "violation_opened" || e.Type == "violation_closed" {
+		if e.Type == contract.EventViolationOpened || e.Type == contract.EventViolationClosed {
 			var v violationView
 			if err := json.Unmarshal(e.Data, &v); err != nil || v.CandidateID != id {
 				return false
@@ -261,7 +263,7 @@ func (s *Server) MediaEvent(ctx context.Context, identity, kind string) {
 			return
 		}
 		err = c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
-			_, err := tx.AppendEvent(ctx, cand.ExamID, "presence", cid, map[string]any{"online": online, "name": cand.Name})
+			_, err := tx.AppendEvent(ctx, cand.ExamID, contract.EventPresence, cid, map[string]any{"online": online, "name": cand.Name})
 			return err
 		})
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"invigil/contract"
 	"invigil/detectors/rules"
 	"invigil/stage"
 	"invigil/store"
@@ -287,7 +288,7 @@ func (c *control) addCandidates(ctx context.Context, actor int64, exam store.Exa
 				if err != nil {
 					return err
 				}
-				if _, err := tx.AppendEvent(ctx, exam.ID, "candidate_added", cc.ID, map[string]any{"name": cc.Name, "stage": cc.Stage}); err != nil {
+				if _, err := tx.AppendEvent(ctx, exam.ID, contract.EventCandidateAdded, cc.ID, map[string]any{"name": cc.Name, "stage": cc.Stage}); err != nil {
 					return err
 				}
 				created = append(created, candidateCodesAnswer{ID: cc.ID, Name: cc.Name, ExternalID: cc.ExternalID, Codes: cc.Codes})

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"invigil/contract"
 	"invigil/stage"
 	"invigil/store"
 )
@@ -100,7 +101,7 @@ func (c *control) publishScore(w http.ResponseWriter, r *http.Request, p *princi
 			}
 			return err
 		}
-		if _, err := tx.AppendEvent(ctx, cand.ExamID, "score_published", cand.ID, map[string]any{
+		if _, err := tx.AppendEvent(ctx, cand.ExamID, contract.EventScorePublished, cand.ID, map[string]any{
 			"score": sc.Score, "comment": sc.Comment, "name": cand.Name}); err != nil {
 			return err
 		}

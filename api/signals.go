@@ -275,7 +275,7 @@ func (c *control) storeSignal(r *http.Request, cand store.Candidate, key, typ, r
 				return err
 			}
 			changed = true
-			_, err = tx.AppendEvent(ctx, cand.ExamID, "violation_closed", cand.ID, c.viewViolation(out, cand.Name))
+			_, err = tx.AppendEvent(ctx, cand.ExamID, contract.EventViolationClosed, cand.ID, c.viewViolation(out, cand.Name))
 			return err
 		case !errors.Is(err, store.ErrNotFound):
 			return err
@@ -298,13 +298,13 @@ func (c *control) storeSignal(r *http.Request, cand store.Candidate, key, typ, r
 			return err
 		}
 		changed, opened = true, true
-		if _, err := tx.AppendEvent(ctx, cand.ExamID, "violation_opened", cand.ID, c.viewViolation(out, cand.Name)); err != nil {
+		if _, err := tx.AppendEvent(ctx, cand.ExamID, contract.EventViolationOpened, cand.ID, c.viewViolation(out, cand.Name)); err != nil {
 			return err
 		}
 		if !end.IsZero() {
 			// Stored whole (its start report was lost): the close is
 			// announced too, so every stream sees it end.
-			_, err = tx.AppendEvent(ctx, cand.ExamID, "violation_closed", cand.ID, c.viewViolation(out, cand.Name))
+			_, err = tx.AppendEvent(ctx, cand.ExamID, contract.EventViolationClosed, cand.ID, c.viewViolation(out, cand.Name))
 		}
 		return err
 	})

@@ -133,7 +133,7 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 		if err != nil || !inserted {
 			return err
 		}
-		_, err = tx.AppendEvent(ctx, cand.ExamID, "violation_opened", cid, c.viewViolation(row, cand.Name))
+		_, err = tx.AppendEvent(ctx, cand.ExamID, contract.EventViolationOpened, cid, c.viewViolation(row, cand.Name))
 		return err
 	})
 	if err != nil {
@@ -267,7 +267,7 @@ func (s *Server) ViolationClosed(ctx context.Context, v ViolationReport) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.AppendEvent(ctx, row.ExamID, "violation_closed", row.CandidateID, c.viewViolation(row, cand.Name))
+		_, err = tx.AppendEvent(ctx, row.ExamID, contract.EventViolationClosed, row.CandidateID, c.viewViolation(row, cand.Name))
 		return err
 	})
 	if err != nil {
@@ -506,7 +506,7 @@ func (c *control) review(w http.ResponseWriter, r *http.Request, p *principal) e
 		if err != nil {
 			return err
 		}
-		if _, err := tx.AppendEvent(ctx, v.ExamID, "violation_reviewed", v.CandidateID, c.viewViolation(v, cand.Name)); err != nil {
+		if _, err := tx.AppendEvent(ctx, v.ExamID, contract.EventViolationReviewed, v.CandidateID, c.viewViolation(v, cand.Name)); err != nil {
 			return err
 		}
 		return tx.Audit(ctx, p.user.ID, "violation.review", "violation:"+strconv.FormatInt(v.ID, 10),

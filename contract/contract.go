@@ -182,3 +182,27 @@ func ViolationNames(sources ...Source) []string {
 	}
 	return out
 }
+
+// Live event types: what an exam's event stream (GET
+// /api/v1/exams/{exam}/events and the candidate's own stream) carries in
+// each event's `type`.
+const (
+	EventCandidateAdded    = "candidate_added"
+	EventStageChanged      = "stage_changed"
+	EventCallRinging       = "call_ringing"
+	EventCallStarted       = "call_started"
+	EventCallEnded         = "call_ended"
+	EventViolationOpened   = "violation_opened"
+	EventViolationClosed   = "violation_closed"
+	EventViolationReviewed = "violation_reviewed"
+	EventScorePublished    = "score_published"
+	EventHelpRequested     = "help_requested"
+	EventPresence          = "presence"
+)
+
+// EventTypes lists every live event type; the pages listen for these.
+var EventTypes = []string{
+	EventCandidateAdded, EventStageChanged, EventCallRinging, EventCallStarted, EventCallEnded,
+	EventViolationOpened, EventViolationClosed, EventViolationReviewed, EventScorePublished,
+	EventHelpRequested, EventPresence,
+}

@@ -38,5 +38,6 @@ func JavaScript() string {
 		sources[t.Name] = t.Source
 	}
 	constant("VIOLATION_SOURCES", "What notices each type: camera, microphone or browser.", sources)
+	constant("EVENT_TYPES", "Every live event type an event stream carries.", EventTypes)
 	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -19,3 +19,6 @@ export const BROWSER_TYPES = Object.freeze(["left_page","second_screen","headpho
 
 // What notices each type: camera, microphone or browser.
 export const VIOLATION_SOURCES = Object.freeze({"camera_blocked":"camera","distance":"camera","extra_person":"camera","face_off_screen":"camera","hands_out_of_view":"camera","head_turn":"camera","headphones":"browser","left_page":"browser","microphone_off":"microphone","phone_call":"camera","second_screen":"browser","talking":"microphone"});
+
+// Every live event type an event stream carries.
+export const EVENT_TYPES = Object.freeze(["candidate_added","stage_changed","call_ringing","call_started","call_ended","violation_opened","violation_closed","violation_reviewed","score_published","help_requested","presence"]);

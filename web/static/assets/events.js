@@ -5,11 +5,9 @@
 // for good) we open a new one with ?since= the last sequence number seen.
 // Events are handed on in order and at most once.
 
-export const EVENT_TYPES = [
-  'candidate_added', 'stage_changed', 'call_ringing', 'call_started', 'call_ended',
-  'violation_opened', 'violation_closed', 'violation_reviewed', 'score_published',
-  'help_requested', 'presence',
-];
+// The event types come from the server's contract (contract.js is
+// generated from Go), so a new type cannot be missed here.
+import { EVENT_TYPES } from './contract.js';
 
 // listen opens the stream at url and calls onEvent(ev) for each event
 // ({seq, exam_id, type, at, candidate_id, data}). onState('live' |
