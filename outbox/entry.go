@@ -110,3 +110,19 @@ func decodeEntry(b []byte) (Entry, error) {
 	}
 	return e, nil
 }
+
+// MarshalBinary encodes the entry as its file on disk holds it (with the
+// checksum), so the entry can travel elsewhere, e.g. as a message, and be
+// checked on arrival.
+func (e Entry) MarshalBinary() ([]byte, error) { return encodeEntry(e) }
+
+// UnmarshalBinary decodes what MarshalBinary made; anything else (a
+// truncated or foreign message) is an error, never a panic.
+func (e *Entry) UnmarshalBinary(b []byte) error {
+	d, err := decodeEntry(b)
+	if err != nil {
+		return err
+	}
+	*e = d
+	return nil
+}

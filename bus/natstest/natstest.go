@@ -153,12 +153,13 @@ func (s *Server) ping(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	if err := nc.FlushWithContext(ctx); err != nil {
+	// The client insists on a deadline.
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := nc.FlushWithContext(rctx); err != nil {
 		return err
 	}
 	// $JS.API.INFO answers only where JetStream runs.
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
 	if _, err := nc.RequestWithContext(rctx, "$JS.API.INFO", nil); err != nil {
 		return fmt.Errorf("JetStream does not answer (is the server started with -js?): %w", err)
 	}
