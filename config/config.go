@@ -389,7 +389,8 @@ func (c Config) validNATSURL() error {
 }
 
 // validNodeID: a node's name goes into metric labels, log lines and
-// (between nodes) message subjects, so it keeps to a safe alphabet.
+// (between nodes) NATS subjects, where '.' separates tokens, so it keeps
+// to letters, digits, '_' and '-' (cluster.ValidNode).
 func validNodeID(id string) bool {
 	if len(id) == 0 || len(id) > 63 {
 		return false
@@ -397,7 +398,7 @@ func validNodeID(id string) bool {
 	for i, r := range id {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case i > 0 && (r == '.' || r == '_' || r == '-'):
+		case i > 0 && (r == '_' || r == '-'):
 		default:
 			return false
 		}
@@ -417,7 +418,7 @@ func (c Config) NodeName() string {
 	}
 	b := []byte(host)
 	for i, r := range b {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || i > 0 && (r == '.' || r == '_' || r == '-')) {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || i > 0 && (r == '_' || r == '-')) {
 			b[i] = '-'
 		}
 	}
@@ -448,7 +449,7 @@ func (c Config) Validate() error {
 		return err
 	}
 	if c.NodeID != "" && !validNodeID(c.NodeID) {
-		return fmt.Errorf("node id %q: want 1–63 letters, digits, '.', '_' or '-', starting with a letter or digit", c.NodeID)
+		return fmt.Errorf("node id %q: want 1–63 letters, digits, '_' or '-', starting with a letter or digit", c.NodeID)
 	}
 	if _, err := c.SlogLevel(); err != nil {
 		return err

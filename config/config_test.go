@@ -358,7 +358,7 @@ func TestNodeID(t *testing.T) {
 	if name := cfg.NodeName(); name == "" || !validNodeID(name) || (validNodeID(host) && name != host) {
 		t.Errorf("default node name %q (host %q)", name, host)
 	}
-	for _, bad := range []string{"-media", "media 1", "médias", "a/b", strings.Repeat("n", 64)} {
+	for _, bad := range []string{"-media", "media 1", "médias", "a/b", "media.1", strings.Repeat("n", 64)} {
 		if _, err := resolve(t, []string{"--node-id", bad}, nil); err == nil || !strings.Contains(err.Error(), "node id") {
 			t.Errorf("%q: error %v, want one about the node id", bad, err)
 		}
