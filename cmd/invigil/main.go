@@ -43,6 +43,7 @@ func init() {
 		"analyze":     {"analyse a video or image file and print violations as JSON Lines", runAnalyze},
 		"simulate":    {"join as synthetic candidates and publish a video, image or scenario as the camera", runSimulate},
 		"admin":       {"manage staff accounts: users list | add | disable | enable | passwd", runAdmin},
+		"node":        {"media nodes on NATS: list | drain NODE", runNode},
 	}
 }
 

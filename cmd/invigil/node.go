@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"invigil/cluster"
+	"invigil/config"
+)
+
+const nodeUsage = "list | drain NODE [--wait DURATION]"
+
+// runNode shows the media nodes that announce themselves on NATS and
+// drains one: `invigil node list` listens for a few heartbeat intervals,
+// `invigil node drain NODE` asks it to take no new exams and, with --wait,
+// waits until its candidates have left.
+func runNode(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "node", nodeUsage)
+	flags := config.Register(fs, "nats-url")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := flags.Resolve(e.getenv)
+	if err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 || (rest[0] != "list" && rest[0] != "drain") {
+		return usageError{"want: invigil node list | drain NODE [--wait DURATION] (see invigil node -h)"}
+	}
+	if cfg.NATSURL == "" {
+		return usageError{"no NATS server: give --nats-url (or INVIGIL_NATS_URL, or nats_url in the config file); one node without NATS is its own only node"}
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("invigil node"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	if rest[0] == "list" {
+		if len(rest) != 1 {
+			return usageError{"node list takes no arguments"}
+		}
+		return nodeList(ctx, e, nc)
+	}
+	sub := newFlagSet(e, "node drain", "NODE [--wait DURATION]")
+	wait := sub.Duration("wait", 0, "wait up to DURATION for the node's candidates to leave (0: do not wait)")
+	if len(rest) < 2 {
+		return usageError{"node drain takes the node's name"}
+	}
+	name := rest[1]
+	if err := parseFlags(sub, rest[2:]); err != nil {
+		return err
+	}
+	if len(sub.Args()) != 0 {
+		return usageError{fmt.Sprintf("node drain: unexpected %q", sub.Args()[0])}
+	}
+	return nodeDrain(ctx, e, nc, name, *wait)
+}
+
+// listenFor is how long `node list` listens: long enough to hear every
+// live node at least twice.
+const listenFor = 2*cluster.DefaultInterval + 200*time.Millisecond
+
+func nodeList(ctx context.Context, e env, nc *nats.Conn) error {
+	r, err := cluster.Watch(nc, cluster.WatchOptions{})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(listenFor):
+	}
+	nodes := r.Nodes()
+	if len(nodes) == 0 {
+		fmt.Fprintln(e.stdout, "no media node announced itself (nodes announce themselves when serve runs with --nats-url)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tURL\tCANDIDATES\tSTATE")
+	for _, n := range nodes {
+		state := "up"
+		switch {
+		case !n.Alive:
+			state = "gone"
+		case n.Draining:
+			state = "draining"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", n.Node, n.URL, n.Load, n.Capacity, state)
+	}
+	return tw.Flush()
+}
+
+func nodeDrain(ctx context.Context, e env, nc *nats.Conn, name string, wait time.Duration) error {
+	h, err := cluster.Drain(nc, name, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s drains: no new exams are placed there; %d candidate(s) on it\n", h.Node, h.Load)
+	if wait <= 0 || h.Load == 0 {
+		return nil
+	}
+	r, err := cluster.Watch(nc, cluster.WatchOptions{})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	tick := time.NewTicker(cluster.DefaultInterval)
+	defer tick.Stop()
+	last := h.Load
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%s still has %d candidate(s) after %v", name, last, wait)
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+		n, ok := r.Node(name)
+		if !ok {
+			continue
+		}
+		if !n.Alive {
+			fmt.Fprintf(e.stdout, "%s is gone\n", name)
+			return nil
+		}
+		if n.Load != last {
+			last = n.Load
+			fmt.Fprintf(e.stdout, "%s: %d candidate(s) left\n", name, last)
+		}
+		if last == 0 {
+			fmt.Fprintf(e.stdout, "%s is empty\n", name)
+			return nil
+		}
+	}
+}
