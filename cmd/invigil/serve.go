@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"invigil/api"
+	"invigil/bus"
 	"invigil/config"
 	"invigil/contract"
 	"invigil/media"
@@ -75,6 +76,18 @@ func runServe(ctx context.Context, e env, args []string) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "invigil"}),
 	)
+	// With NATS, this node tells the others of the events it commits and
+	// hands its violations over through JetStream (bus); without it both
+	// stay inside the process.
+	var nb *bus.Conn
+	var events api.EventNotifier // nil, not a nil *bus.Conn, without NATS
+	if cfg.NATSURL != "" {
+		if nb, err = bus.Connect(ctx, cfg.NATSURL, bus.Options{Name: node, Logger: log, Registry: reg}); err != nil {
+			return err
+		}
+		defer nb.Close()
+		events = nb
+	}
 	// The API and the media plane need each other (tokens and violations
 	// one way, calls and policies the other); the adapters are filled in
 	// once the media plane runs, before anything is served.
@@ -91,6 +104,11 @@ func runServe(ctx context.Context, e env, args []string) error {
 		Ready: func(ctx context.Context) error {
 			if err := models.CheckPresent(cfg.ModelsDir); err != nil {
 				return err
+			}
+			if nb != nil {
+				if err := nb.Ping(ctx); err != nil {
+					return err
+				}
 			}
 			return st.Ping(ctx)
 		},
@@ -112,12 +130,25 @@ func runServe(ctx context.Context, e env, args []string) error {
 			LoginAttempts:         int(cfg.LoginAttempts),
 			LoginNetworkAttempts:  int(cfg.LoginNetworkAttempts),
 			SecureCookies:         cfg.SecureCookies,
+
+			Events: events,
 		},
 	})
 	if err != nil {
 		return err
 	}
-	violations, err := openViolationOutbox(ctx, cfg.DataDir, srv, reg, log)
+	if nb != nil {
+		// Other nodes' commits wake this node's streams; after an outage
+		// of NATS every stream reads again, for the nudges it may have
+		// missed.
+		unsubscribe, err := nb.SubscribeEvents(srv.NudgeEvents)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = unsubscribe() }()
+		nb.SetOnReconnect(srv.NudgeAllEvents)
+	}
+	violations, err := openViolationOutbox(ctx, cfg.DataDir, srv, nb, reg, log)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"invigil/api"
+	"invigil/bus"
 	"invigil/outbox"
 	"invigil/pipeline"
 	"invigil/recording"
@@ -138,17 +139,84 @@ func (d outboxDelivery) Deliver(ctx context.Context, e outbox.Entry) error {
 	return err
 }
 
-// violationOutbox is the durable path from the pipeline to the store.
+// natsDelivery is the outbox's Deliverer with NATS: it publishes each
+// entry to JetStream (an entry is delivered once JetStream acknowledged
+// it; a control node's consumer stores it later through outboxDelivery).
+// An entry too large for the server's max_payload (1 MB by default; a
+// 10 s audio clip is about 430 kB of it in the report's JSON, a JPEG
+// evidence image 50–300 kB) is published without its clip, then without
+// its evidence image too, with an error in the log and the report's
+// details saying what was dropped, rather than blocking the queue behind
+// it for ever.
+type natsDelivery struct {
+	nb  *bus.Conn
+	log *slog.Logger
+}
+
+func (d natsDelivery) Deliver(ctx context.Context, e outbox.Entry) error {
+	pub := d.nb.ViolationPublisher()
+	err := pub.Deliver(ctx, e)
+	for _, drop := range []string{"clip", "evidence"} {
+		if !errors.Is(err, bus.ErrTooLarge) {
+			return err
+		}
+		var serr error
+		if e, serr = withoutPart(e, drop); serr != nil {
+			return fmt.Errorf("%w: %w (and cannot shrink it: %w)", outbox.ErrRejected, err, serr)
+		}
+		d.log.Error("a violation is too large for the NATS server's max_payload; publishing it without its "+drop+
+			" (raise max_payload in the server's configuration to keep it)", "kind", e.Kind, "key", e.Key, "max_payload", d.nb.MaxPayload(), "err", err)
+		d.nb.CountShrunk()
+		err = pub.Deliver(ctx, e)
+	}
+	if errors.Is(err, bus.ErrTooLarge) {
+		return fmt.Errorf("%w: %w", outbox.ErrRejected, err)
+	}
+	return err
+}
+
+// withoutPart drops the audio clip or the evidence image from a queued
+// violation and says so in its details (details.dropped).
+func withoutPart(e outbox.Entry, part string) (outbox.Entry, error) {
+	var r api.ViolationReport
+	if err := json.Unmarshal(e.Data, &r); err != nil {
+		return e, fmt.Errorf("decode violation %s: %w", e.Key, err)
+	}
+	switch part {
+	case "clip":
+		r.Clip = nil
+	case "evidence":
+		e.Attachment = nil
+	}
+	if r.Details == nil {
+		r.Details = map[string]any{}
+	}
+	dropped, _ := r.Details["dropped"].([]any)
+	r.Details["dropped"] = append(dropped, part)
+	data, err := json.Marshal(r)
+	if err != nil {
+		return e, fmt.Errorf("encode violation %s: %w", e.Key, err)
+	}
+	e.Data = data
+	return e, nil
+}
+
+// violationOutbox is the durable path from the pipeline to the store:
+// the outbox on disk, then the store (through the control plane), or with
+// NATS JetStream and then a control node's consumer.
 type violationOutbox struct {
-	box  *outbox.Outbox
-	sink *storeSink
+	box      *outbox.Outbox
+	sink     *storeSink
+	consumer *bus.ViolationConsumer // nil without NATS
 }
 
 // openViolationOutbox opens the outbox under the data directory, removes
 // evidence files that no violation row and no queued entry refers to
-// (before anything can write one), and starts draining into the control
-// plane. Close it after the pipeline, before the store.
-func openViolationOutbox(ctx context.Context, dataDir string, ctl *api.Server, reg prometheus.Registerer, log *slog.Logger) (*violationOutbox, error) {
+// (before anything can write one), and starts draining: into the control
+// plane, or with nb into JetStream, from where this node's consumer (and
+// any other control node's) stores them. Close it after the pipeline,
+// before the store.
+func openViolationOutbox(ctx context.Context, dataDir string, ctl *api.Server, nb *bus.Conn, reg prometheus.Registerer, log *slog.Logger) (*violationOutbox, error) {
 	box, err := outbox.Open(outbox.Config{Dir: filepath.Join(dataDir, outboxDir), Name: "violation", Registry: reg, Logger: log})
 	if err != nil {
 		return nil, err
@@ -157,18 +225,37 @@ func openViolationOutbox(ctx context.Context, dataDir string, ctl *api.Server, r
 		// Orphans waste space but harm nobody: serve anyway.
 		log.Warn("cannot sweep orphaned evidence files", "err", err)
 	}
+	v := &violationOutbox{box: box, sink: &storeSink{outbox: box, dataDir: dataDir, log: log}}
+	var d outbox.Deliverer = outboxDelivery{api: ctl}
+	if nb != nil {
+		if err := nb.EnsureViolationStream(ctx); err != nil {
+			return nil, err
+		}
+		if v.consumer, err = nb.ConsumeViolations(ctx, outboxDelivery{api: ctl}); err != nil {
+			return nil, err
+		}
+		d = natsDelivery{nb: nb, log: log}
+	}
 	// Not ctx: at shutdown the drainer gets to store what the pipeline
 	// closes last; Close bounds that.
-	if err := box.Start(context.WithoutCancel(ctx), outboxDelivery{api: ctl}); err != nil {
+	if err := box.Start(context.WithoutCancel(ctx), d); err != nil {
+		if v.consumer != nil {
+			v.consumer.Stop()
+		}
 		return nil, err
 	}
-	return &violationOutbox{box: box, sink: &storeSink{outbox: box, dataDir: dataDir, log: log}}, nil
+	return v, nil
 }
 
-// Shutdown delivers what is queued for up to timeout and stops the drainer;
-// the rest stays on disk for the next start.
+// Shutdown delivers what is queued for up to timeout and stops the drainer
+// (the rest stays on disk for the next start), then the consumer, after
+// the message in its hands (what JetStream still holds waits there for the
+// next control node).
 func (v *violationOutbox) Shutdown(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	_ = v.box.Close(ctx) // it only logs what it leaves queued
+	if v.consumer != nil {
+		v.consumer.Stop()
+	}
 }
