@@ -298,7 +298,7 @@ func startNATSControlPlane(t *testing.T, data, natsURL string) *natsControlPlane
 // when the control plane starts, each is stored exactly once with its
 // close (bus's own test stops a consumer half-way and restarts NATS). A
 // violation too large for the server's max_payload arrives without its
-// clip, saying so.
+// clip, or without its evidence when that alone is too large, saying so.
 func TestViolationsThroughJetStream(t *testing.T) {
 	ns := startNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -329,8 +329,11 @@ func TestViolationsThroughJetStream(t *testing.T) {
 	const n = 12
 	for i := range n {
 		v := stormViolation(i, cand)
-		if i == 0 {
+		switch i {
+		case 0:
 			v.Clip = make([]byte, 1<<20) // base64 in the JSON: larger than max_payload
+		case 1:
+			v.Evidence = append(v.Evidence, make([]byte, 1<<20)...) // no clip; the evidence alone is too large
 		}
 		if err := sink.ViolationOpened(ctx, v); err != nil {
 			t.Fatal(err)
@@ -368,9 +371,18 @@ func TestViolationsThroughJetStream(t *testing.T) {
 	keys := map[string]int{}
 	for _, v := range vs {
 		keys[v.Key]++
-		if v.Key == "storm-0" {
+		switch v.Key {
+		case "storm-0":
 			if v.ClipPath != "" || !strings.Contains(string(v.Details), `"dropped":["clip"]`) || v.EvidencePath == "" {
-				t.Errorf("the oversized violation: clip %q, evidence %q, details %s (want no clip, the evidence, dropped: clip)", v.ClipPath, v.EvidencePath, v.Details)
+				t.Errorf("the violation with a large clip: clip %q, evidence %q, details %s (want no clip, the evidence, dropped: clip)", v.ClipPath, v.EvidencePath, v.Details)
+			}
+		case "storm-1":
+			if v.EvidencePath != "" || !strings.Contains(string(v.Details), `"dropped":["evidence"]`) {
+				t.Errorf("the violation with large evidence: evidence %q, details %s (want none, dropped: evidence)", v.EvidencePath, v.Details)
+			}
+		default:
+			if v.EvidencePath == "" || strings.Contains(string(v.Details), "dropped") {
+				t.Errorf("%s: evidence %q, details %s (want the evidence, nothing dropped)", v.Key, v.EvidencePath, v.Details)
 			}
 		}
 	}

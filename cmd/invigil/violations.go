@@ -160,10 +160,14 @@ func (d natsDelivery) Deliver(ctx context.Context, e outbox.Entry) error {
 		if !errors.Is(err, bus.ErrTooLarge) {
 			return err
 		}
-		var serr error
-		if e, serr = withoutPart(e, drop); serr != nil {
+		smaller, changed, serr := withoutPart(e, drop)
+		if serr != nil {
 			return fmt.Errorf("%w: %w (and cannot shrink it: %w)", outbox.ErrRejected, err, serr)
 		}
+		if !changed {
+			continue // it had no clip: try without the evidence
+		}
+		e = smaller
 		d.log.Error("a violation is too large for the NATS server's max_payload; publishing it without its "+drop+
 			" (raise max_payload in the server's configuration to keep it)", "kind", e.Kind, "key", e.Key, "max_payload", d.nb.MaxPayload(), "err", err)
 		d.nb.CountShrunk()
@@ -176,17 +180,21 @@ func (d natsDelivery) Deliver(ctx context.Context, e outbox.Entry) error {
 }
 
 // withoutPart drops the audio clip or the evidence image from a queued
-// violation and says so in its details (details.dropped).
-func withoutPart(e outbox.Entry, part string) (outbox.Entry, error) {
+// violation and says so in its details (details.dropped); changed is false
+// when it had none.
+func withoutPart(e outbox.Entry, part string) (_ outbox.Entry, changed bool, _ error) {
 	var r api.ViolationReport
 	if err := json.Unmarshal(e.Data, &r); err != nil {
-		return e, fmt.Errorf("decode violation %s: %w", e.Key, err)
+		return e, false, fmt.Errorf("decode violation %s: %w", e.Key, err)
 	}
 	switch part {
 	case "clip":
-		r.Clip = nil
+		changed, r.Clip = len(r.Clip) > 0, nil
 	case "evidence":
-		e.Attachment = nil
+		changed, e.Attachment = len(e.Attachment) > 0, nil
+	}
+	if !changed {
+		return e, false, nil
 	}
 	if r.Details == nil {
 		r.Details = map[string]any{}
@@ -195,10 +203,10 @@ func withoutPart(e outbox.Entry, part string) (outbox.Entry, error) {
 	r.Details["dropped"] = append(dropped, part)
 	data, err := json.Marshal(r)
 	if err != nil {
-		return e, fmt.Errorf("encode violation %s: %w", e.Key, err)
+		return e, false, fmt.Errorf("encode violation %s: %w", e.Key, err)
 	}
 	e.Data = data
-	return e, nil
+	return e, true, nil
 }
 
 // violationOutbox is the durable path from the pipeline to the store:
