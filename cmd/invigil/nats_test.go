@@ -61,7 +61,7 @@ func openStream(t *testing.T, c apiClient, exam int64) <-chan sseEvent {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/api/v1/exams/%d/events?since=now", c.base, exam), nil)
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // the cleanup below closes it when the test ends
 	if err != nil {
 		cancel()
 		t.Fatal(err)
