@@ -35,12 +35,18 @@ func TestMain(m *testing.M) {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// connect is one node's connection, closed when the test ends.
+// connect is one node's connection to the shared server, closed when the
+// test ends.
 func connect(t *testing.T, reg prometheus.Registerer) *Conn {
+	t.Helper()
+	return connectTo(t, server.URL(t), reg)
+}
+
+func connectTo(t *testing.T, natsURL string, reg prometheus.Registerer) *Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, server.URL(t), Options{Name: t.Name(), Logger: quiet, Registry: reg})
+	c, err := Connect(ctx, natsURL, Options{Name: t.Name(), Logger: quiet, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +79,7 @@ func TestEventNudgesReachTheOtherNodes(t *testing.T) {
 	// Garbage from anyone on the subject: a body that is no JSON, a
 	// subject that names no exam, a body naming another exam, an empty
 	// node.
-	raw := connectRaw(t)
+	raw := connectRaw(t, server.URL(t))
 	for subject, body := range map[string]string{
 		"invigil.events.7":    "\x00\xffnot json",
 		"invigil.events.x":    `{"node":"n","exam":7,"seq":1}`,
@@ -121,10 +127,29 @@ func receive(t *testing.T, ch chan int64) int64 {
 	}
 }
 
-// connectRaw is a plain client, for publishing what no node would.
-func connectRaw(t *testing.T) *nats.Conn {
+// ownServer starts a server for one test that restarts it: never the one
+// INVIGIL_TEST_NATS_URL names, which is not ours to restart.
+func ownServer(t *testing.T) *natstest.Server {
 	t.Helper()
-	nc, err := nats.Connect(server.URL(t))
+	t.Setenv(natstest.EnvURL, "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := natstest.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return srv
+}
+
+// connectRaw is a plain client, for publishing what no node would.
+func connectRaw(t *testing.T, natsURL string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,11 +160,8 @@ func connectRaw(t *testing.T) *nats.Conn {
 // Ping answers while the server runs and fails while it is away; the
 // connection comes back by itself and says so.
 func TestPingAndReconnect(t *testing.T) {
-	srv, err := server.Server()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := connect(t, nil)
+	srv := ownServer(t)
+	c := connectTo(t, srv.URL(), nil)
 	back := make(chan struct{}, 1)
 	c.SetOnReconnect(func() { back <- struct{}{} })
 	if err := c.Ping(t.Context()); err != nil {
@@ -283,11 +305,8 @@ func streamMessages(t *testing.T, c *Conn) uint64 {
 // opens before their closes, a failing store retried, a rejected entry and
 // a garbage message taken off without stopping the rest.
 func TestViolationsKeptUntilStoredOnce(t *testing.T) {
-	srv, err := server.Server()
-	if err != nil {
-		t.Fatal(err)
-	}
-	media := connect(t, nil)
+	srv := ownServer(t)
+	media := connectTo(t, srv.URL(), nil)
 	freshStream(t, media)
 
 	box, err := outbox.Open(outbox.Config{Dir: t.TempDir(), Name: "test", Logger: quiet})
@@ -322,7 +341,7 @@ func TestViolationsKeptUntilStoredOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Garbage on the subject, from someone who is not Invigil.
-	raw := connectRaw(t)
+	raw := connectRaw(t, srv.URL())
 	if err := raw.Publish(violationSubject, []byte("IVGOBX1\ngarbage")); err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +354,7 @@ func TestViolationsKeptUntilStoredOnce(t *testing.T) {
 	if err := srv.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	control1 := connect(t, nil)
+	control1 := connectTo(t, srv.URL(), nil)
 	if got := streamMessages(t, control1); got != 2*n+1 {
 		t.Fatalf("after the NATS server restarted JetStream holds %d messages, want %d", got, 2*n+1)
 	}
@@ -349,7 +368,7 @@ func TestViolationsKeptUntilStoredOnce(t *testing.T) {
 	}
 	st.waitStored(t, n)
 	c1.Stop() // the control node restarts
-	control2 := connect(t, nil)
+	control2 := connectTo(t, srv.URL(), nil)
 	c2, err := control2.ConsumeViolations(ctx, st)
 	if err != nil {
 		t.Fatal(err)

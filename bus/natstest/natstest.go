@@ -4,9 +4,10 @@
 // port with its JetStream store in a temporary directory, removed at the
 // end. Nothing is mocked.
 //
-// INVIGIL_TEST_NATS_URL points the tests at an existing server instead (one
-// with JetStream enabled); the tests then share it with whatever else uses
-// it, so they name their streams and subjects uniquely.
+// INVIGIL_TEST_NATS_URL points the tests that share one server at an
+// existing server instead (one with JetStream enabled, and one for tests
+// only: they delete and make again the stream INVIGIL_VIOLATIONS). Tests
+// that stop or restart their server always start their own.
 package natstest
 
 import (

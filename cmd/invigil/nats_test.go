@@ -29,9 +29,12 @@ import (
 	"invigil/store"
 )
 
-// startNATS starts a nats-server -js for one test, stopped when it ends.
+// startNATS starts a nats-server -js for one test, stopped when it ends:
+// always its own (the tests stop and restart it), never the one
+// INVIGIL_TEST_NATS_URL names.
 func startNATS(t *testing.T) *natstest.Server {
 	t.Helper()
+	t.Setenv(natstest.EnvURL, "")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	srv, err := natstest.Start(ctx)
