@@ -18,6 +18,14 @@ import (
 	"invigil/store"
 )
 
+// MediaPlacement finds the media node of an exam.
+type MediaPlacement interface {
+	// SignallingURL is the absolute ws:// or wss:// URL of the SFU the
+	// exam's rooms live on, placing the exam on a node first if it has
+	// none. An error means no node can take it now.
+	SignallingURL(ctx context.Context, examID int64) (string, error)
+}
+
 // MediaControl is what the control plane asks of the SFU: connect staff and
 // candidates for calls and remove those who leave. cmd adapts the SFU to it
 // (api and sfu never import each other).
@@ -123,6 +131,10 @@ type ControlOptions struct {
 	// (they call Server.NudgeEvents); nil: one node, whose own streams are
 	// all there is.
 	Events EventNotifier
+	// Placement, if set, says which media node an exam's rooms live on
+	// (several nodes): the media token then answers that node's
+	// signalling URL. Nil: this process's own SFU, at SignallingPath.
+	Placement MediaPlacement
 }
 
 // EventNotifier carries "an exam's event log grew" to the other control

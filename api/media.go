@@ -181,11 +181,20 @@ func (c *control) mediaToken(w http.ResponseWriter, r *http.Request, p *principa
 		g = staffGrant(p.user, req.ExamID, exp)
 		cl.Kind, cl.ID, cl.Exam = store.TokenStaff, p.user.ID, req.ExamID
 	}
+	signalling := SignallingPath
+	if c.opts.Placement != nil {
+		u, err := c.opts.Placement.SignallingURL(r.Context(), cl.Exam)
+		if err != nil {
+			c.log.Warn("no media node for an exam", "exam", cl.Exam, "err", err)
+			return errorf(http.StatusServiceUnavailable, "no_media_node", "no media node can take exam %d now: try again shortly", cl.Exam)
+		}
+		signalling = u
+	}
 	tok, err := c.signMedia(cl)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, mediaTokenAnswer{Token: tok, URL: SignallingPath, Identity: g.Identity,
+	writeJSON(w, http.StatusOK, mediaTokenAnswer{Token: tok, URL: signalling, Identity: g.Identity,
 		Room: g.Room, ExpiresAt: exp.UTC()})
 	return nil
 }

@@ -40,6 +40,24 @@ type Config struct {
 	// NodeID names this process among several nodes: every metric carries
 	// it as the label `node`. Empty means the host name.
 	NodeID string `json:"node_id"`
+	// Role is what this process does: "all" (the default: control plane
+	// and media in one process), "control" (pages, API, the store; media
+	// on other nodes, reached over NATS) or "media" (SFU, recording and
+	// analysis, placed on by the control nodes). control and media need
+	// NATSURL and a shared DatabaseURL.
+	Role string `json:"role"`
+	// AdvertiseURL is the base URL browsers and simulate reach a media
+	// node at (https://media-1.example:8443); empty means the listening
+	// address.
+	AdvertiseURL string `json:"advertise_url"`
+	// Capacity is how many candidates a media node takes before the
+	// control plane places exams elsewhere (0: 8 per core).
+	Capacity int64 `json:"capacity"`
+	// SFUOrigins lists, comma-separated, the browser origins (host
+	// patterns such as "exam.example.org" or "*.example.org") whose pages
+	// may open this node's signalling socket besides its own: a media
+	// node's must name the control nodes' hosts.
+	SFUOrigins string `json:"sfu_origins"`
 	// ModelsDir holds the provisioned ONNX models and their manifest.
 	ModelsDir string `json:"models_dir"`
 	// LogLevel is debug, info, warn or error.
@@ -195,6 +213,10 @@ var settings = []setting{
 	{"data", "INVIGIL_DATA", "data `DIR` (database, recordings, evidence)", func(c *Config) flag.Value { return (*stringValue)(&c.DataDir) }},
 	{"database-url", "INVIGIL_DATABASE_URL", "PostgreSQL `URL` (postgres://user:password@host:5432/db) to keep the state in, shared by several nodes (default: the SQLite file DIR/invigil.db)", func(c *Config) flag.Value { return (*stringValue)(&c.DatabaseURL) }},
 	{"nats-url", "INVIGIL_NATS_URL", "NATS `URL` (nats://host:4222, JetStream enabled) through which several nodes share live events and hand violations over (default: none, all inside this process)", func(c *Config) flag.Value { return (*stringValue)(&c.NATSURL) }},
+	{"role", "INVIGIL_ROLE", "what this node does: `ROLE` all (default), control or media (several nodes; needs --nats-url and --database-url)", func(c *Config) flag.Value { return (*stringValue)(&c.Role) }},
+	{"advertise-url", "INVIGIL_ADVERTISE_URL", "base `URL` browsers reach this media node at (default: the listening address)", func(c *Config) flag.Value { return (*stringValue)(&c.AdvertiseURL) }},
+	{"capacity", "INVIGIL_CAPACITY", "candidates this media node takes (`N`; 0: 8 per core)", func(c *Config) flag.Value { return (*int64Value)(&c.Capacity) }},
+	{"sfu-origins", "INVIGIL_SFU_ORIGINS", "browser `HOSTS` (comma-separated patterns, e.g. exam.example.org) whose pages may use this node's SFU besides its own", func(c *Config) flag.Value { return (*stringValue)(&c.SFUOrigins) }},
 	{"node-id", "INVIGIL_NODE_ID", "`NAME` of this node among several; every metric is labelled node=NAME (default: the host name)", func(c *Config) flag.Value { return (*stringValue)(&c.NodeID) }},
 	{"models", "INVIGIL_MODELS", "models `DIR`", func(c *Config) flag.Value { return (*stringValue)(&c.ModelsDir) }},
 	{"log-level", "INVIGIL_LOG_LEVEL", "log `LEVEL`: debug, info, warn, error", func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
@@ -388,6 +410,32 @@ func (c Config) validNATSURL() error {
 	return nil
 }
 
+// Roles of a node.
+const (
+	RoleAll     = "all"
+	RoleControl = "control"
+	RoleMedia   = "media"
+)
+
+// OriginPatterns splits SFUOrigins.
+func (c Config) OriginPatterns() []string {
+	var out []string
+	for _, p := range strings.Split(c.SFUOrigins, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// NodeRole is Role with its default.
+func (c Config) NodeRole() string {
+	if c.Role == "" {
+		return RoleAll
+	}
+	return c.Role
+}
+
 // validNodeID: a node's name goes into metric labels, log lines and
 // (between nodes) NATS subjects, where '.' separates tokens, so it keeps
 // to letters, digits, '_' and '-' (cluster.ValidNode).
@@ -447,6 +495,24 @@ func (c Config) Validate() error {
 	}
 	if err := c.validNATSURL(); err != nil {
 		return err
+	}
+	switch c.Role {
+	case "", RoleAll:
+	case RoleControl, RoleMedia:
+		if c.NATSURL == "" || c.DatabaseURL == "" {
+			return fmt.Errorf("role %s: several nodes need --nats-url and a shared --database-url (PostgreSQL)", c.Role)
+		}
+	default:
+		return fmt.Errorf("role %q: want all, control or media", c.Role)
+	}
+	if c.AdvertiseURL != "" {
+		u, err := url.Parse(c.AdvertiseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("advertise url %q: want the node's base URL, http(s)://host[:port]", c.AdvertiseURL)
+		}
+	}
+	if c.Capacity < 0 {
+		return fmt.Errorf("capacity %d: want 0 (8 per core) or more", c.Capacity)
 	}
 	if c.NodeID != "" && !validNodeID(c.NodeID) {
 		return fmt.Errorf("node id %q: want 1–63 letters, digits, '_' or '-', starting with a letter or digit", c.NodeID)

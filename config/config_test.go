@@ -364,3 +364,28 @@ func TestNodeID(t *testing.T) {
 		}
 	}
 }
+
+func TestRoles(t *testing.T) {
+	several := []string{"--nats-url", "nats://127.0.0.1:4222", "--database-url", "postgres://u@db/invigil"}
+	for _, role := range []string{"control", "media"} {
+		cfg, err := resolve(t, append([]string{"--role", role, "--advertise-url", "https://media-1.example:8443", "--capacity", "40"}, several...), nil)
+		if err != nil || cfg.NodeRole() != role || cfg.AdvertiseURL != "https://media-1.example:8443" || cfg.Capacity != 40 {
+			t.Errorf("role %s: %+v, %v", role, cfg, err)
+		}
+		if _, err := resolve(t, []string{"--role", role}, nil); err == nil || !strings.Contains(err.Error(), "--nats-url") {
+			t.Errorf("role %s alone: %v, want an error saying it needs NATS and PostgreSQL", role, err)
+		}
+	}
+	if cfg, err := resolve(t, []string{"--sfu-origins", " exam.example.org, *.example.org ,"}, nil); err != nil ||
+		len(cfg.OriginPatterns()) != 2 || cfg.OriginPatterns()[1] != "*.example.org" {
+		t.Errorf("sfu origins: %v, %v", cfg.OriginPatterns(), err)
+	}
+	if cfg, err := resolve(t, nil, nil); err != nil || cfg.NodeRole() != "all" {
+		t.Errorf("default role: %q, %v", cfg.NodeRole(), err)
+	}
+	for _, bad := range [][]string{{"--role", "both"}, {"--advertise-url", "media-1:8443"}, {"--advertise-url", "https://m/sfu"}, {"--capacity", "-1"}} {
+		if _, err := resolve(t, bad, nil); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}

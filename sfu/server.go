@@ -626,3 +626,19 @@ func (s *Server) Participants(room string) []ParticipantInfo {
 	sort.Slice(out, func(i, j int) bool { return out[i].Identity < out[j].Identity })
 	return out
 }
+
+// CountRole counts the participants of role in every room, connected or
+// waiting for a resume: a media node's load as it announces it.
+func (s *Server) CountRole(role string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, room := range s.rooms {
+		for p := range room {
+			if p.grants.Role == role {
+				n++
+			}
+		}
+	}
+	return n
+}

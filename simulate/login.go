@@ -159,3 +159,47 @@ func apiError(status int, b []byte) (*APIError, bool) {
 	}
 	return nil, false
 }
+
+// MediaURL asks the control plane where the candidate's media go, as the
+// candidate page does before it joins: POST /api/v1/media/token → {"url"}.
+// With several nodes that is the exam's media node (ws(s)://…/sfu/ws);
+// a path (one node) is resolved against apiBase.
+func MediaURL(ctx context.Context, apiBase, token string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	base := strings.TrimSuffix(apiBase, "/")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/media/token", strings.NewReader("{}"))
+	if err != nil {
+		return "", fmt.Errorf("media token: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("media token: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		if ae, ok := apiError(resp.StatusCode, b); ok {
+			return "", fmt.Errorf("media token: %w", ae)
+		}
+		return "", fmt.Errorf("media token: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	var answer struct {
+		URL string `json:"url"`
+	}
+	if err := json.Unmarshal(b, &answer); err != nil || answer.URL == "" {
+		return "", fmt.Errorf("media token: unexpected answer %.200q", b)
+	}
+	if strings.HasPrefix(answer.URL, "ws://") || strings.HasPrefix(answer.URL, "wss://") {
+		return answer.URL, nil
+	}
+	switch {
+	case strings.HasPrefix(base, "https://"):
+		return "wss://" + strings.TrimPrefix(base, "https://") + answer.URL, nil
+	case strings.HasPrefix(base, "http://"):
+		return "ws://" + strings.TrimPrefix(base, "http://") + answer.URL, nil
+	}
+	return "", fmt.Errorf("media token: cannot resolve %q against %q", answer.URL, apiBase)
+}

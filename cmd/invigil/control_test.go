@@ -60,7 +60,12 @@ func serveProcess(t *testing.T, data string, extraEnv ...string) (*exec.Cmd, str
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := pattern.FindStringSubmatch(sc.Text()); m != nil {
-				urls <- m[1]
+				// Only the first: the scanner must never stop reading, or
+				// the child blocks writing its log.
+				select {
+				case urls <- m[1]:
+				default:
+				}
 			}
 			log.Write([]byte(sc.Text() + "\n"))
 		}

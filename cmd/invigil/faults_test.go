@@ -63,7 +63,7 @@ func startControlPlane(ctx context.Context, data string, log *slog.Logger) (*con
 		st.Close()
 		return nil, err
 	}
-	vo, err := openViolationOutbox(ctx, data, srv, nil, reg, log)
+	vo, err := openViolationOutbox(ctx, data, srv, nil, true, reg, log)
 	if err != nil {
 		st.Close()
 		return nil, err

@@ -268,7 +268,7 @@ func startNATSControlPlane(t *testing.T, data, natsURL string) *natsControlPlane
 	if err != nil {
 		t.Fatal(err)
 	}
-	vo, err := openViolationOutbox(ctx, data, srv, nb, reg, log)
+	vo, err := openViolationOutbox(ctx, data, srv, nb, true, reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"invigil/api"
 	"invigil/bus"
+	"invigil/cluster"
 	"invigil/config"
 	"invigil/contract"
 	"invigil/media"
@@ -88,10 +89,27 @@ func runServe(ctx context.Context, e env, args []string) error {
 		defer nb.Close()
 		events = nb
 	}
+	// Several nodes: a control node sends the media commands over NATS to
+	// the node each exam is placed on, which it chooses among the media
+	// nodes announcing themselves; a media node runs them (below).
+	role := cfg.NodeRole()
+	media, analysis := &sfuControl{}, &pipelineControl{}
+	var apiMedia api.MediaControl = media
+	var apiAnalysis api.Analysis = analysis
+	var placement api.MediaPlacement
+	if role == config.RoleControl {
+		remote := &remoteControl{nc: nb.NATS(), st: st, timeout: cluster.DefaultCommandTimeout}
+		apiMedia, apiAnalysis = remote, remote
+		registry, err := cluster.Watch(nb.NATS(), cluster.WatchOptions{Logger: log})
+		if err != nil {
+			return err
+		}
+		defer registry.Close()
+		placement = registryPlacement{r: registry, st: st}
+	}
 	// The API and the media plane need each other (tokens and violations
 	// one way, calls and policies the other); the adapters are filled in
 	// once the media plane runs, before anything is served.
-	media, analysis := &sfuControl{}, &pipelineControl{}
 	srv, err := api.New(api.Options{
 		Registry:           reg,
 		Gatherer:           gather,
@@ -115,8 +133,9 @@ func runServe(ctx context.Context, e env, args []string) error {
 		Control: &api.ControlOptions{
 			Store:              st,
 			DataDir:            cfg.DataDir,
-			Media:              media,
-			Analysis:           analysis,
+			Media:              apiMedia,
+			Analysis:           apiAnalysis,
+			Placement:          placement,
 			MediaKey:           mediaKey(cfg),
 			EarlyLogin:         time.Duration(cfg.EarlyLoginMinutes) * time.Minute,
 			CodeAttempts:       int(cfg.CodeAttempts),
@@ -148,21 +167,28 @@ func runServe(ctx context.Context, e env, args []string) error {
 		defer func() { _ = unsubscribe() }()
 		nb.SetOnReconnect(srv.NudgeAllEvents)
 	}
-	violations, err := openViolationOutbox(ctx, cfg.DataDir, srv, nb, reg, log)
+	// A media node hands its violations to the control nodes and stores
+	// none itself: the evidence files belong with the control plane.
+	violations, err := openViolationOutbox(ctx, cfg.DataDir, srv, nb, role != config.RoleMedia, reg, log)
 	if err != nil {
 		return err
 	}
 	// Deferred before mp.Close, so it runs after it: the pipeline's last
 	// closes are queued, delivered, and only then the store closes.
-	defer violations.Shutdown(time.Duration(cfg.ShutdownTimeout))   //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
-	mp, err := startMediaPlane(cfg, reg, log, srv, violations.sink) //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
-	if err != nil {
-		return err
+	defer violations.Shutdown(time.Duration(cfg.ShutdownTimeout)) //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
+	var mp *mediaPlane
+	if role != config.RoleControl {
+		mp, err = startMediaPlane(cfg, reg, log, srv, violations.sink) //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
+		if err != nil {
+			return err
+		}
+		defer mp.Close() //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
+		media.sfu, analysis.p = mp.sfu, mp.pipeline
+		srv.Handle("GET "+sfuPath, mp.sfu)
 	}
-	defer mp.Close() //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
-	media.sfu, analysis.p = mp.sfu, mp.pipeline
-	srv.Handle("GET "+sfuPath, mp.sfu)
-	srv.Handle("/", web.Handler())
+	if role != config.RoleMedia {
+		srv.Handle("/", web.Handler())
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -172,6 +198,13 @@ func runServe(ctx context.Context, e env, args []string) error {
 	defer stop()
 
 	base := baseURL(ln.Addr())
+	if role == config.RoleMedia {
+		stopAnnouncing, err := announceMediaNode(cfg, nb, node, base, mp, mediaCommands{media: media, analysis: analysis}, log)
+		if err != nil {
+			return err
+		}
+		defer stopAnnouncing()
+	}
 	log.Info("invigil serving",
 		"url", base,
 		"healthz", base+"/healthz",
@@ -186,8 +219,10 @@ func runServe(ctx context.Context, e env, args []string) error {
 	// Media stops after HTTP: the signalling sockets are hijacked
 	// connections that http.Server.Shutdown does not wait for; closing the
 	// SFU tells them "shutdown" and ends their handlers.
-	if cerr := mp.Close(); err == nil { //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
-		err = cerr
+	if mp != nil {
+		if cerr := mp.Close(); err == nil { //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
+			err = cerr
+		}
 	}
 	if err != nil {
 		return err
@@ -235,11 +270,12 @@ func startMediaPlane(cfg config.Config, reg prometheus.Registerer, log *slog.Log
 		return nil, err
 	}
 	mp.sfu, err = sfu.New(sfu.Config{
-		Tokens:   tokens,
-		OnEvent:  presenceEvents(ctl),
-		Taps:     []media.Tap{mp.recorder, mp.pipeline},
-		Registry: reg,
-		Logger:   log,
+		Tokens:         tokens,
+		OnEvent:        presenceEvents(ctl),
+		Taps:           []media.Tap{mp.recorder, mp.pipeline},
+		Registry:       reg,
+		Logger:         log,
+		OriginPatterns: cfg.OriginPatterns(),
 		ICE: sfu.ICEConfig{
 			PublicIPs:       ips,
 			UDPPort:         int(cfg.ICEUDPPort),

@@ -128,6 +128,16 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 		}
 		log.Info("simulate: logged in with the invitation code", "candidate", login.CandidateID, "stage", login.Stage)
 		tokens = func(int) (string, error) { return login.Token, nil }
+		// The control plane says where the media go (with several nodes,
+		// the exam's media node), as it tells the candidate page.
+		sig, err := simulate.MediaURL(ctx, ends.API, login.Token)
+		if err != nil {
+			return err
+		}
+		if sig != ends.Signalling {
+			log.Info("simulate: the exam's media are on another node", "signalling", sig)
+		}
+		ends.Signalling = sig
 	}
 
 	sum, err := simulate.Run(ctx, simulate.Options{

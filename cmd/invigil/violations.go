@@ -224,7 +224,7 @@ type violationOutbox struct {
 // plane, or with nb into JetStream, from where this node's consumer (and
 // any other control node's) stores them. Close it after the pipeline,
 // before the store.
-func openViolationOutbox(ctx context.Context, dataDir string, ctl *api.Server, nb *bus.Conn, reg prometheus.Registerer, log *slog.Logger) (*violationOutbox, error) {
+func openViolationOutbox(ctx context.Context, dataDir string, ctl *api.Server, nb *bus.Conn, consume bool, reg prometheus.Registerer, log *slog.Logger) (*violationOutbox, error) {
 	box, err := outbox.Open(outbox.Config{Dir: filepath.Join(dataDir, outboxDir), Name: "violation", Registry: reg, Logger: log})
 	if err != nil {
 		return nil, err
@@ -239,8 +239,10 @@ func openViolationOutbox(ctx context.Context, dataDir string, ctl *api.Server, n
 		if err := nb.EnsureViolationStream(ctx); err != nil {
 			return nil, err
 		}
-		if v.consumer, err = nb.ConsumeViolations(ctx, outboxDelivery{api: ctl}); err != nil {
-			return nil, err
+		if consume {
+			if v.consumer, err = nb.ConsumeViolations(ctx, outboxDelivery{api: ctl}); err != nil {
+				return nil, err
+			}
 		}
 		d = natsDelivery{nb: nb, log: log}
 	}

@@ -8,6 +8,7 @@ import { t, pick, onLangChange } from './i18n.js';
 import { get, post, setCSRF, errorText, ApiError } from './api.js';
 import { listen } from './events.js';
 import { SfuClient } from './sfu.js';
+import { SIGNALLING_PATH } from './contract.js';
 import { $, $$, show, toast, attachStream, wireLangSwitch, stageText, stageClass } from './ui.js';
 
 const S = {
@@ -16,6 +17,7 @@ const S = {
   stream: null, // our camera + microphone
   checked: sessionStorage.getItem('invigil.cand.checked') === '1', // device check passed in this tab
   sfu: null,
+  sfuOpening: false, // asking where the media go, before sfu exists
   sfuState: 'idle',
   eventsState: 'idle',
   offline: !navigator.onLine,
@@ -560,9 +562,29 @@ async function pollAnalysis() {
 
 // ---- media connection ---------------------------------------------------------
 
-function ensureSfu() {
+// mediaURL asks where the media go: with several nodes, the exam's media
+// node (an absolute wss:// URL); with one, this server's own SFU.
+async function mediaURL() {
+  try {
+    return (await post('/media/token', {})).url || SIGNALLING_PATH;
+  } catch (e) {
+    console.warn('media url', e);
+    return SIGNALLING_PATH;
+  }
+}
+
+async function ensureSfu() {
+  if (S.sfu || S.sfuOpening || !S.token || !S.stream) return;
+  S.sfuOpening = true;
+  let url;
+  try {
+    url = await mediaURL();
+  } finally {
+    S.sfuOpening = false;
+  }
   if (S.sfu || !S.token || !S.stream) return;
   const sfu = new SfuClient({
+    url,
     token: () => S.token,
     onState: (state, err) => {
       S.sfuState = state;

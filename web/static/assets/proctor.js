@@ -9,7 +9,7 @@ import { t, onLangChange } from './i18n.js';
 import { get, post, errorText } from './api.js';
 import { listen } from './events.js';
 import { SfuClient } from './sfu.js';
-import { VIOLATION_TYPES } from './contract.js';
+import { VIOLATION_TYPES, SIGNALLING_PATH } from './contract.js';
 import {
   $, $$, h, show, toast, fmtTime, fmtDuration, stageText, stageClass, typeText, attachStream,
   wireLangSwitch, staffLogin, topBar, chooseExam, setLive,
@@ -269,7 +269,11 @@ function subscribeAll() {
 async function startMedia() {
   S.asked = new Set();
   try {
+    // The first token also says where the exam's media are (with several
+    // nodes, its media node); later joins ask again for a fresh token.
+    const first = await post('/media/token', { exam_id: S.exam.id });
     S.sfu = new SfuClient({
+      url: first.url || SIGNALLING_PATH,
       token: async () => (await post('/media/token', { exam_id: S.exam.id })).token,
       onState: (state) => {
         setLive($('#media-state'), 'media_' + state);
