@@ -190,12 +190,18 @@ type Violation struct {
 	// EvidencePath, ClipPath (the WAV of the microphone up to the opening)
 	// and RecordingPath are relative to the data directory; "" when there
 	// is none.
-	EvidencePath      string   `json:"-"`
-	ClipPath          string   `json:"-"`
-	RecordingPath     string   `json:"-"`
-	RecordingOffsetMS *int64   `json:"recording_offset_ms"`
-	Status            string   `json:"status"`
-	Reviews           []Review `json:"reviews"` // filled by Violation and ListViolations
+	EvidencePath      string `json:"-"`
+	ClipPath          string `json:"-"`
+	RecordingPath     string `json:"-"`
+	RecordingOffsetMS *int64 `json:"recording_offset_ms"`
+	// RecordingNode names the node whose data directory holds the
+	// recording (the media node that wrote it), EvidenceNode the one
+	// holding the evidence image and the clip (the control node that
+	// stored them); "" is whichever node reads the row (one process).
+	RecordingNode string   `json:"-"`
+	EvidenceNode  string   `json:"-"`
+	Status        string   `json:"status"`
+	Reviews       []Review `json:"reviews"` // filled by Violation and ListViolations
 }
 
 type ViolationFilter struct {

@@ -27,7 +27,7 @@ func (q queries) queryViolations(ctx context.Context, where string, args []any, 
 	}
 	rows, err := q.db.QueryContext(ctx, `SELECT v.id, v.key, v.exam_id, v.candidate_id, v.type, v.policy, v.reason,
 			v.confidence, v.started_at, v.opened_at, v.ended_at, v.details, v.evidence_path, v.clip_path, v.recording_path,
-			v.recording_offset_ms, v.status,
+			v.recording_offset_ms, v.status, v.recording_node, v.evidence_node,
 			r.id, r.reviewer_id, COALESCE(u.username, ''), r.decision, r.note, r.at
 		FROM (`+inner+`) v
 		LEFT JOIN reviews r ON r.violation_id = v.id
@@ -46,7 +46,7 @@ func (q queries) queryViolations(ctx context.Context, where string, args []any, 
 		if err := rows.Scan(&v.ID, &v.Key, &v.ExamID, &v.CandidateID, &v.Type, &v.Policy, &v.Reason,
 			&v.Confidence, timeCol{&v.StartedAt}, timeCol{&v.OpenedAt}, timeCol{&v.EndedAt}, jsonCol{&v.Details},
 			&v.EvidencePath, &v.ClipPath, &v.RecordingPath, &v.RecordingOffsetMS, &v.Status,
-			&reviewID, &reviewerID, &r.Reviewer, &decision, &note, timeCol{&r.At}); err != nil {
+			&v.RecordingNode, &v.EvidenceNode, &reviewID, &reviewerID, &r.Reviewer, &decision, &note, timeCol{&r.At}); err != nil {
 			return nil, err
 		}
 		if len(list) == 0 || list[len(list)-1].ID != v.ID {
@@ -203,11 +203,12 @@ func (q queries) InsertViolation(ctx context.Context, v Violation) (Violation, b
 		var id int64
 		err = q.db.QueryRowContext(ctx, `INSERT INTO violations (key, exam_id, candidate_id, type, policy, reason,
 				confidence, started_at, opened_at, ended_at, details, evidence_path, clip_path, recording_path,
-				recording_offset_ms, status)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+				recording_offset_ms, status, recording_node, evidence_node)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			v.Key, exam, v.CandidateID, v.Type, v.Policy, v.Reason, v.Confidence,
 			dbTime(v.StartedAt), dbTime(v.OpenedAt), dbTime(v.EndedAt), jsonText(v.Details),
-			v.EvidencePath, v.ClipPath, v.RecordingPath, v.RecordingOffsetMS, StatusPending).Scan(&id)
+			v.EvidencePath, v.ClipPath, v.RecordingPath, v.RecordingOffsetMS, StatusPending,
+			v.RecordingNode, v.EvidenceNode).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("insert violation %q: %w", v.Key, err)
 		}

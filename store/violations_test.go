@@ -27,6 +27,7 @@ func testInsertViolationIsIdempotentByKey(t *testing.T, openTest opener) {
 		Reason: "no face for 3 s", Confidence: 0.93, StartedAt: start, OpenedAt: start.Add(3 * time.Second),
 		Details: json.RawMessage(`{"faces": 0}`), EvidencePath: "evidence/1.jpg",
 		RecordingPath: "recordings/c1/1.webm", RecordingOffsetMS: &offset,
+		RecordingNode: "media-1", EvidenceNode: "control-a", // several nodes: where the files are
 		Status: StatusConfirmed, // ignored: new violations are pending
 	}
 	v, created, err := s.InsertViolation(ctx, in)
@@ -53,7 +54,8 @@ func testInsertViolationIsIdempotentByKey(t *testing.T, openTest opener) {
 	// Defaults: the exam comes from the candidate, times from now.
 	plain, created, err := s.InsertViolation(ctx, Violation{Key: "k2", CandidateID: c.ID, Type: "distance", Confidence: 0.5})
 	if err != nil || !created || plain.ExamID != e.ID || plain.OpenedAt.IsZero() || !plain.StartedAt.Equal(plain.OpenedAt) ||
-		plain.Details != nil || plain.RecordingOffsetMS != nil || !plain.EndedAt.IsZero() {
+		plain.Details != nil || plain.RecordingOffsetMS != nil || !plain.EndedAt.IsZero() ||
+		plain.RecordingNode != "" || plain.EvidenceNode != "" {
 		t.Errorf("plain violation: %+v, %v, %v", plain, created, err)
 	}
 
