@@ -115,6 +115,11 @@ type Config struct {
 	SecureCookies bool `json:"secure_cookies"`
 	// MetricsToken, if set, is the bearer token /metrics requires.
 	MetricsToken string `json:"metrics_token"`
+	// ClusterKey is the secret every node of a cluster shares: a node
+	// fetching a recording or evidence file from another node's data
+	// directory signs the request with it (at least 16 characters;
+	// required for roles control and media).
+	ClusterKey string `json:"cluster_key"`
 	// StaffSession is how long a staff login lasts.
 	StaffSession Duration `json:"staff_session"`
 	// RiskWeights are the points one violation of each type adds to a
@@ -236,6 +241,7 @@ var settings = []setting{
 	{"login-attempts", "INVIGIL_LOGIN_ATTEMPTS", "wrong staff passwords one username may get before it must wait (`N`)", func(c *Config) flag.Value { return (*int64Value)(&c.LoginAttempts) }},
 	{"login-network-attempts", "INVIGIL_LOGIN_NETWORK_ATTEMPTS", "wrong staff passwords one client network may send before it must wait (`N`)", func(c *Config) flag.Value { return (*int64Value)(&c.LoginNetworkAttempts) }},
 	{"secure-cookies", "INVIGIL_SECURE_COOKIES", "mark login cookies Secure on plain HTTP too (behind a TLS-terminating proxy)", func(c *Config) flag.Value { return (*boolValue)(&c.SecureCookies) }},
+	{"cluster-key", "INVIGIL_CLUSTER_KEY", "secret `KEY` all nodes of a cluster share, to fetch recordings and evidence from each other (at least 16 characters; roles control and media)", func(c *Config) flag.Value { return (*stringValue)(&c.ClusterKey) }},
 	{"metrics-token", "INVIGIL_METRICS_TOKEN", "bearer `TOKEN` that /metrics requires (default: none, /metrics open)", func(c *Config) flag.Value { return (*stringValue)(&c.MetricsToken) }},
 	{"staff-session", "INVIGIL_STAFF_SESSION", "how long a staff login lasts (`DURATION`)", func(c *Config) flag.Value { return &c.StaffSession }},
 	{"calm-interval", "INVIGIL_CALM_INTERVAL", "analyse a still picture this often (`DURATION`; negative: always at the policy's rate)", func(c *Config) flag.Value { return &c.CalmInterval }},
@@ -502,6 +508,9 @@ func (c Config) Validate() error {
 		if c.NATSURL == "" || c.DatabaseURL == "" {
 			return fmt.Errorf("role %s: several nodes need --nats-url and a shared --database-url (PostgreSQL)", c.Role)
 		}
+		if c.ClusterKey == "" {
+			return fmt.Errorf("role %s: several nodes need a shared --cluster-key (INVIGIL_CLUSTER_KEY, at least 16 characters, e.g. `openssl rand -hex 32`) to fetch recordings and evidence from each other", c.Role)
+		}
 	default:
 		return fmt.Errorf("role %q: want all, control or media", c.Role)
 	}
@@ -566,6 +575,9 @@ func (c Config) Validate() error {
 	}
 	if c.LoginNetworkAttempts < 1 {
 		return fmt.Errorf("login network attempts %d: want at least 1", c.LoginNetworkAttempts)
+	}
+	if c.ClusterKey != "" && len(c.ClusterKey) < 16 {
+		return errors.New("cluster key: want at least 16 characters (e.g. `openssl rand -hex 32`), or none")
 	}
 	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
 		return errors.New("metrics token: want at least 16 characters (e.g. `openssl rand -hex 32`), or none")

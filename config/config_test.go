@@ -367,14 +367,27 @@ func TestNodeID(t *testing.T) {
 
 func TestRoles(t *testing.T) {
 	several := []string{"--nats-url", "nats://127.0.0.1:4222", "--database-url", "postgres://u@db/invigil"}
+	key := map[string]string{"INVIGIL_CLUSTER_KEY": "a-cluster-key-0123456789"}
 	for _, role := range []string{"control", "media"} {
-		cfg, err := resolve(t, append([]string{"--role", role, "--advertise-url", "https://media-1.example:8443", "--capacity", "40"}, several...), nil)
-		if err != nil || cfg.NodeRole() != role || cfg.AdvertiseURL != "https://media-1.example:8443" || cfg.Capacity != 40 {
+		cfg, err := resolve(t, append([]string{"--role", role, "--advertise-url", "https://media-1.example:8443", "--capacity", "40"}, several...), key)
+		if err != nil || cfg.NodeRole() != role || cfg.AdvertiseURL != "https://media-1.example:8443" || cfg.Capacity != 40 ||
+			cfg.ClusterKey != key["INVIGIL_CLUSTER_KEY"] {
 			t.Errorf("role %s: %+v, %v", role, cfg, err)
 		}
 		if _, err := resolve(t, []string{"--role", role}, nil); err == nil || !strings.Contains(err.Error(), "--nats-url") {
 			t.Errorf("role %s alone: %v, want an error saying it needs NATS and PostgreSQL", role, err)
 		}
+		// Without the shared secret a node could neither fetch other
+		// nodes' files nor guard its own.
+		if _, err := resolve(t, append([]string{"--role", role}, several...), nil); err == nil || !strings.Contains(err.Error(), "--cluster-key") {
+			t.Errorf("role %s without a cluster key: %v, want an error naming --cluster-key", role, err)
+		}
+		if _, err := resolve(t, append([]string{"--role", role, "--cluster-key", "short"}, several...), nil); err == nil || !strings.Contains(err.Error(), "cluster key") {
+			t.Errorf("role %s with a short cluster key: %v, want an error about its length", role, err)
+		}
+	}
+	if cfg, err := resolve(t, []string{"--cluster-key", "from-the-flag-0123456789"}, key); err != nil || cfg.ClusterKey != "from-the-flag-0123456789" {
+		t.Errorf("cluster key from the flag over env: %q, %v", cfg.ClusterKey, err)
 	}
 	if cfg, err := resolve(t, []string{"--sfu-origins", " exam.example.org, *.example.org ,"}, nil); err != nil ||
 		len(cfg.OriginPatterns()) != 2 || cfg.OriginPatterns()[1] != "*.example.org" {

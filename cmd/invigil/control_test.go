@@ -42,7 +42,10 @@ func serveProcess(t *testing.T, data string, extraEnv ...string) (*exec.Cmd, str
 	modelsDir := testassets.ModelsDir(t)
 	args, _ := json.Marshal([]string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--models", modelsDir, "--ice-loopback"})
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), append([]string{"INVIGIL_TEST_ARGS=" + string(args), "INVIGIL_ADMIN_PASSWORD=" + testAdminPassword}, extraEnv...)...)
+	// Every node of a test shares one cluster key (roles control and media
+	// need one); extraEnv may name another, later entries win.
+	cmd.Env = append(os.Environ(), append([]string{"INVIGIL_TEST_ARGS=" + string(args), "INVIGIL_ADMIN_PASSWORD=" + testAdminPassword,
+		"INVIGIL_CLUSTER_KEY=" + testClusterKey}, extraEnv...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +91,9 @@ func serveProcess(t *testing.T, data string, extraEnv ...string) (*exec.Cmd, str
 }
 
 const testAdminPassword = "admin-password-for-tests"
+
+// testClusterKey is the cluster key of the tests' nodes.
+const testClusterKey = "cluster-key-for-tests-0123456789"
 
 // apiClient speaks the control plane's JSON API with a bearer token.
 type apiClient struct {
