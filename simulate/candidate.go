@@ -23,6 +23,12 @@ import (
 type Config struct {
 	// URL is the SFU's signalling WebSocket (ws://host:port/sfu/ws).
 	URL string
+	// Locate, if set, asks where the media go now (the control plane's
+	// media token: with several nodes, the exam's media node). A resume
+	// that failed asks it before trying again, so a candidate whose media
+	// node died moves to the node its exam is placed on next, as the
+	// candidate page does.
+	Locate func(ctx context.Context) (string, error)
 	// Token is the candidate's join token.
 	Token string
 
@@ -515,6 +521,24 @@ func (c *Candidate) recover(ctx context.Context, ev lostEvent) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)
+		c.relocate(ctx, identity)
+	}
+}
+
+// relocate asks Locate where the media go now and follows a move. A
+// failure to ask is only logged: the next attempt asks again.
+func (c *Candidate) relocate(ctx context.Context, identity string) {
+	if c.cfg.Locate == nil {
+		return
+	}
+	u, err := c.cfg.Locate(ctx)
+	if err != nil {
+		c.log.Warn("simulate: cannot ask where the media go", "identity", identity, "err", err)
+		return
+	}
+	if u != c.cfg.URL {
+		c.log.Info("simulate: the media moved to another node", "identity", identity, "from", c.cfg.URL, "to", u)
+		c.cfg.URL = u
 	}
 }
 

@@ -15,6 +15,9 @@ import (
 type Options struct {
 	// Signalling is the SFU's WebSocket URL.
 	Signalling string
+	// Locate, if set, is every candidate's Config.Locate: where the media
+	// go after a media node went away.
+	Locate func(ctx context.Context) (string, error)
 	// Token returns candidate i's token (i from 0).
 	Token func(i int) (string, error)
 	// Candidates is how many join (default 1).
@@ -194,7 +197,7 @@ func joinOne(ctx context.Context, o Options, i int, stream *Stream, audio *Audio
 	if err != nil {
 		return nil, fmt.Errorf("token for candidate %d: %w", i+1, err)
 	}
-	cfg := Config{URL: o.Signalling, Token: token, Stream: stream, Audio: audio, LoopbackOnly: o.LoopbackOnly,
+	cfg := Config{URL: o.Signalling, Locate: o.Locate, Token: token, Stream: stream, Audio: audio, LoopbackOnly: o.LoopbackOnly,
 		Encode: o.Encode, Logger: o.Logger}
 	if stream != nil {
 		// Spread the candidates over the scenario, as real ones would be.

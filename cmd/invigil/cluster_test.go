@@ -1,16 +1,21 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"invigil/cluster"
+	"invigil/contract"
 	"invigil/internal/testassets"
 	"invigil/models"
+	"invigil/recording"
 	"invigil/simulate"
 )
 
@@ -27,42 +32,8 @@ func TestClusterPlacesExamsOnMediaNodes(t *testing.T) {
 	if err := models.CheckPresent(testassets.ModelsDir(t)); err != nil {
 		t.Fatalf("%v (make test provisions them)", err)
 	}
-	_, dbURL := startPostgres(t)
-	ns := startNATS(t)
-	env := []string{"INVIGIL_DATABASE_URL=" + dbURL, "INVIGIL_NATS_URL=" + ns.URL()}
-	dir := t.TempDir()
-	_, control := serveProcess(t, filepath.Join(dir, "control"), append(env, "INVIGIL_ROLE=control", "INVIGIL_NODE_ID=control")...)
-	mediaBase := map[string]string{}
-	for _, name := range []string{"media-1", "media-2"} {
-		_, base := serveProcess(t, filepath.Join(dir, name), append(env, "INVIGIL_ROLE=media", "INVIGIL_NODE_ID="+name)...)
-		mediaBase[signallingURL(base)] = name
-	}
-
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	reg, err := cluster.Watch(nc, cluster.WatchOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		alive := 0
-		for _, n := range reg.Nodes() {
-			if n.Alive {
-				alive++
-			}
-		}
-		if alive == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("media nodes announced: %+v", reg.Nodes())
-		}
-	}
-
+	cl := startCluster(t)
+	control, mediaBase := cl.control, cl.mediaBase
 	admin := adminClient(t, control)
 	exam1, cand1, codes1 := examWithCandidate(t, admin)
 	exam2, _, codes2 := examWithCandidate(t, admin)
@@ -136,5 +107,168 @@ func TestClusterPlacesExamsOnMediaNodes(t *testing.T) {
 	}
 	if v := list[0]; v.CandidateID != cand1 || v.EvidenceURL == "" {
 		t.Errorf("violation %+v", v)
+	}
+}
+
+// testCluster is one control node and two media nodes, each its own
+// process, on one PostgreSQL and one nats-server.
+type testCluster struct {
+	control   string
+	media     map[string]*exec.Cmd // by node name
+	mediaData map[string]string    // node name → data directory
+	mediaBase map[string]string    // signalling URL → node name
+	reg       *cluster.Registry
+}
+
+func startCluster(t *testing.T) *testCluster {
+	t.Helper()
+	_, dbURL := startPostgres(t)
+	ns := startNATS(t)
+	env := []string{"INVIGIL_DATABASE_URL=" + dbURL, "INVIGIL_NATS_URL=" + ns.URL()}
+	dir := t.TempDir()
+	c := &testCluster{media: map[string]*exec.Cmd{}, mediaData: map[string]string{}, mediaBase: map[string]string{}}
+	_, c.control = serveProcess(t, filepath.Join(dir, "control"), append(env, "INVIGIL_ROLE=control", "INVIGIL_NODE_ID=control")...)
+	for _, name := range []string{"media-1", "media-2"} {
+		c.mediaData[name] = filepath.Join(dir, name)
+		cmd, base := serveProcess(t, c.mediaData[name], append(env, "INVIGIL_ROLE=media", "INVIGIL_NODE_ID="+name)...)
+		c.media[name], c.mediaBase[signallingURL(base)] = cmd, name
+	}
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if c.reg, err = cluster.Watch(nc, cluster.WatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.reg.Close() })
+	c.waitAlive(t, 2)
+	return c
+}
+
+// waitAlive waits until n media nodes are alive.
+func (c *testCluster) waitAlive(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		alive := 0
+		for _, s := range c.reg.Nodes() {
+			if s.Alive {
+				alive++
+			}
+		}
+		if alive == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want %d media nodes alive: %+v", n, c.reg.Nodes())
+		}
+	}
+}
+
+// A media node is SIGKILLed while its exam's candidate sends: the control
+// node notices (missed heartbeats), places the exam on the other media
+// node, and the candidate, asking the control node where to go each time
+// its resume fails, continues there on a new connection, recorded in a new
+// segment on the new node; the violation acknowledged before the kill
+// stays stored and the empty room raises face_off_screen again on the new
+// node. The time to reconnect and the gap in what was sent are logged.
+func TestClusterMediaNodeDies(t *testing.T) {
+	if err := models.CheckPresent(testassets.ModelsDir(t)); err != nil {
+		t.Fatalf("%v (make test provisions them)", err)
+	}
+	cl := startCluster(t)
+	admin := adminClient(t, cl.control)
+	exam, cand, codes := examWithCandidate(t, admin)
+	l, err := simulate.LoginWithCode(t.Context(), cl.control, codes["rest_room"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	locate := func(ctx context.Context) (string, error) { return simulate.MediaURL(ctx, cl.control, l.Token) }
+	sig, err := locate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := cl.mediaBase[sig]
+	cam, err := simulate.NewCamera([]simulate.Clip{{File: testassets.Photo(t, "building.jpg")}}, simulate.CameraOptions{Width: 640, Height: 480, FPS: 15})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var sent []simulate.SentFrame
+	c, err := simulate.Join(t.Context(), simulate.Config{URL: sig, Locate: locate, Token: l.Token, Camera: cam,
+		LoopbackOnly: true, ResumeWindow: time.Minute, Logger: discardLogger(),
+		OnFrame: func(f simulate.SentFrame) { mu.Lock(); sent = append(sent, f); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-runDone; err != nil {
+			t.Errorf("candidate: %v", err)
+		}
+		c.Leave()
+	}()
+
+	stored := func() int {
+		var list []violationJSON
+		admin.call("GET", fmt.Sprintf("/api/v1/exams/%d/violations?type=face_off_screen", exam), nil, &list)
+		return len(list)
+	}
+	for deadline := time.Now().Add(40 * time.Second); stored() == 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no face_off_screen stored before the kill")
+		}
+	}
+	killed := time.Now()
+	if err := cl.media[first].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// The candidate's frames on its next connection: a new session on the
+	// other node, whose frames count from 0 again.
+	var resumed simulate.SentFrame
+	found := false
+	for deadline := time.Now().Add(60 * time.Second); !found; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		for i := 1; i < len(sent) && !found; i++ {
+			if sent[i].Index == 0 && sent[i].At.After(killed) {
+				resumed, found = sent[i], true
+			}
+		}
+		mu.Unlock()
+		if !found && time.Now().After(deadline) {
+			t.Fatalf("the candidate did not reconnect within a minute of the kill (stats %+v)", c.Stats())
+		}
+	}
+	moved, err := locate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := cl.mediaBase[moved]
+	if second == "" || second == first {
+		t.Fatalf("after %s died the exam's media are at %s (%s)", first, moved, second)
+	}
+	mu.Lock()
+	var lastBefore simulate.SentFrame
+	for _, f := range sent {
+		if f.At.Before(resumed.At) {
+			lastBefore = f
+		}
+	}
+	mu.Unlock()
+	t.Logf("%s killed; the candidate sent again on %s %v after the kill (its last frame to %s %v before the first to %s; %d resume attempts failed)",
+		first, second, resumed.At.Sub(killed).Round(time.Millisecond), first, resumed.At.Sub(lastBefore.At).Round(time.Millisecond), second, c.Stats().ConnectionsFailed)
+
+	// The violation from before the kill stays; the new node raises one.
+	for deadline := time.Now().Add(40 * time.Second); stored() < 2; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d face_off_screen stored: want the one from before the kill and one from %s", stored(), second)
+		}
+	}
+	sessions, err := recording.Sessions(cl.mediaData[second], contract.ExamRoom(exam), contract.CandidateIdentity(cand))
+	if err != nil || len(sessions) == 0 || len(sessions[0].Segments) == 0 {
+		t.Errorf("recording on %s: %+v, %v", second, sessions, err)
 	}
 }

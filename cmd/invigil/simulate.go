@@ -109,6 +109,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var tokens func(int) (string, error)
+	var locate func(ctx context.Context) (string, error)
 	switch {
 	case key != "":
 		if len(key) < 16 {
@@ -138,10 +139,12 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 			log.Info("simulate: the exam's media are on another node", "signalling", sig)
 		}
 		ends.Signalling = sig
+		locate = func(ctx context.Context) (string, error) { return simulate.MediaURL(ctx, ends.API, login.Token) }
 	}
 
 	sum, err := simulate.Run(ctx, simulate.Options{
 		Signalling:   ends.Signalling,
+		Locate:       locate,
 		Token:        tokens,
 		Candidates:   *candidates,
 		Clips:        clips,

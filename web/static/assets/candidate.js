@@ -17,7 +17,6 @@ const S = {
   stream: null, // our camera + microphone
   checked: sessionStorage.getItem('invigil.cand.checked') === '1', // device check passed in this tab
   sfu: null,
-  sfuOpening: false, // asking where the media go, before sfu exists
   sfuState: 'idle',
   eventsState: 'idle',
   offline: !navigator.onLine,
@@ -573,18 +572,12 @@ async function mediaURL() {
   }
 }
 
-async function ensureSfu() {
-  if (S.sfu || S.sfuOpening || !S.token || !S.stream) return;
-  S.sfuOpening = true;
-  let url;
-  try {
-    url = await mediaURL();
-  } finally {
-    S.sfuOpening = false;
-  }
+function ensureSfu() {
   if (S.sfu || !S.token || !S.stream) return;
   const sfu = new SfuClient({
-    url,
+    // Asked again on every join and resume: with several nodes a media
+    // node that went away is replaced by the one the exam moved to.
+    url: mediaURL,
     token: () => S.token,
     onState: (state, err) => {
       S.sfuState = state;

@@ -269,12 +269,15 @@ function subscribeAll() {
 async function startMedia() {
   S.asked = new Set();
   try {
-    // The first token also says where the exam's media are (with several
-    // nodes, its media node); later joins ask again for a fresh token.
-    const first = await post('/media/token', { exam_id: S.exam.id });
+    // Each join asks where the exam's media are (with several nodes, its
+    // media node, which may change when one goes away) and for a token.
+    let tok = null;
     S.sfu = new SfuClient({
-      url: first.url || SIGNALLING_PATH,
-      token: async () => (await post('/media/token', { exam_id: S.exam.id })).token,
+      url: async () => {
+        tok = await post('/media/token', { exam_id: S.exam.id });
+        return tok.url || SIGNALLING_PATH;
+      },
+      token: async () => (tok || (await post('/media/token', { exam_id: S.exam.id }))).token,
       onState: (state) => {
         setLive($('#media-state'), 'media_' + state);
         if (state === 'connected') { S.asked.clear(); subscribeAll(); }

@@ -41,7 +41,9 @@ function addSender(pc, track, stream) {
 }
 
 export class SfuClient {
-  // opts.url: signalling URL path or absolute ws(s) URL (default /sfu/ws);
+  // opts.url: signalling URL path or absolute ws(s) URL (default /sfu/ws),
+  // or an async function returning one, called on each join and resume (so
+  // a page whose media node went away follows its exam to the next one);
   // opts.token: a string or an async function returning one (called on each
   // join, so a page can refresh it); opts.onState(state, detail);
   // opts.onTrack(identity, stream, track) for each forwarded track, with one
@@ -95,7 +97,8 @@ export class SfuClient {
 
   async join(resumeSession) {
     const tok = typeof this.opts.token === 'function' ? await this.opts.token() : this.opts.token;
-    const ws = new WebSocket(wsURL(this.opts.url || SIGNALLING_PATH));
+    const url = typeof this.opts.url === 'function' ? await this.opts.url() : this.opts.url;
+    const ws = new WebSocket(wsURL(url || SIGNALLING_PATH));
     this.ws = ws;
     await new Promise((resolve, reject) => {
       const timer = setTimeout(() => { ws.close(); reject(new SfuError('timeout', 'join timed out')); }, JOIN_TIMEOUT_MS);

@@ -381,10 +381,15 @@ async function startMedia() {
   }
   show($('.call-panel .pip'), !!S.local);
   try {
-    const tok = await post('/media/token', { exam_id: S.exam.id });
+    // Each join asks where the exam's media are (with several nodes, its
+    // media node, which may change when one goes away) and for a token.
+    let tok = null;
     S.sfu = new SfuClient({
-      url: tok.url || SIGNALLING_PATH,
-      token: async () => (await post('/media/token', { exam_id: S.exam.id })).token,
+      url: async () => {
+        tok = await post('/media/token', { exam_id: S.exam.id });
+        return tok.url || SIGNALLING_PATH;
+      },
+      token: async () => (tok || (await post('/media/token', { exam_id: S.exam.id }))).token,
       onState: (state) => setLive($('#media-state'), 'media_' + state),
       onTrack: () => drawCallHeader(),
       onTrackEnded: () => drawCallHeader(),
