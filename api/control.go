@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"sync"
 	"time"
@@ -135,7 +137,42 @@ type ControlOptions struct {
 	// (several nodes): the media token then answers that node's
 	// signalling URL. Nil: this process's own SFU, at SignallingPath.
 	Placement MediaPlacement
+	// Node is this node's name among several: a violation's evidence
+	// written here is stored as this node's, and a file stored as another
+	// node's is fetched through Files. Empty: one process, every file is
+	// in DataDir (as are those of rows that name no node).
+	Node string
+	// Files fetches files held by other nodes; nil: a file on another
+	// node answers 503 file_node_unavailable.
+	Files RemoteFiles
 }
+
+// RemoteFiles fetches a file from another node's data directory (cmd
+// implements it over the nodes' internal endpoint), so that a control node
+// serves recordings and evidence wherever they were written.
+type RemoteFiles interface {
+	// Open asks node for the file at rel (relative to its data directory)
+	// with the caller's Range header ("" for all of it). The answer's
+	// Status is what the node said (200, 206, 416); errors wrap
+	// ErrNodeUnavailable (the node is gone or does not answer) or
+	// ErrRemoteFileMissing (it has no such file), or say what else failed.
+	Open(ctx context.Context, node, rel, rangeHeader string) (*RemoteFile, error)
+}
+
+// RemoteFile is another node's answer for a file: its status, the headers
+// that describe the body (Content-Length, Content-Range, Accept-Ranges,
+// Last-Modified) and the body, which the caller closes.
+type RemoteFile struct {
+	Status int
+	Header http.Header
+	Body   io.ReadCloser
+}
+
+// Errors of RemoteFiles.Open.
+var (
+	ErrNodeUnavailable   = errors.New("the node holding the file is not available")
+	ErrRemoteFileMissing = errors.New("the node holding the file does not have it")
+)
 
 // EventNotifier carries "an exam's event log grew" to the other control
 // nodes. Only the nudge travels: every node's streams read the events

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -46,6 +47,10 @@ type ViolationReport struct {
 	// onset in the recording; "" when it is not recorded.
 	RecordingPath     string
 	RecordingOffsetMS *int64
+	// RecordingNode names the node whose data directory holds the
+	// recording (several nodes: the media node that wrote it); "" in one
+	// process. Optional, so that entries queued before it existed decode.
+	RecordingNode string `json:",omitempty"`
 }
 
 // ErrViolationRejected marks a violation report that can never be stored
@@ -87,6 +92,9 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 	row := store.Violation{Key: v.Key, ExamID: cand.ExamID, CandidateID: cid, Type: v.Type, Policy: v.Policy,
 		Reason: v.Reason, Confidence: v.Confidence, StartedAt: v.StartedAt.UTC(), OpenedAt: v.OpenedAt.UTC(),
 		EndedAt: v.EndedAt.UTC(), RecordingPath: v.RecordingPath, RecordingOffsetMS: v.RecordingOffsetMS}
+	if v.RecordingPath != "" {
+		row.RecordingNode = v.RecordingNode
+	}
 	if v.EndedAt.IsZero() {
 		row.EndedAt = time.Time{}
 	}
@@ -119,6 +127,11 @@ func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
 			return fmt.Errorf("violation %s: save audio clip: %w", v.Key, err)
 		}
 		row.ClipPath = rel
+	}
+	if row.EvidencePath != "" || row.ClipPath != "" {
+		// Written into this node's data directory: the other control
+		// nodes fetch them from here.
+		row.EvidenceNode = c.opts.Node
 	}
 	var inserted bool
 	err = c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
@@ -423,13 +436,18 @@ func (c *control) getViolation(w http.ResponseWriter, r *http.Request, p *princi
 	return nil
 }
 
-// serveDataFile serves a stored file (Range requests included) after making
-// sure the stored relative path stays inside the data directory.
-func (c *control) serveDataFile(w http.ResponseWriter, r *http.Request, rel, contentType string) error {
+// serveDataFile serves a stored file (Range requests included): from this
+// node's data directory when node is this one (or "", one process), else
+// from the node that holds it. The stored relative path must stay inside
+// the data directory, symbolic links included.
+func (c *control) serveDataFile(w http.ResponseWriter, r *http.Request, node, rel, contentType string) error {
 	if rel == "" || filepath.IsAbs(rel) || !filepath.IsLocal(rel) {
 		return errorf(http.StatusNotFound, "no_file", "nothing stored")
 	}
-	f, err := os.Open(filepath.Join(c.opts.DataDir, rel))
+	if node != "" && node != c.opts.Node {
+		return c.serveRemoteFile(w, r, node, rel, contentType)
+	}
+	f, err := os.OpenInRoot(c.opts.DataDir, rel)
 	if errors.Is(err, os.ErrNotExist) {
 		return errorf(http.StatusNotFound, "file_gone", "the stored file %s is missing from the data directory", rel)
 	}
@@ -447,12 +465,67 @@ func (c *control) serveDataFile(w http.ResponseWriter, r *http.Request, rel, con
 	return nil
 }
 
+// remoteFileHeaders are the headers of another node's answer that describe
+// its body; the rest (its cookies, its security headers) are its own.
+var remoteFileHeaders = []string{"Content-Length", "Content-Range", "Accept-Ranges", "Last-Modified"}
+
+// serveRemoteFile streams a file that another node holds, with the status,
+// length and range that node's http.ServeContent answered, so a player
+// seeking in a recording sees the same as from a local file.
+func (c *control) serveRemoteFile(w http.ResponseWriter, r *http.Request, node, rel, contentType string) error {
+	if c.opts.Files == nil {
+		return errorf(http.StatusServiceUnavailable, "file_node_unavailable",
+			"the file is on node %s and this node reaches no other nodes (it runs without NATS)", node)
+	}
+	rng := r.Header.Get("Range")
+	if r.Header.Get("If-Range") != "" {
+		// If-Range compares the other node's validators, which are not
+		// forwarded: the whole file is always a right answer to it.
+		rng = ""
+	}
+	rf, err := c.opts.Files.Open(r.Context(), node, rel, rng)
+	switch {
+	case errors.Is(err, ErrNodeUnavailable):
+		c.log.Warn("a stored file's node does not answer", "node", node, "file", rel, "err", err)
+		return &apiError{Status: http.StatusServiceUnavailable, Code: "file_node_unavailable", RetryAfter: 5,
+			Message: fmt.Sprintf("the file is on node %s, which does not answer now: try again once it is back", node)}
+	case errors.Is(err, ErrRemoteFileMissing):
+		return errorf(http.StatusNotFound, "file_gone", "the stored file %s is missing from the data directory of node %s", rel, node)
+	case err != nil:
+		c.log.Error("cannot fetch a stored file from its node", "node", node, "file", rel, "err", err)
+		return errorf(http.StatusBadGateway, "file_node_failed", "fetching the file from node %s failed; the error is in this node's log", node)
+	}
+	defer rf.Body.Close()
+	h := w.Header()
+	for _, k := range remoteFileHeaders {
+		if v := rf.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	if rf.Status == http.StatusOK || rf.Status == http.StatusPartialContent {
+		h.Set("Content-Type", contentType)
+		h.Set("Cache-Control", "private, max-age=60")
+	} else if ct := rf.Header.Get("Content-Type"); ct != "" {
+		h.Set("Content-Type", ct) // a 416's text, as http.ServeContent writes it here
+	}
+	w.WriteHeader(rf.Status)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	if _, err := io.Copy(w, rf.Body); err != nil {
+		// The status is sent: nothing to answer any more. A viewer who
+		// seeks away ends the copy this way too.
+		c.log.Debug("stored file from another node cut short", "node", node, "file", rel, "err", err)
+	}
+	return nil
+}
+
 func (c *control) evidence(w http.ResponseWriter, r *http.Request, p *principal) error {
 	v, err := c.violationFor(r, p)
 	if err != nil {
 		return err
 	}
-	return c.serveDataFile(w, r, v.EvidencePath, "image/jpeg")
+	return c.serveDataFile(w, r, v.EvidenceNode, v.EvidencePath, "image/jpeg")
 }
 
 func (c *control) clip(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -460,7 +533,7 @@ func (c *control) clip(w http.ResponseWriter, r *http.Request, p *principal) err
 	if err != nil {
 		return err
 	}
-	return c.serveDataFile(w, r, v.ClipPath, "audio/wav")
+	return c.serveDataFile(w, r, v.EvidenceNode, v.ClipPath, "audio/wav")
 }
 
 func (c *control) recording(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -468,7 +541,7 @@ func (c *control) recording(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return err
 	}
-	return c.serveDataFile(w, r, v.RecordingPath, "video/webm")
+	return c.serveDataFile(w, r, v.RecordingNode, v.RecordingPath, "video/webm")
 }
 
 type reviewRequest struct {

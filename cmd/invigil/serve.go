@@ -107,6 +107,24 @@ func runServe(ctx context.Context, e env, args []string) error {
 		defer registry.Close()
 		placement = registryPlacement{r: registry, st: st}
 	}
+	// With several nodes, files stay where they were written (files.go):
+	// violations name the node holding them, this node serves its own to
+	// the other nodes and fetches theirs, signing with the cluster key.
+	var fileNode string
+	var remote api.RemoteFiles // nil, not a nil *remoteFiles, without one
+	var ownFiles *nodeFiles
+	if nb != nil {
+		fileNode = node
+		if cfg.ClusterKey != "" {
+			remote = newRemoteFiles(nb.NATS(), cfg.ClusterKey)
+			if ownFiles, err = newNodeFiles(cfg.DataDir, cfg.ClusterKey, log); err != nil {
+				return err
+			}
+			defer ownFiles.Close()
+		} else {
+			log.Warn("no cluster_key: this node cannot fetch the recordings and evidence other nodes hold, nor they this node's")
+		}
+	}
 	// The API and the media plane need each other (tokens and violations
 	// one way, calls and policies the other); the adapters are filled in
 	// once the media plane runs, before anything is served.
@@ -151,6 +169,8 @@ func runServe(ctx context.Context, e env, args []string) error {
 			SecureCookies:         cfg.SecureCookies,
 
 			Events: events,
+			Node:   fileNode,
+			Files:  remote,
 		},
 	})
 	if err != nil {
@@ -173,6 +193,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	violations.sink.node = fileNode
 	// Deferred before mp.Close, so it runs after it: the pipeline's last
 	// closes are queued, delivered, and only then the store closes.
 	defer violations.Shutdown(time.Duration(cfg.ShutdownTimeout)) //nolint:contextcheck // stopping runs after ctx has ended, on its own deadline
@@ -189,6 +210,9 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if role != config.RoleMedia {
 		srv.Handle("/", web.Handler())
 	}
+	if ownFiles != nil {
+		srv.Handle("GET "+internalFilesPath, ownFiles)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -198,6 +222,19 @@ func runServe(ctx context.Context, e env, args []string) error {
 	defer stop()
 
 	base := baseURL(ln.Addr())
+	if ownFiles != nil {
+		// The other nodes reach this one where browsers do (a media
+		// node's advertised URL), or at its listening address.
+		at := base
+		if cfg.AdvertiseURL != "" {
+			at = cfg.AdvertiseURL
+		}
+		sub, err := answerWhere(nb.NATS(), node, at, log)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 	if role == config.RoleMedia {
 		stopAnnouncing, err := announceMediaNode(cfg, nb, node, base, mp, mediaCommands{media: media, analysis: analysis}, log)
 		if err != nil {

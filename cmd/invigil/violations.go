@@ -36,7 +36,11 @@ const outboxDir = "outbox"
 type storeSink struct {
 	outbox  *outbox.Outbox
 	dataDir string
-	log     *slog.Logger
+	// node is this node's name when there are several (with NATS), so
+	// that the control plane knows whose data directory holds the
+	// recording; "" in one process.
+	node string
+	log  *slog.Logger
 }
 
 var _ pipeline.ViolationSink = (*storeSink)(nil)
@@ -63,7 +67,7 @@ func (s *storeSink) ViolationOpened(ctx context.Context, v pipeline.Violation) e
 	if err == nil {
 		if rel, err := filepath.Rel(s.dataDir, seg); err == nil {
 			ms := off.Milliseconds()
-			r.RecordingPath, r.RecordingOffsetMS = rel, &ms
+			r.RecordingPath, r.RecordingOffsetMS, r.RecordingNode = rel, &ms, s.node
 		}
 	} else if !errors.Is(err, recording.ErrNotRecorded) {
 		s.log.Warn("cannot locate the recording of a violation", "key", v.Key, "err", err)
