@@ -50,6 +50,11 @@ type Config struct {
 	// node at (https://media-1.example:8443); empty means the listening
 	// address.
 	AdvertiseURL string `json:"advertise_url"`
+	// InternalURL is the base URL the other nodes reach this node at, to
+	// fetch the recordings and evidence it holds (http://media-1:8080 on
+	// a private network); empty means AdvertiseURL, else the listening
+	// address.
+	InternalURL string `json:"internal_url"`
 	// Capacity is how many candidates a media node takes before the
 	// control plane places exams elsewhere (0: 8 per core).
 	Capacity int64 `json:"capacity"`
@@ -220,6 +225,7 @@ var settings = []setting{
 	{"nats-url", "INVIGIL_NATS_URL", "NATS `URL` (nats://host:4222, JetStream enabled) through which several nodes share live events and hand violations over (default: none, all inside this process)", func(c *Config) flag.Value { return (*stringValue)(&c.NATSURL) }},
 	{"role", "INVIGIL_ROLE", "what this node does: `ROLE` all (default), control or media (several nodes; needs --nats-url and --database-url)", func(c *Config) flag.Value { return (*stringValue)(&c.Role) }},
 	{"advertise-url", "INVIGIL_ADVERTISE_URL", "base `URL` browsers reach this media node at (default: the listening address)", func(c *Config) flag.Value { return (*stringValue)(&c.AdvertiseURL) }},
+	{"internal-url", "INVIGIL_INTERNAL_URL", "base `URL` the other nodes reach this node at for its recordings and evidence (default: --advertise-url, else the listening address)", func(c *Config) flag.Value { return (*stringValue)(&c.InternalURL) }},
 	{"capacity", "INVIGIL_CAPACITY", "candidates this media node takes (`N`; 0: 8 per core)", func(c *Config) flag.Value { return (*int64Value)(&c.Capacity) }},
 	{"sfu-origins", "INVIGIL_SFU_ORIGINS", "browser `HOSTS` (comma-separated patterns, e.g. exam.example.org) whose pages may use this node's SFU besides its own", func(c *Config) flag.Value { return (*stringValue)(&c.SFUOrigins) }},
 	{"node-id", "INVIGIL_NODE_ID", "`NAME` of this node among several; every metric is labelled node=NAME (default: the host name)", func(c *Config) flag.Value { return (*stringValue)(&c.NodeID) }},
@@ -514,10 +520,13 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("role %q: want all, control or media", c.Role)
 	}
-	if c.AdvertiseURL != "" {
-		u, err := url.Parse(c.AdvertiseURL)
+	for _, b := range []struct{ name, url string }{{"advertise url", c.AdvertiseURL}, {"internal url", c.InternalURL}} {
+		if b.url == "" {
+			continue
+		}
+		u, err := url.Parse(b.url)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return fmt.Errorf("advertise url %q: want the node's base URL, http(s)://host[:port]", c.AdvertiseURL)
+			return fmt.Errorf("%s %q: want the node's base URL, http(s)://host[:port]", b.name, b.url)
 		}
 	}
 	if c.Capacity < 0 {

@@ -386,6 +386,9 @@ func TestRoles(t *testing.T) {
 			t.Errorf("role %s with a short cluster key: %v, want an error about its length", role, err)
 		}
 	}
+	if cfg, err := resolve(t, []string{"--internal-url", "http://media-1:8080"}, nil); err != nil || cfg.InternalURL != "http://media-1:8080" {
+		t.Errorf("internal url: %q, %v", cfg.InternalURL, err)
+	}
 	if cfg, err := resolve(t, []string{"--cluster-key", "from-the-flag-0123456789"}, key); err != nil || cfg.ClusterKey != "from-the-flag-0123456789" {
 		t.Errorf("cluster key from the flag over env: %q, %v", cfg.ClusterKey, err)
 	}
@@ -396,7 +399,8 @@ func TestRoles(t *testing.T) {
 	if cfg, err := resolve(t, nil, nil); err != nil || cfg.NodeRole() != "all" {
 		t.Errorf("default role: %q, %v", cfg.NodeRole(), err)
 	}
-	for _, bad := range [][]string{{"--role", "both"}, {"--advertise-url", "media-1:8443"}, {"--advertise-url", "https://m/sfu"}, {"--capacity", "-1"}} {
+	for _, bad := range [][]string{{"--role", "both"}, {"--advertise-url", "media-1:8443"}, {"--advertise-url", "https://m/sfu"}, {"--capacity", "-1"},
+		{"--internal-url", "media-1:8080"}, {"--internal-url", "ftp://media-1"}, {"--internal-url", "http://media-1/files"}} {
 		if _, err := resolve(t, bad, nil); err == nil {
 			t.Errorf("%v accepted", bad)
 		}

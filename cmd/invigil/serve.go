@@ -223,10 +223,13 @@ func runServe(ctx context.Context, e env, args []string) error {
 
 	base := baseURL(ln.Addr())
 	if ownFiles != nil {
-		// The other nodes reach this one where browsers do (a media
-		// node's advertised URL), or at its listening address.
+		// The other nodes reach this one at its internal URL, else where
+		// browsers do (a media node's advertised URL), else at its
+		// listening address (one machine only, when that is a wildcard).
 		at := base
-		if cfg.AdvertiseURL != "" {
+		if cfg.InternalURL != "" {
+			at = cfg.InternalURL
+		} else if cfg.AdvertiseURL != "" {
 			at = cfg.AdvertiseURL
 		}
 		sub, err := answerWhere(nb.NATS(), node, at, log)
