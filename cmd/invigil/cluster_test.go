@@ -3,20 +3,26 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"invigil/bus/natstest"
 	"invigil/cluster"
 	"invigil/contract"
 	"invigil/internal/testassets"
 	"invigil/models"
 	"invigil/recording"
 	"invigil/simulate"
+	"invigil/store/pgtest"
 )
 
 // A cluster on loopback, each node its own process: one control node and
@@ -113,6 +119,8 @@ func TestClusterPlacesExamsOnMediaNodes(t *testing.T) {
 // testCluster is one control node and two media nodes, each its own
 // process, on one PostgreSQL and one nats-server.
 type testCluster struct {
+	pg        *pgtest.Server
+	nats      *natstest.Server
 	control   string
 	media     map[string]*exec.Cmd // by node name
 	mediaData map[string]string    // node name → data directory
@@ -122,11 +130,11 @@ type testCluster struct {
 
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
-	_, dbURL := startPostgres(t)
+	pg, dbURL := startPostgres(t)
 	ns := startNATS(t)
 	env := []string{"INVIGIL_DATABASE_URL=" + dbURL, "INVIGIL_NATS_URL=" + ns.URL()}
 	dir := t.TempDir()
-	c := &testCluster{media: map[string]*exec.Cmd{}, mediaData: map[string]string{}, mediaBase: map[string]string{}}
+	c := &testCluster{pg: pg, nats: ns, media: map[string]*exec.Cmd{}, mediaData: map[string]string{}, mediaBase: map[string]string{}}
 	_, c.control = serveProcess(t, filepath.Join(dir, "control"), append(env, "INVIGIL_ROLE=control", "INVIGIL_NODE_ID=control")...)
 	for _, name := range []string{"media-1", "media-2"} {
 		c.mediaData[name] = filepath.Join(dir, name)
@@ -271,4 +279,120 @@ func TestClusterMediaNodeDies(t *testing.T) {
 	if err != nil || len(sessions) == 0 || len(sessions[0].Segments) == 0 {
 		t.Errorf("recording on %s: %+v, %v", second, sessions, err)
 	}
+}
+
+// PostgreSQL and then NATS restart while a candidate in a rest room comes
+// and goes: the nodes reconnect by themselves and carry on, and every
+// violation the media node's pipeline opened is stored on the control node
+// once, none lost while the database or NATS was away (the media node's
+// outbox and JetStream hold them until they are stored).
+func TestClusterSurvivesDatabaseAndNATSRestarts(t *testing.T) {
+	if err := models.CheckPresent(testassets.ModelsDir(t)); err != nil {
+		t.Fatalf("%v (make test provisions them)", err)
+	}
+	cl := startCluster(t)
+	admin := adminClient(t, cl.control)
+	exam, _, codes := examWithCandidate(t, admin)
+	l, err := simulate.LoginWithCode(t.Context(), cl.control, codes["rest_room"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	locate := func(ctx context.Context) (string, error) { return simulate.MediaURL(ctx, cl.control, l.Token) }
+	sig, err := locate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := cl.mediaBase[sig]
+	// Away 4 s, back 3 s: face_off_screen opens and closes every loop.
+	cam, err := simulate.NewCamera([]simulate.Clip{
+		{File: testassets.Photo(t, "building.jpg"), Seconds: 4},
+		{File: testassets.Photo(t, "messi5.jpg"), Seconds: 3},
+	}, simulate.CameraOptions{Width: 640, Height: 480, FPS: 15})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := simulate.Join(t.Context(), simulate.Config{URL: sig, Locate: locate, Token: l.Token, Camera: cam,
+		LoopbackOnly: true, ResumeWindow: time.Minute, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(ctx) }()
+
+	stored := func() []violationJSON {
+		var list []violationJSON
+		admin.call("GET", fmt.Sprintf("/api/v1/exams/%d/violations", exam), nil, &list)
+		return list
+	}
+	for deadline := time.Now().Add(40 * time.Second); len(stored()) == 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no violation stored before the restarts")
+		}
+	}
+	base := strings.TrimSuffix(strings.Replace(sig, "ws://", "http://", 1), "/sfu/ws")
+	var duringOutage float64
+	if err := cl.pg.Restart(t.Context(), func() {
+		before := openedOn(t, base)
+		time.Sleep(8 * time.Second)
+		duringOutage = openedOn(t, base) - before
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PostgreSQL was away for 8 s; %v violations opened meanwhile", duringOutage)
+	if duringOutage == 0 {
+		t.Error("no violation opened while PostgreSQL was away: the test would prove nothing")
+	}
+	if err := cl.nats.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * time.Second) // a loop or so with NATS back
+	cancel()
+	if err := <-runDone; err != nil {
+		t.Errorf("candidate: %v", err)
+	}
+	c.Leave()
+
+	// The media node's own count of what it opened, against what the
+	// control node stored.
+	var opened float64
+	var list []violationJSON
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		opened = openedOn(t, base)
+		list = stored()
+		closed := 0
+		for _, v := range list {
+			if v.EndedAt != nil {
+				closed++
+			}
+		}
+		if opened > 0 && float64(len(list)) == opened && closed == len(list) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s opened %v violations; the control node stored %d, %d of them closed", node, opened, len(list), closed)
+		}
+	}
+	t.Logf("%s opened %v violations across the restarts; the control node stored each once, closed", node, opened)
+}
+
+// openedOn sums invigil_pipeline_violations_total{event="opened"} of a
+// node's /metrics.
+func openedOn(t *testing.T, base string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	sum := 0.0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "invigil_pipeline_violations_total{") && strings.Contains(line, `event="opened"`) {
+			if v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
 }

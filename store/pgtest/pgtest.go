@@ -51,6 +51,10 @@ type Server struct {
 	logPath string
 	exited  chan struct{}
 	n       atomic.Int64
+	// what Restart needs to start the same server again
+	bin  string
+	cred *syscall.Credential
+	port int
 }
 
 // Start returns the server named by INVIGIL_TEST_DATABASE_URL, or starts
@@ -179,18 +183,25 @@ func (s *Server) start(ctx context.Context, bin string, cred *syscall.Credential
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
 	}
-	log, err := os.Create(s.logPath)
-	if err != nil {
-		return fmt.Errorf("pgtest: %w", err)
-	}
-	defer log.Close()
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
+	s.bin, s.cred, s.port = bin, cred, port
+	return s.run(ctx)
+}
+
+// run starts postgres on the initialised data directory and waits until
+// it accepts connections.
+func (s *Server) run(ctx context.Context) error {
+	log, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("pgtest: %w", err)
+	}
+	defer log.Close()
 	// Not CommandContext: the server outlives the context of its start.
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"),
-		"-D", data, "-p", strconv.Itoa(port), "-k", s.dir,
+	s.cmd = exec.Command(filepath.Join(s.bin, "postgres"),
+		"-D", filepath.Join(s.dir, "data"), "-p", strconv.Itoa(s.port), "-k", s.dir,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		// Several stores of 16 connections each in the several-nodes test.
@@ -198,16 +209,18 @@ func (s *Server) start(ctx context.Context, bin string, cred *syscall.Credential
 	s.cmd.Stdout, s.cmd.Stderr = log, log
 	// Pdeathsig: if the test binary dies without stopping it, the server
 	// shuts down at once instead of lingering on the port.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT}
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT}
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
-	s.exited = make(chan struct{})
+	exited := make(chan struct{})
+	s.exited = exited
+	cmd := s.cmd
 	go func() {
-		_ = s.cmd.Wait()
-		close(s.exited)
+		_ = cmd.Wait()
+		close(exited)
 	}()
-	s.adminURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	s.adminURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.port)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := s.connect(ctx)
@@ -215,7 +228,7 @@ func (s *Server) start(ctx context.Context, bin string, cred *syscall.Credential
 			return nil
 		}
 		select {
-		case <-s.exited:
+		case <-exited:
 			return fmt.Errorf("pgtest: postgres exited at start: %s", s.logTail())
 		case <-ctx.Done():
 			return fmt.Errorf("pgtest: wait for postgres: %w", ctx.Err())
@@ -225,6 +238,32 @@ func (s *Server) start(ctx context.Context, bin string, cred *syscall.Credential
 			return fmt.Errorf("pgtest: postgres did not accept connections within 30 s (%w): %s", err, s.logTail())
 		}
 	}
+}
+
+// Restart stops the server (fast shutdown: open sessions are cut, what was
+// committed is kept; not a crash, which with this package's fsync=off could
+// lose commits) and starts it again on the same port and data, for tests
+// of what clients do while their database is away. down, if not nil, runs
+// while it is stopped.
+func (s *Server) Restart(ctx context.Context, down func()) error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return errors.New("pgtest: Restart: not a server this package started")
+	}
+	if s.admin != nil {
+		_ = s.admin.Close()
+		s.admin = nil
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	if down != nil {
+		down()
+	}
+	return s.run(ctx)
 }
 
 // freePort asks the kernel for a free TCP port on loopback. Another process

@@ -1,6 +1,7 @@
 package pgtest
 
 import (
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,4 +101,40 @@ func schemaOf(t *testing.T, u string) string {
 	}
 	name, _, _ := strings.Cut(q, "&")
 	return name
+}
+
+// Restart brings the same server back on the same port with its data.
+func TestRestartKeepsData(t *testing.T) {
+	t.Setenv(EnvURL, "")
+	ctx := t.Context()
+	srv, err := Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	u, err := srv.CreateSchema(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("pgx", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE kept (n INT); INSERT INTO kept VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	wasDown := false
+	if err := srv.Restart(ctx, func() {
+		if err := db.PingContext(ctx); err == nil {
+			t.Error("the database answered while stopped")
+		}
+		wasDown = true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT n FROM kept").Scan(&n); err != nil || n != 7 || !wasDown {
+		t.Errorf("after the restart: %d, %v (down %v)", n, err, wasDown)
+	}
 }
