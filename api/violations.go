@@ -439,7 +439,9 @@ func (c *control) getViolation(w http.ResponseWriter, r *http.Request, p *princi
 // serveDataFile serves a stored file (Range requests included): from this
 // node's data directory when node is this one (or "", one process), else
 // from the node that holds it. The stored relative path must stay inside
-// the data directory, symbolic links included.
+// the data directory; a symbolic link in it is followed, as ever (an
+// operator's recordings directory on another disk), though the internal
+// endpoint that serves other nodes follows none out of it.
 func (c *control) serveDataFile(w http.ResponseWriter, r *http.Request, node, rel, contentType string) error {
 	if rel == "" || filepath.IsAbs(rel) || !filepath.IsLocal(rel) {
 		return errorf(http.StatusNotFound, "no_file", "nothing stored")
@@ -447,7 +449,7 @@ func (c *control) serveDataFile(w http.ResponseWriter, r *http.Request, node, re
 	if node != "" && node != c.opts.Node {
 		return c.serveRemoteFile(w, r, node, rel, contentType)
 	}
-	f, err := os.OpenInRoot(c.opts.DataDir, rel)
+	f, err := os.Open(filepath.Join(c.opts.DataDir, rel))
 	if errors.Is(err, os.ErrNotExist) {
 		return errorf(http.StatusNotFound, "file_gone", "the stored file %s is missing from the data directory", rel)
 	}
