@@ -477,7 +477,7 @@ var remoteFileHeaders = []string{"Content-Length", "Content-Range", "Accept-Rang
 func (c *control) serveRemoteFile(w http.ResponseWriter, r *http.Request, node, rel, contentType string) error {
 	if c.opts.Files == nil {
 		return errorf(http.StatusServiceUnavailable, "file_node_unavailable",
-			"the file is on node %s and this node reaches no other nodes (it runs without NATS)", node)
+			"the file is on node %s and this node cannot fetch files from other nodes (it runs without NATS or without a cluster_key)", node)
 	}
 	rng := r.Header.Get("Range")
 	if r.Header.Get("If-Range") != "" {
