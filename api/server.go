@@ -54,6 +54,11 @@ type Options struct {
 	// MetricsToken, when set, is the bearer token /metrics requires
 	// (Authorization: Bearer …); empty leaves /metrics open.
 	MetricsToken string
+	// MediaOnly is a media node's server: the API routes answer 404
+	// (the control nodes serve them; a media node's Control is there only
+	// for what the SFU and the pipeline need of it), while health,
+	// readiness, metrics and what the caller mounts with Handle are served.
+	MediaOnly bool
 
 	// Control is the control plane; nil serves only health and metrics.
 	Control *ControlOptions
@@ -160,7 +165,18 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 // bodies are counted too, then the body deadline and limit, then the
 // routes.
 func (s *Server) Handler() http.Handler {
-	return s.instrument(noSniff(bodyDeadline(s.opts.BodyTimeout, limitBody(s.opts.MaxBodyBytes, s.mux))))
+	var routes http.Handler = s.mux
+	if s.opts.MediaOnly {
+		routes = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/") {
+				s.writeError(w, r, errorf(http.StatusNotFound, "control_node_route",
+					"this is a media node: the API is served by the control nodes"))
+				return
+			}
+			s.mux.ServeHTTP(w, r)
+		})
+	}
+	return s.instrument(noSniff(bodyDeadline(s.opts.BodyTimeout, limitBody(s.opts.MaxBodyBytes, routes))))
 }
 
 // noSniff sets X-Content-Type-Options on every answer, so that a browser

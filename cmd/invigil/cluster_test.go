@@ -41,6 +41,13 @@ func TestClusterPlacesExamsOnMediaNodes(t *testing.T) {
 	cl := startCluster(t)
 	control, mediaBase := cl.control, cl.mediaBase
 	admin := adminClient(t, control)
+	// A media node serves no API: the control node does.
+	for sig := range mediaBase {
+		base := strings.TrimSuffix(strings.Replace(sig, "ws://", "http://", 1), "/sfu/ws")
+		if s := (apiClient{t: t, base: base}).call("POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": testAdminPassword}, nil); s != 404 {
+			t.Errorf("log in on media node %s: %d, want 404", base, s)
+		}
+	}
 	exam1, cand1, codes1 := examWithCandidate(t, admin)
 	exam2, _, codes2 := examWithCandidate(t, admin)
 	// Each exam's candidate is told where its media go: two exams, two

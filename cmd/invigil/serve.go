@@ -137,6 +137,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 		BodyTimeout:        time.Duration(cfg.BodyTimeout),
 		MaxConnsPerNetwork: int(cfg.MaxConnsPerNetwork),
 		MetricsToken:       cfg.MetricsToken,
+		MediaOnly:          role == config.RoleMedia,
 		Ready: func(ctx context.Context) error {
 			if err := models.CheckPresent(cfg.ModelsDir); err != nil {
 				return err
