@@ -31,9 +31,9 @@ import (
 // media nodes and says so in the media token; a simulated candidate that
 // logs in on the control node sends its camera to its exam's media node,
 // the device check's live analysis comes from there over NATS, and the
-// face_off_screen violation its empty room raises reaches the control
-// node's store through JetStream and a proctor's event stream on the
-// control node.
+// violations the two candidates' empty rooms raise on the two media nodes
+// reach a proctor's event streams of both exams on the control node, and
+// its store, through JetStream.
 func TestClusterPlacesExamsOnMediaNodes(t *testing.T) {
 	if err := models.CheckPresent(testassets.ModelsDir(t)); err != nil {
 		t.Fatalf("%v (make test provisions them)", err)
@@ -73,17 +73,21 @@ func TestClusterPlacesExamsOnMediaNodes(t *testing.T) {
 	}
 	t.Logf("exam %d on %s, exam %d on %s", exam1, nodeOf[exam1], exam2, nodeOf[exam2])
 
-	events := openStream(t, admin, exam1)
+	// A proctor on the control node watches both exams; both candidates
+	// send an empty room, each to its own media node.
+	streams := map[int64]<-chan sseEvent{exam1: openStream(t, admin, exam1), exam2: openStream(t, admin, exam2)}
 	type result struct {
 		code        int
 		out, errOut string
 	}
-	simDone := make(chan result, 1)
-	go func() {
-		code, out, errOut := invoke(t, nil, "simulate", "--server", control, "--code", codes1["rest_room"],
-			"--video", testassets.Photo(t, "building.jpg"), "--duration", "8s", "--loopback")
-		simDone <- result{code, out, errOut}
-	}()
+	simDone := make(chan result, 2)
+	for _, code := range []string{codes1["rest_room"], codes2["rest_room"]} {
+		go func() {
+			code, out, errOut := invoke(t, nil, "simulate", "--server", control, "--code", code,
+				"--video", testassets.Photo(t, "building.jpg"), "--duration", "8s", "--loopback")
+			simDone <- result{code, out, errOut}
+		}()
+	}
 	// The device check's live analysis: asked of the control node, which
 	// asks the exam's media node.
 	candidate := apiClient{t: t, base: control, token: logins[exam1].Token}
@@ -96,17 +100,20 @@ func TestClusterPlacesExamsOnMediaNodes(t *testing.T) {
 	if snap.Width == 0 || snap.Faces != 0 {
 		t.Errorf("live analysis of an empty room through the control node: %+v", snap)
 	}
-	var opened sseEvent
-	for deadline := time.After(40 * time.Second); opened.Type != "violation_opened"; {
-		select {
-		case opened = <-events:
-		case <-deadline:
-			t.Fatal("no violation_opened on the control node's event stream")
+	for exam, events := range streams {
+		var opened sseEvent
+		for deadline := time.After(40 * time.Second); opened.Type != "violation_opened"; {
+			select {
+			case opened = <-events:
+			case <-deadline:
+				t.Fatalf("no violation_opened of exam %d (on %s) on the control node's event stream", exam, nodeOf[exam])
+			}
 		}
 	}
-	res := <-simDone
-	if res.code != 0 {
-		t.Fatalf("simulate: exit %d\n%s", res.code, res.errOut)
+	for range 2 {
+		if res := <-simDone; res.code != 0 {
+			t.Fatalf("simulate: exit %d\n%s", res.code, res.errOut)
+		}
 	}
 	var list []violationJSON
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
