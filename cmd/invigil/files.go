@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"invigil/api"
 	"invigil/cluster"
@@ -245,12 +246,27 @@ type remoteFiles struct {
 	// lookup bounds the NATS question; the transfer itself lasts as long
 	// as the caller's request.
 	lookup time.Duration
+	// fetches counts the fetches by result: ok (the node answered the
+	// file or its range), unavailable (503 to the caller), missing (404),
+	// failed (502), so that an operator sees a node that cannot be had.
+	fetches *prometheus.CounterVec
 }
 
 var _ api.RemoteFiles = (*remoteFiles)(nil)
 
-func newRemoteFiles(nc *nats.Conn, key string) *remoteFiles {
-	return &remoteFiles{nc: nc, signer: fileSigner{key: []byte(key)}, lookup: 2 * time.Second,
+func newRemoteFiles(nc *nats.Conn, key string, reg prometheus.Registerer) (*remoteFiles, error) {
+	fetches := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "invigil_remote_file_fetches_total",
+		Help: "Recordings, evidence images and clips fetched from the node holding them, by result (ok, unavailable, missing, failed)."},
+		[]string{"result"})
+	for _, r := range []string{"ok", "unavailable", "missing", "failed"} {
+		fetches.WithLabelValues(r)
+	}
+	if reg != nil {
+		if err := reg.Register(fetches); err != nil {
+			return nil, fmt.Errorf("register the remote file metrics: %w", err)
+		}
+	}
+	return &remoteFiles{nc: nc, signer: fileSigner{key: []byte(key)}, lookup: 2 * time.Second, fetches: fetches,
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:                 nil, // node to node on the private network, never through a proxy
@@ -261,7 +277,7 @@ func newRemoteFiles(nc *nats.Conn, key string) *remoteFiles {
 			},
 			// Redirects would carry the signature somewhere else.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}}
+		}}, nil
 }
 
 // where asks node for its base URL.
@@ -287,6 +303,21 @@ func (f *remoteFiles) where(ctx context.Context, node string) (string, error) {
 
 // Open fetches rel from node.
 func (f *remoteFiles) Open(ctx context.Context, node, rel, rangeHeader string) (*api.RemoteFile, error) {
+	rf, err := f.open(ctx, node, rel, rangeHeader)
+	result := "ok"
+	switch {
+	case errors.Is(err, api.ErrNodeUnavailable):
+		result = "unavailable"
+	case errors.Is(err, api.ErrRemoteFileMissing):
+		result = "missing"
+	case err != nil:
+		result = "failed"
+	}
+	f.fetches.WithLabelValues(result).Inc()
+	return rf, err
+}
+
+func (f *remoteFiles) open(ctx context.Context, node, rel, rangeHeader string) (*api.RemoteFile, error) {
 	if !cluster.ValidNode(node) {
 		return nil, fmt.Errorf("fetch %s: the stored node name %q is not valid", rel, node)
 	}

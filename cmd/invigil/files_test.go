@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"invigil/api"
 )
@@ -226,7 +228,11 @@ func TestRemoteFilesFetchFromTheHoldingNode(t *testing.T) {
 	if _, err := answerWhere(nc, "strange", strange.srv.URL, log); err != nil {
 		t.Fatal(err)
 	}
-	rf := newRemoteFiles(nc, testClusterKey)
+	reg := prometheus.NewRegistry()
+	rf, err := newRemoteFiles(nc, testClusterKey, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	f, err := rf.Open(t.Context(), "media-x", testSegment, "bytes=0-99")
 	if err != nil {
@@ -263,5 +269,10 @@ func TestRemoteFilesFetchFromTheHoldingNode(t *testing.T) {
 	n.srv.Close()
 	if _, err := rf.Open(t.Context(), "media-x", testSegment, ""); !errors.Is(err, api.ErrNodeUnavailable) {
 		t.Errorf("a node whose HTTP is gone: %v, want ErrNodeUnavailable", err)
+	}
+	for result, want := range map[string]float64{"ok": 1, "missing": 1, "failed": 2, "unavailable": 2} {
+		if got := testutil.ToFloat64(rf.fetches.WithLabelValues(result)); got != want {
+			t.Errorf("invigil_remote_file_fetches_total{result=%q} = %v, want %v", result, got, want)
+		}
 	}
 }

@@ -116,7 +116,11 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if nb != nil {
 		fileNode = node
 		if cfg.ClusterKey != "" {
-			remote = newRemoteFiles(nb.NATS(), cfg.ClusterKey)
+			rf, err := newRemoteFiles(nb.NATS(), cfg.ClusterKey, reg)
+			if err != nil {
+				return err
+			}
+			remote = rf
 			if ownFiles, err = newNodeFiles(cfg.DataDir, cfg.ClusterKey, log); err != nil {
 				return err
 			}
