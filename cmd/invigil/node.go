@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,17 +23,40 @@ const nodeUsage = "list | drain NODE [--wait DURATION]"
 // waits until its candidates have left.
 func runNode(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "node", nodeUsage)
-	flags := config.Register(fs, "nats-url")
+	top := config.Register(fs, "nats-url")
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := flags.Resolve(e.getenv)
-	if err != nil {
 		return err
 	}
 	rest := fs.Args()
 	if len(rest) == 0 || (rest[0] != "list" && rest[0] != "drain") {
 		return usageError{"want: invigil node list | drain NODE [--wait DURATION] (see invigil node -h)"}
+	}
+	action, rest := rest[0], rest[1:]
+	// The settings may come before the action or after it (as the README
+	// writes them: node list --nats-url URL).
+	sub := newFlagSet(e, "node "+action, map[string]string{"list": "[--nats-url URL]", "drain": "NODE [--wait DURATION] [--nats-url URL]"}[action])
+	flags := config.Register(sub, "nats-url")
+	wait := time.Duration(0)
+	var name string
+	if action == "drain" {
+		sub.DurationVar(&wait, "wait", 0, "wait up to DURATION for the node's candidates to leave (0: do not wait)")
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			return usageError{"node drain takes the node's name"}
+		}
+		name, rest = rest[0], rest[1:]
+	}
+	if err := parseFlags(sub, rest); err != nil {
+		return err
+	}
+	if len(sub.Args()) != 0 {
+		return usageError{fmt.Sprintf("node %s: unexpected %q", action, sub.Args()[0])}
+	}
+	if !visited(sub, "nats-url") {
+		flags = top
+	}
+	cfg, err := flags.Resolve(e.getenv)
+	if err != nil {
+		return err
 	}
 	if cfg.NATSURL == "" {
 		return usageError{"no NATS server: give --nats-url (or INVIGIL_NATS_URL, or nats_url in the config file); one node without NATS is its own only node"}
@@ -41,25 +66,17 @@ func runNode(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer nc.Close()
-	if rest[0] == "list" {
-		if len(rest) != 1 {
-			return usageError{"node list takes no arguments"}
-		}
+	if action == "list" {
 		return nodeList(ctx, e, nc)
 	}
-	sub := newFlagSet(e, "node drain", "NODE [--wait DURATION]")
-	wait := sub.Duration("wait", 0, "wait up to DURATION for the node's candidates to leave (0: do not wait)")
-	if len(rest) < 2 {
-		return usageError{"node drain takes the node's name"}
-	}
-	name := rest[1]
-	if err := parseFlags(sub, rest[2:]); err != nil {
-		return err
-	}
-	if len(sub.Args()) != 0 {
-		return usageError{fmt.Sprintf("node drain: unexpected %q", sub.Args()[0])}
-	}
-	return nodeDrain(ctx, e, nc, name, *wait)
+	return nodeDrain(ctx, e, nc, name, wait)
+}
+
+// visited reports whether the flag name was given on fs's command line.
+func visited(fs *flag.FlagSet, name string) bool {
+	seen := false
+	fs.Visit(func(f *flag.Flag) { seen = seen || f.Name == name })
+	return seen
 }
 
 // listenFor is how long `node list` listens: long enough to hear every

@@ -63,4 +63,16 @@ func TestNodeListAndDrain(t *testing.T) {
 	if code, _, errOut := invoke(t, nil, "node", "list"); code != 2 || !strings.Contains(errOut, "--nats-url") {
 		t.Errorf("node list without NATS: exit %d, %s", code, errOut)
 	}
+	// The URL as a flag, before or after the action (as the README has it).
+	for _, args := range [][]string{{"node", "list", "--nats-url", srv.URL()}, {"node", "--nats-url", srv.URL(), "list"}} {
+		if code, out, errOut := invoke(t, nil, args...); code != 0 || !strings.Contains(out, "media-1") {
+			t.Errorf("%v: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
+	if code, out, errOut := invoke(t, nil, "node", "drain", "media-1", "--nats-url", srv.URL()); code != 0 || !strings.Contains(out, "media-1 drains") {
+		t.Errorf("node drain NODE --nats-url: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := invoke(t, vars, "node", "list", "extra"); code != 2 || !strings.Contains(errOut, "unexpected") {
+		t.Errorf("node list extra: exit %d, %s", code, errOut)
+	}
 }
