@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -29,6 +30,27 @@ var static embed.FS
 const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; " +
 	"img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; " +
 	"manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
+
+// policyWith is ContentSecurityPolicy with connect-src widened to the
+// socket origins connectTo gives (each checked, so that nothing it returns
+// can add a directive).
+func policyWith(connectTo func() []string) string {
+	if connectTo == nil {
+		return ContentSecurityPolicy
+	}
+	var extra []string
+	for _, o := range connectTo() {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || strings.ContainsAny(u.Host, " ;,'\"") {
+			continue
+		}
+		extra = append(extra, u.Scheme+"://"+u.Host)
+	}
+	if len(extra) == 0 {
+		return ContentSecurityPolicy
+	}
+	return strings.Replace(ContentSecurityPolicy, "connect-src 'self'", "connect-src 'self' "+strings.Join(extra, " "), 1)
+}
 
 // pages maps each page URL to its file under static.
 var pages = map[string]string{
@@ -47,7 +69,13 @@ type file struct {
 // Handler serves the pages and their assets. Mount it for "GET /{$}",
 // "GET /staff", "GET /proctor", "GET /admin" and "GET /assets/"; anything
 // else it is given is a 404.
-func Handler() http.Handler {
+func Handler() http.Handler { return HandlerWith(nil) }
+
+// HandlerWith is Handler whose pages may also connect to the origins
+// connectTo returns, asked on every response: with several nodes, the
+// media nodes' signalling sockets, which are other origins than the
+// control node's pages. Only ws:// and wss:// origins are taken.
+func HandlerWith(connectTo func() []string) http.Handler {
 	files := map[string]file{}
 	err := fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -71,7 +99,7 @@ func Handler() http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", ContentSecurityPolicy)
+		h.Set("Content-Security-Policy", policyWith(connectTo))
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")

@@ -179,3 +179,21 @@ func TestStaticKeysTranslated(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With several nodes the pages may open the media nodes' sockets, and
+// nothing else: what is not a ws(s) origin is left out.
+func TestCSPAllowsTheMediaNodes(t *testing.T) {
+	h := HandlerWith(func() []string {
+		return []string{"ws://10.0.0.5:8091/sfu/ws", "wss://media-2.example.org", "https://evil.example", "ws://a; script-src *", "javascript:x"}
+	})
+	csp := get(t, h, http.MethodGet, "/").Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "connect-src 'self' ws://10.0.0.5:8091 wss://media-2.example.org;") {
+		t.Errorf("CSP %q does not let the pages reach the media nodes", csp)
+	}
+	if strings.Contains(csp, "evil") || strings.Contains(csp, "script-src *") || strings.Contains(csp, "javascript") {
+		t.Errorf("CSP %q took what is no socket origin", csp)
+	}
+	if got := get(t, Handler(), http.MethodGet, "/").Header.Get("Content-Security-Policy"); got != ContentSecurityPolicy {
+		t.Errorf("one node's CSP changed: %q", got)
+	}
+}

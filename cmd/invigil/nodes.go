@@ -43,6 +43,18 @@ func signallingURL(base string) string {
 	return base + contract.SignallingPath
 }
 
+// mediaOrigins are the signalling socket origins of the live media nodes,
+// which the control node's pages may connect to.
+func mediaOrigins(r *cluster.Registry) []string {
+	var out []string
+	for _, n := range r.Nodes() {
+		if n.Alive {
+			out = append(out, signallingURL(n.URL))
+		}
+	}
+	return out
+}
+
 // defaultCapacityPerCore is what a media node takes without --capacity:
 // BenchmarkCandidates sustains 6 to 10 candidates a core on moving
 // footage (README, Benchmarks), so 8 is the middle of what was measured.

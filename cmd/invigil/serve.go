@@ -97,11 +97,11 @@ func runServe(ctx context.Context, e env, args []string) error {
 	var apiMedia api.MediaControl = media
 	var apiAnalysis api.Analysis = analysis
 	var placement api.MediaPlacement
+	var registry *cluster.Registry
 	if role == config.RoleControl {
 		remote := &remoteControl{nc: nb.NATS(), st: st, timeout: cluster.DefaultCommandTimeout}
 		apiMedia, apiAnalysis = remote, remote
-		registry, err := cluster.Watch(nb.NATS(), cluster.WatchOptions{Logger: log})
-		if err != nil {
+		if registry, err = cluster.Watch(nb.NATS(), cluster.WatchOptions{Logger: log}); err != nil {
 			return err
 		}
 		defer registry.Close()
@@ -212,7 +212,11 @@ func runServe(ctx context.Context, e env, args []string) error {
 		media.sfu, analysis.p = mp.sfu, mp.pipeline
 		srv.Handle("GET "+sfuPath, mp.sfu)
 	}
-	if role != config.RoleMedia {
+	switch role {
+	case config.RoleControl:
+		// The pages open the media nodes' sockets, other origins.
+		srv.Handle("/", web.HandlerWith(func() []string { return mediaOrigins(registry) }))
+	case config.RoleAll:
 		srv.Handle("/", web.Handler())
 	}
 	if ownFiles != nil {
