@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -273,65 +272,12 @@ func buildServer(t *testing.T, root, dir string) string {
 	return bin
 }
 
+// startServer starts one `invigil serve` (everything in one process) with
+// its data under dir and returns its base URL once it is healthy.
 func startServer(t *testing.T, bin, dir string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	logPath := filepath.Join(dir, "server.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", filepath.Join(dir, "data"))
-	cmd.Env = append(os.Environ(), "INVIGIL_ADMIN_PASSWORD="+adminPassword, "INVIGIL_MODELS="+testassets.ModelsDir(t))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			if len(b) > 20000 {
-				b = b[len(b)-20000:]
-			}
-			t.Logf("server log (tail):\n%s", b)
-		}
-	})
-	base := "http://" + addr
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("invigil serve exited before it was ready: %v\n%s", err, b)
-		default:
-		}
-		res, err := http.Get(base + "/healthz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("invigil serve at %s not healthy after 90 s", base)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	base, _ := startNode(t, bin, filepath.Join(dir, "data"), freeAddr(t), nil)
+	return base
 }
 
 // lineLog passes the scripts' output to t.Log line by line, dropping the
