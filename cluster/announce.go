@@ -23,6 +23,9 @@ type AnnounceOptions struct {
 	// Interval between heartbeats (default DefaultInterval).
 	Interval time.Duration
 	Logger   *slog.Logger
+	// Key signs the heartbeats and is what drain requests must be signed
+	// with (none: unsigned, unchecked).
+	Key Key
 }
 
 // Announcer is a media node's voice: it sends a heartbeat every interval
@@ -86,7 +89,7 @@ func (a *Announcer) beat(leaving bool) error {
 	if err != nil {
 		return fmt.Errorf("heartbeat of %s: %w", a.o.Node, err)
 	}
-	if err := a.nc.Publish(SubjectHeartbeat, b); err != nil {
+	if err := a.nc.PublishMsg(a.o.Key.message(SubjectHeartbeat, b)); err != nil {
 		return fmt.Errorf("heartbeat of %s: %w", a.o.Node, err)
 	}
 	return nil
@@ -112,6 +115,12 @@ func (a *Announcer) run() {
 
 // onDrain answers a drain request with the heartbeat that says so.
 func (a *Announcer) onDrain(m *nats.Msg) {
+	if err := a.o.Key.check(m); err != nil {
+		// No answer: the sender learns nothing, as from a node that is not
+		// there.
+		a.o.Logger.Warn("refused a drain request", "node", a.o.Node, "err", err)
+		return
+	}
 	if !a.draining.Swap(true) {
 		a.o.Logger.Info("node draining: no new exams are placed here", "node", a.o.Node)
 	}
@@ -141,14 +150,15 @@ func (a *Announcer) Close() error {
 	return nil
 }
 
-// Drain asks node to take no new exams and returns its answer.
-func Drain(nc *nats.Conn, node string, timeout time.Duration) (Heartbeat, error) {
+// Drain asks node to take no new exams and returns its answer; key signs
+// the request.
+func Drain(nc *nats.Conn, node string, timeout time.Duration, key Key) (Heartbeat, error) {
 	if !ValidNode(node) {
 		return Heartbeat{}, fmt.Errorf("drain %q: not a valid node name", node)
 	}
-	m, err := nc.Request(subjectDrain+node, nil, timeout)
+	m, err := nc.RequestMsg(key.message(subjectDrain+node, nil), timeout)
 	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
-		return Heartbeat{}, fmt.Errorf("drain %s: no such node answers (is it running, with the same NATS?): %w", node, err)
+		return Heartbeat{}, fmt.Errorf("drain %s: no such node answers (is it running, with the same NATS and cluster key?): %w", node, err)
 	}
 	if err != nil {
 		return Heartbeat{}, fmt.Errorf("drain %s: %w", node, err)

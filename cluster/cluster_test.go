@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,6 +34,9 @@ func TestMain(m *testing.M) {
 // testInterval keeps the tests short; nothing is timed, the waits are on
 // conditions.
 const testInterval = 50 * time.Millisecond
+
+// testKey signs what the tests' nodes send, as a cluster key does.
+var testKey = Key("cluster-test-key-0123456789")
 
 func connect(t *testing.T) *nats.Conn {
 	t.Helper()
@@ -65,7 +70,7 @@ func startNode(t *testing.T, name string, capacity int, load int) *node {
 	n := &node{nc: connect(t)}
 	n.load.Store(int64(load))
 	a, err := Announce(n.nc, AnnounceOptions{Node: name, URL: "https://" + name + ".example:8443", Capacity: capacity,
-		Load: func() int { return int(n.load.Load()) }, Interval: testInterval})
+		Load: func() int { return int(n.load.Load()) }, Interval: testInterval, Key: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +137,7 @@ func TestPlacement(t *testing.T) {
 	}
 
 	// Drain media-1: C cannot go there, B stays.
-	h, err := Drain(connect(t), "media-1", 5*time.Second)
+	h, err := Drain(connect(t), "media-1", 5*time.Second, testKey)
 	if err != nil || !h.Draining || h.Node != "media-1" {
 		t.Fatalf("drain: %+v, %v", h, err)
 	}
@@ -143,7 +148,7 @@ func TestPlacement(t *testing.T) {
 	if got, _ := place(t, r, st, b); got != "media-1" {
 		t.Fatalf("exam B moved to %s while its node drains, want it kept", got)
 	}
-	if _, err := Drain(connect(t), "media-9", time.Second); err == nil {
+	if _, err := Drain(connect(t), "media-9", time.Second, testKey); err == nil {
 		t.Error("draining a node that does not exist succeeded")
 	}
 
@@ -223,3 +228,63 @@ func TestAnnounceRefusesBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// With a cluster key, what is not signed with it is refused: a heartbeat
+// of a "media node" someone on NATS made up, one signed with another key
+// or replayed after its signature expired, a drain request and a media
+// command without the key.
+func TestUnsignedMessagesRefused(t *testing.T) {
+	st, exams := testStore(t)
+	r, err := Watch(connect(t), WatchOptions{Interval: testInterval, Key: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	nc := connect(t)
+	rogue := []byte(`{"node":"rogue-1","url":"https://attacker.example","capacity":100,"load":0}`)
+	if err := nc.Publish(SubjectHeartbeat, rogue); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishMsg(Key("another-key-0123456789").message(SubjectHeartbeat, rogue)); err != nil {
+		t.Fatal(err)
+	}
+	old := testKey.message(SubjectHeartbeat, rogue)
+	exp := time.Now().Add(-time.Second).Unix()
+	old.Header.Set(signatureHeader, fmt.Sprintf("%d.%s", exp, testKey.mac(SubjectHeartbeat, exp, rogue)))
+	if err := nc.PublishMsg(old); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "three refused heartbeats", func() bool { return r.Rejected() == 3 })
+	if _, _, err := r.Place(context.Background(), st, exams[0]); !errors.Is(err, ErrNoNode) {
+		t.Fatalf("an exam was placed on a node that never signed: %v", err)
+	}
+
+	n := startNode(t, "media-1", 10, 0)
+	waitFor(t, "the signed node heard", func() bool { m, ok := r.Node("media-1"); return ok && m.Alive })
+	if _, err := Drain(connect(t), "media-1", time.Second, nil); err == nil || n.a.Draining() {
+		t.Errorf("an unsigned drain request drained the node (err %v)", err)
+	}
+	cs, err := ServeCommands(connect(t), "media-1", refusingTarget{t}, testKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if err := Remote(connect(t), "media-1", time.Second, nil).Kick("candidate-1"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("an unsigned kick: %v, want it refused", err)
+	}
+	if err := Remote(connect(t), "media-1", time.Second, testKey).Kick("candidate-1"); err == nil || !strings.Contains(err.Error(), "ran") {
+		t.Errorf("a signed kick: %v, want it run", err)
+	}
+}
+
+// refusingTarget answers every command with an error saying it ran, so
+// the test can tell a command that reached it from one refused before.
+type refusingTarget struct{ t *testing.T }
+
+func (refusingTarget) Subscribe(string, string) error          { return errors.New("ran") }
+func (refusingTarget) Unsubscribe(string, string) error        { return errors.New("ran") }
+func (refusingTarget) Kick(string) error                       { return errors.New("ran") }
+func (refusingTarget) SetPolicy(string, json.RawMessage) error { return errors.New("ran") }
+func (refusingTarget) Calibrate(string, time.Time) error       { return errors.New("ran") }
+func (refusingTarget) Forget(string)                           {}
+func (refusingTarget) Latest(string) (json.RawMessage, bool)   { return nil, false }

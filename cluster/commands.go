@@ -54,9 +54,10 @@ type CommandServer struct {
 }
 
 // ServeCommands answers the commands sent to node, running each on
-// target. A command that cannot be read is answered with an error and
-// logged; nothing a sender sends can stop the server.
-func ServeCommands(nc *nats.Conn, node string, target MediaCommands, log *slog.Logger) (*CommandServer, error) {
+// target; with a key, only commands signed with it. A command that cannot
+// be read (or is not signed) is answered with an error and logged;
+// nothing a sender sends can stop the server.
+func ServeCommands(nc *nats.Conn, node string, target MediaCommands, key Key, log *slog.Logger) (*CommandServer, error) {
 	if !ValidNode(node) {
 		return nil, fmt.Errorf("serve commands of %q: not a valid node name", node)
 	}
@@ -64,7 +65,13 @@ func ServeCommands(nc *nats.Conn, node string, target MediaCommands, log *slog.L
 		log = slog.New(slog.DiscardHandler)
 	}
 	sub, err := nc.Subscribe(subjectCommands+node, func(m *nats.Msg) {
-		r := runCommand(m.Data, target)
+		var r reply
+		if err := key.check(m); err != nil {
+			log.Warn("refused a media command", "node", node, "err", err)
+			r = reply{Error: "refused: " + err.Error()}
+		} else {
+			r = runCommand(m.Data, target)
+		}
 		if r.Error != "" {
 			log.Debug("media command failed", "node", node, "err", r.Error)
 		}
@@ -131,17 +138,19 @@ type RemoteMedia struct {
 	nc      *nats.Conn
 	node    string
 	timeout time.Duration
+	key     Key
 }
 
 // DefaultCommandTimeout bounds how long a command waits for its node.
 const DefaultCommandTimeout = 5 * time.Second
 
-// Remote returns node's MediaCommands (timeout 0: DefaultCommandTimeout).
-func Remote(nc *nats.Conn, node string, timeout time.Duration) *RemoteMedia {
+// Remote returns node's MediaCommands (timeout 0: DefaultCommandTimeout),
+// signed with key.
+func Remote(nc *nats.Conn, node string, timeout time.Duration, key Key) *RemoteMedia {
 	if timeout <= 0 {
 		timeout = DefaultCommandTimeout
 	}
-	return &RemoteMedia{nc: nc, node: node, timeout: timeout}
+	return &RemoteMedia{nc: nc, node: node, timeout: timeout, key: key}
 }
 
 // ErrNodeUnreachable: the node did not answer (gone, or NATS is away).
@@ -154,7 +163,7 @@ func (r *RemoteMedia) send(c command) (reply, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
-	m, err := r.nc.RequestWithContext(ctx, subjectCommands+r.node, b)
+	m, err := r.nc.RequestMsgWithContext(ctx, r.key.message(subjectCommands+r.node, b))
 	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
 		return reply{}, fmt.Errorf("media command %s to %s: %w (%w)", c.Op, r.node, ErrNodeUnreachable, err)
 	}

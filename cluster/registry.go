@@ -32,6 +32,9 @@ type WatchOptions struct {
 	Logger   *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Key, if set, is what heartbeats must be signed with; others are
+	// rejected (Rejected counts them).
+	Key Key
 }
 
 // Registry is the control plane's view of the media nodes, kept from
@@ -74,7 +77,11 @@ func (r *Registry) Close() error {
 }
 
 func (r *Registry) onHeartbeat(m *nats.Msg) {
-	h, err := decodeHeartbeat(m.Data)
+	err := r.o.Key.check(m)
+	var h Heartbeat
+	if err == nil {
+		h, err = decodeHeartbeat(m.Data)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"invigil/config"
 )
 
-const nodeUsage = "list | drain NODE [--wait DURATION]"
+const nodeUsage = "[--nats-url URL] [--cluster-key KEY] list | drain NODE [--wait DURATION]"
 
 // runNode shows the media nodes that announce themselves on NATS and
 // drains one: `invigil node list` listens for a few heartbeat intervals,
@@ -23,7 +23,7 @@ const nodeUsage = "list | drain NODE [--wait DURATION]"
 // waits until its candidates have left.
 func runNode(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "node", nodeUsage)
-	top := config.Register(fs, "nats-url")
+	top := config.Register(fs, "nats-url", "cluster-key")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -35,7 +35,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 	// The settings may come before the action or after it (as the README
 	// writes them: node list --nats-url URL).
 	sub := newFlagSet(e, "node "+action, map[string]string{"list": "[--nats-url URL]", "drain": "NODE [--wait DURATION] [--nats-url URL]"}[action])
-	flags := config.Register(sub, "nats-url")
+	flags := config.Register(sub, "nats-url", "cluster-key")
 	wait := time.Duration(0)
 	var name string
 	if action == "drain" {
@@ -51,7 +51,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 	if len(sub.Args()) != 0 {
 		return usageError{fmt.Sprintf("node %s: unexpected %q", action, sub.Args()[0])}
 	}
-	if !visited(sub, "nats-url") {
+	if !visited(sub, "nats-url") && !visited(sub, "cluster-key") {
 		flags = top
 	}
 	cfg, err := flags.Resolve(e.getenv)
@@ -66,10 +66,13 @@ func runNode(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer nc.Close()
+	// With the cluster key, list shows only nodes that sign with it and
+	// drain signs its request (nodes with a key refuse unsigned ones).
+	key := cluster.Key(cfg.ClusterKey)
 	if action == "list" {
-		return nodeList(ctx, e, nc)
+		return nodeList(ctx, e, nc, key)
 	}
-	return nodeDrain(ctx, e, nc, name, wait)
+	return nodeDrain(ctx, e, nc, name, wait, key)
 }
 
 // visited reports whether the flag name was given on fs's command line.
@@ -83,8 +86,8 @@ func visited(fs *flag.FlagSet, name string) bool {
 // live node at least twice.
 const listenFor = 2*cluster.DefaultInterval + 200*time.Millisecond
 
-func nodeList(ctx context.Context, e env, nc *nats.Conn) error {
-	r, err := cluster.Watch(nc, cluster.WatchOptions{})
+func nodeList(ctx context.Context, e env, nc *nats.Conn, key cluster.Key) error {
+	r, err := cluster.Watch(nc, cluster.WatchOptions{Key: key})
 	if err != nil {
 		return err
 	}
@@ -114,8 +117,8 @@ func nodeList(ctx context.Context, e env, nc *nats.Conn) error {
 	return tw.Flush()
 }
 
-func nodeDrain(ctx context.Context, e env, nc *nats.Conn, name string, wait time.Duration) error {
-	h, err := cluster.Drain(nc, name, 5*time.Second)
+func nodeDrain(ctx context.Context, e env, nc *nats.Conn, name string, wait time.Duration, key cluster.Key) error {
+	h, err := cluster.Drain(nc, name, 5*time.Second, key)
 	if err != nil {
 		return err
 	}
@@ -123,7 +126,7 @@ func nodeDrain(ctx context.Context, e env, nc *nats.Conn, name string, wait time
 	if wait <= 0 || h.Load == 0 {
 		return nil
 	}
-	r, err := cluster.Watch(nc, cluster.WatchOptions{})
+	r, err := cluster.Watch(nc, cluster.WatchOptions{Key: key})
 	if err != nil {
 		return err
 	}

@@ -29,13 +29,21 @@ func TestNodeListAndDrain(t *testing.T) {
 	var load atomic.Int64
 	load.Store(2)
 	a, err := cluster.Announce(nc, cluster.AnnounceOptions{Node: "media-1", URL: "https://media-1.example:8443", Capacity: 10,
-		Load: func() int { return int(load.Load()) }})
+		Load: func() int { return int(load.Load()) }, Key: cluster.Key(testClusterKey)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 
-	vars := map[string]string{"INVIGIL_NATS_URL": srv.URL()}
+	vars := map[string]string{"INVIGIL_NATS_URL": srv.URL(), "INVIGIL_CLUSTER_KEY": testClusterKey}
+	// Without the cluster key the node refuses to drain and list shows
+	// none of the signed nodes.
+	if code, _, errOut := invoke(t, map[string]string{"INVIGIL_NATS_URL": srv.URL()}, "node", "drain", "media-1"); code != 1 || a.Draining() {
+		t.Errorf("drain without the cluster key: exit %d, draining %v: %s", code, a.Draining(), errOut)
+	}
+	if code, out, _ := invoke(t, map[string]string{"INVIGIL_NATS_URL": srv.URL()}, "node", "list", "--cluster-key", "some-other-key-0123456789"); code != 0 || strings.Contains(out, "media-1") {
+		t.Errorf("list with another key: exit %d\n%s", code, out)
+	}
 	code, out, errOut := invoke(t, vars, "node", "list")
 	if code != 0 || !strings.Contains(out, "media-1") || !strings.Contains(out, "2/10") || !strings.Contains(out, "up") ||
 		!strings.Contains(out, "https://media-1.example:8443") {
@@ -64,12 +72,12 @@ func TestNodeListAndDrain(t *testing.T) {
 		t.Errorf("node list without NATS: exit %d, %s", code, errOut)
 	}
 	// The URL as a flag, before or after the action (as the README has it).
-	for _, args := range [][]string{{"node", "list", "--nats-url", srv.URL()}, {"node", "--nats-url", srv.URL(), "list"}} {
+	for _, args := range [][]string{{"node", "list", "--nats-url", srv.URL(), "--cluster-key", testClusterKey}, {"node", "--nats-url", srv.URL(), "--cluster-key", testClusterKey, "list"}} {
 		if code, out, errOut := invoke(t, nil, args...); code != 0 || !strings.Contains(out, "media-1") {
 			t.Errorf("%v: exit %d\n%s%s", args, code, out, errOut)
 		}
 	}
-	if code, out, errOut := invoke(t, nil, "node", "drain", "media-1", "--nats-url", srv.URL()); code != 0 || !strings.Contains(out, "media-1 drains") {
+	if code, out, errOut := invoke(t, nil, "node", "drain", "media-1", "--nats-url", srv.URL(), "--cluster-key", testClusterKey); code != 0 || !strings.Contains(out, "media-1 drains") {
 		t.Errorf("node drain NODE --nats-url: exit %d\n%s%s", code, out, errOut)
 	}
 	if code, _, errOut := invoke(t, vars, "node", "list", "extra"); code != 2 || !strings.Contains(errOut, "unexpected") {

@@ -72,12 +72,12 @@ func announceMediaNode(cfg config.Config, nb *bus.Conn, node, base string, mp *m
 	if capacity == 0 {
 		capacity = defaultCapacityPerCore * runtime.GOMAXPROCS(0)
 	}
-	cs, err := cluster.ServeCommands(nb.NATS(), node, cmds, log)
+	cs, err := cluster.ServeCommands(nb.NATS(), node, cmds, cluster.Key(cfg.ClusterKey), log)
 	if err != nil {
 		return nil, err
 	}
 	ann, err := cluster.Announce(nb.NATS(), cluster.AnnounceOptions{Node: node, URL: advertise, Capacity: capacity,
-		Load: func() int { return mp.sfu.CountRole(contract.RoleCandidate) }, Logger: log})
+		Load: func() int { return mp.sfu.CountRole(contract.RoleCandidate) }, Logger: log, Key: cluster.Key(cfg.ClusterKey)})
 	if err != nil {
 		_ = cs.Close()
 		return nil, fmt.Errorf("announce this media node: %w", err)

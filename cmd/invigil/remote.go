@@ -73,6 +73,7 @@ type remoteControl struct {
 	nc      *nats.Conn
 	st      *store.Store
 	timeout time.Duration
+	key     cluster.Key // signs the commands
 }
 
 var (
@@ -107,7 +108,7 @@ func (r *remoteControl) node(identities ...string) (*cluster.RemoteMedia, error)
 	if err != nil {
 		return nil, fmt.Errorf("find the media node of %s (exam %d): %w", id, cand.ExamID, err)
 	}
-	return cluster.Remote(r.nc, p.Node, r.timeout), nil
+	return cluster.Remote(r.nc, p.Node, r.timeout, r.key), nil
 }
 
 func (r *remoteControl) Subscribe(subscriber, publisher string) error {

@@ -57,7 +57,7 @@ func TestMediaCommandsOverNATS(t *testing.T) {
 	}
 	defer mp.Close()
 	local := mediaCommands{media: &sfuControl{mp.sfu}, analysis: &pipelineControl{mp.pipeline}}
-	cs, err := cluster.ServeCommands(nc, "media-1", local, discardLogger())
+	cs, err := cluster.ServeCommands(nc, "media-1", local, cluster.Key(testClusterKey), discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestMediaCommandsOverNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	cand, other := contract.CandidateIdentity(c1.ID), contract.CandidateIdentity(c2.ID)
-	remote := &remoteControl{nc: nc, st: st, timeout: 5 * time.Second}
+	remote := &remoteControl{nc: nc, st: st, timeout: 5 * time.Second, key: cluster.Key(testClusterKey)}
 
 	// Each command, directly and over NATS: the same outcome.
 	same := func(what string, direct, over error) {

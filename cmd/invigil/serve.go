@@ -99,9 +99,9 @@ func runServe(ctx context.Context, e env, args []string) error {
 	var placement api.MediaPlacement
 	var registry *cluster.Registry
 	if role == config.RoleControl {
-		remote := &remoteControl{nc: nb.NATS(), st: st, timeout: cluster.DefaultCommandTimeout}
+		remote := &remoteControl{nc: nb.NATS(), st: st, timeout: cluster.DefaultCommandTimeout, key: cluster.Key(cfg.ClusterKey)}
 		apiMedia, apiAnalysis = remote, remote
-		if registry, err = cluster.Watch(nb.NATS(), cluster.WatchOptions{Logger: log}); err != nil {
+		if registry, err = cluster.Watch(nb.NATS(), cluster.WatchOptions{Logger: log, Key: cluster.Key(cfg.ClusterKey)}); err != nil {
 			return err
 		}
 		defer registry.Close()
