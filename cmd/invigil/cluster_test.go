@@ -43,7 +43,7 @@ func TestClusterPlacesExamsOnMediaNodes(t *testing.T) {
 	admin := adminClient(t, control)
 	// A media node serves no API: the control node does.
 	for sig := range mediaBase {
-		base := strings.TrimSuffix(strings.Replace(sig, "ws://", "http://", 1), "/sfu/ws")
+		base := nodeBase(sig)
 		if s := (apiClient{t: t, base: base}).call("POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": testAdminPassword}, nil); s != 404 {
 			t.Errorf("log in on media node %s: %d, want 404", base, s)
 		}
@@ -200,39 +200,12 @@ func TestClusterMediaNodeDies(t *testing.T) {
 	}
 	cl := startCluster(t)
 	admin := adminClient(t, cl.control)
-	exam, cand, codes := examWithCandidate(t, admin)
-	l, err := simulate.LoginWithCode(t.Context(), cl.control, codes["rest_room"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	locate := func(ctx context.Context) (string, error) { return simulate.MediaURL(ctx, cl.control, l.Token) }
-	sig, err := locate(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := cl.mediaBase[sig]
-	cam, err := simulate.NewCamera([]simulate.Clip{{File: testassets.Photo(t, "building.jpg")}}, simulate.CameraOptions{Width: 640, Height: 480, FPS: 15})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var sent []simulate.SentFrame
-	c, err := simulate.Join(t.Context(), simulate.Config{URL: sig, Locate: locate, Token: l.Token, Camera: cam,
-		LoopbackOnly: true, ResumeWindow: time.Minute, Logger: discardLogger(),
-		OnFrame: func(f simulate.SentFrame) { mu.Lock(); sent = append(sent, f); mu.Unlock() }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-runDone; err != nil {
-			t.Errorf("candidate: %v", err)
-		}
-		c.Leave()
-	}()
+	rc := cl.runCandidate(t, admin, []simulate.Clip{{File: testassets.Photo(t, "building.jpg")}},
+		func(f simulate.SentFrame) { mu.Lock(); sent = append(sent, f); mu.Unlock() })
+	exam, cand, locate, c := rc.exam, rc.id, rc.locate, rc.c
+	first := cl.mediaBase[rc.sig]
 
 	stored := func() int {
 		var list []violationJSON
@@ -306,33 +279,13 @@ func TestClusterSurvivesDatabaseAndNATSRestarts(t *testing.T) {
 	}
 	cl := startCluster(t)
 	admin := adminClient(t, cl.control)
-	exam, _, codes := examWithCandidate(t, admin)
-	l, err := simulate.LoginWithCode(t.Context(), cl.control, codes["rest_room"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	locate := func(ctx context.Context) (string, error) { return simulate.MediaURL(ctx, cl.control, l.Token) }
-	sig, err := locate(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := cl.mediaBase[sig]
 	// Away 4 s, back 3 s: face_off_screen opens and closes every loop.
-	cam, err := simulate.NewCamera([]simulate.Clip{
+	rc := cl.runCandidate(t, admin, []simulate.Clip{
 		{File: testassets.Photo(t, "building.jpg"), Seconds: 4},
 		{File: testassets.Photo(t, "messi5.jpg"), Seconds: 3},
-	}, simulate.CameraOptions{Width: 640, Height: 480, FPS: 15})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := simulate.Join(t.Context(), simulate.Config{URL: sig, Locate: locate, Token: l.Token, Camera: cam,
-		LoopbackOnly: true, ResumeWindow: time.Minute, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- c.Run(ctx) }()
+	}, nil)
+	exam, sig := rc.exam, rc.sig
+	node := cl.mediaBase[sig]
 
 	stored := func() []violationJSON {
 		var list []violationJSON
@@ -344,7 +297,7 @@ func TestClusterSurvivesDatabaseAndNATSRestarts(t *testing.T) {
 			t.Fatal("no violation stored before the restarts")
 		}
 	}
-	base := strings.TrimSuffix(strings.Replace(sig, "ws://", "http://", 1), "/sfu/ws")
+	base := nodeBase(sig)
 	var duringOutage float64
 	if err := cl.pg.Restart(t.Context(), func() {
 		before := openedOn(t, base)
@@ -361,11 +314,7 @@ func TestClusterSurvivesDatabaseAndNATSRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(8 * time.Second) // a loop or so with NATS back
-	cancel()
-	if err := <-runDone; err != nil {
-		t.Errorf("candidate: %v", err)
-	}
-	c.Leave()
+	rc.stop()
 
 	// The media node's own count of what it opened, against what the
 	// control node stored.
@@ -409,4 +358,58 @@ func openedOn(t *testing.T, base string) float64 {
 		}
 	}
 	return sum
+}
+
+// clusterCandidate is a simulated candidate of a new exam, logged in on
+// the control node and sending to its exam's media node, which it asks the
+// control node for again whenever a resume fails.
+type clusterCandidate struct {
+	exam, id int64
+	sig      string // the exam's media node's signalling URL when it joined
+	locate   func(ctx context.Context) (string, error)
+	c        *simulate.Candidate
+	stop     func() // leaves, once; the test's end does it too
+}
+
+func (cl *testCluster) runCandidate(t *testing.T, admin apiClient, clips []simulate.Clip, onFrame func(simulate.SentFrame)) *clusterCandidate {
+	t.Helper()
+	exam, cand, codes := examWithCandidate(t, admin)
+	l, err := simulate.LoginWithCode(t.Context(), cl.control, codes["rest_room"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &clusterCandidate{exam: exam, id: cand,
+		locate: func(ctx context.Context) (string, error) { return simulate.MediaURL(ctx, cl.control, l.Token) }}
+	if rc.sig, err = rc.locate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cam, err := simulate.NewCamera(clips, simulate.CameraOptions{Width: 640, Height: 480, FPS: 15})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.c, err = simulate.Join(t.Context(), simulate.Config{URL: rc.sig, Locate: rc.locate, Token: l.Token, Camera: cam,
+		LoopbackOnly: true, ResumeWindow: time.Minute, Logger: discardLogger(), OnFrame: onFrame})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- rc.c.Run(ctx) }()
+	var once sync.Once
+	rc.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-runDone; err != nil {
+				t.Errorf("candidate: %v", err)
+			}
+			rc.c.Leave()
+		})
+	}
+	t.Cleanup(rc.stop)
+	return rc
+}
+
+// nodeBase is a node's HTTP base URL from its signalling URL.
+func nodeBase(signalling string) string {
+	return strings.TrimSuffix(strings.Replace(signalling, "ws://", "http://", 1), contract.SignallingPath)
 }
