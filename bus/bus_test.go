@@ -127,25 +127,6 @@ func receive(t *testing.T, ch chan int64) int64 {
 	}
 }
 
-// ownServer starts a server for one test that restarts it: never the one
-// INVIGIL_TEST_NATS_URL names, which is not ours to restart.
-func ownServer(t *testing.T) *natstest.Server {
-	t.Helper()
-	t.Setenv(natstest.EnvURL, "")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := natstest.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return srv
-}
-
 // connectRaw is a plain client, for publishing what no node would.
 func connectRaw(t *testing.T, natsURL string) *nats.Conn {
 	t.Helper()
@@ -160,7 +141,7 @@ func connectRaw(t *testing.T, natsURL string) *nats.Conn {
 // Ping answers while the server runs and fails while it is away; the
 // connection comes back by itself and says so.
 func TestPingAndReconnect(t *testing.T) {
-	srv := ownServer(t)
+	srv := natstest.Own(t)
 	c := connectTo(t, srv.URL(), nil)
 	back := make(chan struct{}, 1)
 	c.SetOnReconnect(func() { back <- struct{}{} })
@@ -305,7 +286,7 @@ func streamMessages(t *testing.T, c *Conn) uint64 {
 // opens before their closes, a failing store retried, a rejected entry and
 // a garbage message taken off without stopping the rest.
 func TestViolationsKeptUntilStoredOnce(t *testing.T) {
-	srv := ownServer(t)
+	srv := natstest.Own(t)
 	media := connectTo(t, srv.URL(), nil)
 	freshStream(t, media)
 

@@ -45,11 +45,7 @@ func TestBrowserCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := natstest.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ns.Stop() })
+	ns := natstest.Own(t)
 
 	env := []string{"INVIGIL_DATABASE_URL=" + dbURL, "INVIGIL_NATS_URL=" + ns.URL(),
 		"INVIGIL_CLUSTER_KEY=browser-cluster-test-key-0123456789"}

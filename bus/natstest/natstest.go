@@ -273,3 +273,23 @@ func (sh *Shared) Stop() error {
 	}
 	return sh.srv.Stop()
 }
+
+// Own starts a server for one test alone, stopped when the test ends:
+// never the one INVIGIL_TEST_NATS_URL names, so a test may stop and
+// restart it.
+func Own(t testing.TB) *Server {
+	t.Helper()
+	t.Setenv(EnvURL, "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return srv
+}

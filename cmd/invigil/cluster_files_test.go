@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"invigil/bus/natstest"
 	"invigil/cluster"
 	"invigil/internal/testassets"
 	"invigil/models"
@@ -52,7 +53,7 @@ func TestClusterServesFilesFromTheNodeThatHoldsThem(t *testing.T) {
 		t.Fatalf("%v (make test provisions them)", err)
 	}
 	_, dbURL := startPostgres(t)
-	ns := startNATS(t)
+	ns := natstest.Own(t)
 	env := []string{"INVIGIL_DATABASE_URL=" + dbURL, "INVIGIL_NATS_URL=" + ns.URL()}
 	dir := t.TempDir()
 	var controls []string

@@ -145,7 +145,7 @@ type testCluster struct {
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
 	pg, dbURL := startPostgres(t)
-	ns := startNATS(t)
+	ns := natstest.Own(t)
 	env := []string{"INVIGIL_DATABASE_URL=" + dbURL, "INVIGIL_NATS_URL=" + ns.URL()}
 	dir := t.TempDir()
 	c := &testCluster{pg: pg, nats: ns, media: map[string]*exec.Cmd{}, mediaData: map[string]string{}, mediaBase: map[string]string{}}

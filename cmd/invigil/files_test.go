@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"invigil/api"
+	"invigil/bus/natstest"
 )
 
 // fileNode is a data directory with what a node keeps there (a recording
@@ -212,7 +213,7 @@ func TestInternalFilesServeRanges(t *testing.T) {
 // that does not answer is ErrNodeUnavailable, a file it lacks
 // ErrRemoteFileMissing, a node with another key an error saying so.
 func TestRemoteFilesFetchFromTheHoldingNode(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Own(t)
 	nc, err := nats.Connect(ns.URL())
 	if err != nil {
 		t.Fatal(err)

@@ -29,26 +29,6 @@ import (
 	"invigil/store"
 )
 
-// startNATS starts a nats-server -js for one test, stopped when it ends:
-// always its own (the tests stop and restart it), never the one
-// INVIGIL_TEST_NATS_URL names.
-func startNATS(t *testing.T) *natstest.Server {
-	t.Helper()
-	t.Setenv(natstest.EnvURL, "")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := natstest.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return srv
-}
-
 // sseEvent is what a stream delivered: its id line and its data.
 type sseEvent struct {
 	Seq  int64
@@ -126,7 +106,7 @@ func TestTwoControlNodesShareLiveEvents(t *testing.T) {
 		t.Fatalf("%v (make test provisions them)", err)
 	}
 	_, dbURL := startPostgres(t)
-	ns := startNATS(t)
+	ns := natstest.Own(t)
 	env := []string{"INVIGIL_DATABASE_URL=" + dbURL, "INVIGIL_NATS_URL=" + ns.URL()}
 	_, baseA := serveProcess(t, filepath.Join(t.TempDir(), "a"), append(env, "INVIGIL_NODE_ID=a")...)
 	_, baseB := serveProcess(t, filepath.Join(t.TempDir(), "b"), append(env, "INVIGIL_NODE_ID=b")...)
@@ -222,7 +202,7 @@ func TestReadyzReportsNATS(t *testing.T) {
 	if err := models.CheckPresent(testassets.ModelsDir(t)); err != nil {
 		t.Fatalf("%v (make test provisions them)", err)
 	}
-	ns := startNATS(t)
+	ns := natstest.Own(t)
 	_, base := serveProcess(t, t.TempDir(), "INVIGIL_NATS_URL="+ns.URL())
 	if code, body := readyz(t, base); code != http.StatusOK {
 		t.Fatalf("/readyz = %d %s", code, body)
@@ -303,7 +283,7 @@ func startNATSControlPlane(t *testing.T, data, natsURL string) *natsControlPlane
 // violation too large for the server's max_payload arrives without its
 // clip, or without its evidence when that alone is too large, saying so.
 func TestViolationsThroughJetStream(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Own(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dataDir := filepath.Join(t.TempDir(), "control")

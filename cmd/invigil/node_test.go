@@ -16,11 +16,7 @@ import (
 // real nats-server; `invigil node drain NODE --wait` drains one and waits
 // for its candidates to leave.
 func TestNodeListAndDrain(t *testing.T) {
-	srv, err := natstest.Start(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
+	srv := natstest.Own(t)
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
 		t.Fatal(err)

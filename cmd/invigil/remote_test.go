@@ -33,11 +33,7 @@ func (discardViolations) ViolationClosed(context.Context, pipeline.Violation) er
 // outcome as the single process's direct calls, for the node the
 // candidate's exam is placed on.
 func TestMediaCommandsOverNATS(t *testing.T) {
-	srv, err := natstest.Start(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
+	srv := natstest.Own(t)
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
 		t.Fatal(err)
