@@ -301,6 +301,12 @@ func BuildAudio(ctx context.Context, cacheDir string, log io.Writer) (*BuiltAudi
 	if err != nil {
 		return nil, err
 	}
+	// The clips' steps run in a scratch folder, so the sources they name
+	// must not be relative to ours (make eval passes -cache .cache/eval).
+	cacheDir, err = filepath.Abs(cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("audio set folder: %w", err)
+	}
 	srcDir := filepath.Join(cacheDir, "audio-sources")
 	if err := os.MkdirAll(srcDir, 0o755); err != nil {
 		return nil, err
