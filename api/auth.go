@@ -135,7 +135,7 @@ func (p *principal) role() string {
 }
 
 // issueToken creates a login token and its CSRF secret.
-func (c *control) issueToken(ctx context.Context, kind string, userID, candidateID int64, ttl time.Duration) (secret string, tok store.Token, err error) {
+func (c *handlers) issueToken(ctx context.Context, kind string, userID, candidateID int64, ttl time.Duration) (secret string, tok store.Token, err error) {
 	secret, err = randomSecret(32)
 	if err != nil {
 		return "", store.Token{}, err
@@ -155,7 +155,7 @@ func (c *control) issueToken(ctx context.Context, kind string, userID, candidate
 
 // lookupToken resolves a bearer secret to its principal; nil when it is
 // unknown, expired, revoked, or its user is disabled or candidate gone.
-func (c *control) lookupToken(ctx context.Context, secret string) (*principal, error) {
+func (c *handlers) lookupToken(ctx context.Context, secret string) (*principal, error) {
 	if secret == "" || len(secret) > 256 {
 		return nil, nil
 	}
@@ -168,7 +168,7 @@ func (c *control) lookupToken(ctx context.Context, secret string) (*principal, e
 
 // authenticate finds the request's principal: the bearer token first (API
 // clients), then the cookie of the kind the route accepts (pages).
-func (c *control) authenticate(r *http.Request, wantStaff, wantCandidate bool) (*principal, error) {
+func (c *handlers) authenticate(r *http.Request, wantStaff, wantCandidate bool) (*principal, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		secret, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok {
@@ -221,16 +221,16 @@ func checkCSRF(r *http.Request, p *principal) error {
 // secureCookies: Secure whenever the request came over TLS, and always with
 // the secure_cookies setting, where a proxy terminates TLS and the server
 // itself sees plain HTTP.
-func (c *control) secureCookies(r *http.Request) bool { return c.opts.SecureCookies || r.TLS != nil }
+func (c *handlers) secureCookies(r *http.Request) bool { return c.opts.SecureCookies || r.TLS != nil }
 
-func (c *control) setLoginCookie(w http.ResponseWriter, r *http.Request, name, secret string, expires time.Time) {
+func (c *handlers) setLoginCookie(w http.ResponseWriter, r *http.Request, name, secret string, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{
 		Name: name, Value: secret, Path: "/", Expires: expires,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: c.secureCookies(r),
 	})
 }
 
-func (c *control) clearCookie(w http.ResponseWriter, r *http.Request, name string) {
+func (c *handlers) clearCookie(w http.ResponseWriter, r *http.Request, name string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: c.secureCookies(r)})
 }
@@ -264,7 +264,7 @@ type loginAnswer struct {
 // username and per client network and written to the audit log (never the
 // password); hashing waits for a turn at the hash gate, so a burst of
 // logins cannot take a GiB of memory.
-func (c *control) staffLogin(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (c *handlers) staffLogin(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	var req loginRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -346,7 +346,7 @@ func loginTooMany(wait time.Duration) *apiError {
 	return e
 }
 
-func (c *control) logout(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) logout(w http.ResponseWriter, r *http.Request, p *principal) error {
 	if err := c.st.RevokeToken(r.Context(), p.token.Hash, c.now().UTC()); err != nil {
 		return err
 	}
@@ -365,7 +365,7 @@ type meAnswer struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-func (c *control) me(w http.ResponseWriter, _ *http.Request, p *principal) error {
+func (c *handlers) me(w http.ResponseWriter, _ *http.Request, p *principal) error {
 	writeJSON(w, http.StatusOK, meAnswer{User: viewUser(p.user), CSRFToken: p.token.CSRF, ExpiresAt: p.token.ExpiresAt})
 	return nil
 }

@@ -9,75 +9,27 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"invigil/contract"
-	"invigil/detectors/rules"
+	"invigil/control"
 	"invigil/stage"
 	"invigil/store"
 )
 
-// MediaPlacement finds the media node of an exam.
-type MediaPlacement interface {
-	// SignallingURL is the absolute ws:// or wss:// URL of the SFU the
-	// exam's rooms live on, placing the exam on a node first if it has
-	// none. An error means no node can take it now.
-	SignallingURL(ctx context.Context, examID int64) (string, error)
-}
-
-// MediaControl is what the control plane asks of the SFU: connect staff and
-// candidates for calls and remove those who leave. cmd adapts the SFU to it
-// (api and sfu never import each other).
-type MediaControl interface {
-	// Subscribe makes subscriber receive publisher's tracks; subscriber
-	// must be connected.
-	Subscribe(subscriber, publisher string) error
-	Unsubscribe(subscriber, publisher string) error
-	// Kick ends identity's media session.
-	Kick(identity string) error
-}
-
-// Analysis is what the control plane asks of the vision pipeline.
-type Analysis interface {
-	SetPolicy(identity string, pol rules.Policy) error
-	Calibrate(identity string, until time.Time) error
-	Forget(identity string)
-	// Latest is the newest analysed frame of identity's camera.
-	Latest(identity string) (AnalysisSnapshot, bool)
-}
-
-// AnalysisSnapshot is the live analysis the device check shows the
-// candidate.
-type AnalysisSnapshot struct {
-	At         time.Time `json:"at"`
-	Width      int       `json:"width"`
-	Height     int       `json:"height"`
-	Faces      int       `json:"faces"`
-	DistanceCM float64   `json:"distance_cm"`
-	YawDeg     float64   `json:"yaw_deg"`
-	PitchDeg   float64   `json:"pitch_deg"`
-	Hands      int       `json:"hands"`
-	Brightness float64   `json:"brightness"`
-	Sharpness  float64   `json:"sharpness"`
-	// TargetDistanceCM is the distance the rules want (the guide's 50 cm);
-	// Calibrating is true while the device-check calibration collects.
-	TargetDistanceCM float64 `json:"target_distance_cm"`
-	Calibrating      bool    `json:"calibrating"`
-	// Checks are the pipeline's own judgements under the candidate's policy,
-	// so the device check and the violations never disagree.
-	Checks AnalysisChecks `json:"checks"`
-}
-
-// AnalysisChecks is what the device check shows as passed or not.
-type AnalysisChecks struct {
-	Face     bool `json:"face"`
-	Distance bool `json:"distance"`
-	Light    bool `json:"light"`
-	Alone    bool `json:"alone"`
-}
+// The control plane's collaborators and what it reports, as package
+// control defines them; named here too so that cmd wires the server with
+// api's names alone.
+type (
+	MediaPlacement   = control.MediaPlacement
+	MediaControl     = control.MediaControl
+	Analysis         = control.Analysis
+	AnalysisSnapshot = control.AnalysisSnapshot
+	AnalysisChecks   = control.AnalysisChecks
+	EventNotifier    = control.EventNotifier
+)
 
 // ControlOptions configures the control plane.
 type ControlOptions struct {
@@ -135,7 +87,7 @@ type ControlOptions struct {
 	Events EventNotifier
 	// Placement, if set, says which media node an exam's rooms live on
 	// (several nodes): the media token then answers that node's
-	// signalling URL. Nil: this process's own SFU, at SignallingPath.
+	// WebSocket URL. Nil: this process's own SFU, at SignallingPath.
 	Placement MediaPlacement
 	// Node is this node's name among several: a violation's evidence
 	// written here is stored as this node's, and a file stored as another
@@ -174,37 +126,25 @@ var (
 	ErrRemoteFileMissing = errors.New("the node holding the file does not have it")
 )
 
-// EventNotifier carries "an exam's event log grew" to the other control
-// nodes. Only the nudge travels: every node's streams read the events
-// themselves from the shared store, so each client gets each event once
-// and in order, whichever node wrote it, and a lost nudge only delays a
-// stream until its next keep-alive read.
-type EventNotifier interface {
-	// EventsCommitted is called after a commit, on the request's
-	// goroutine, so it must not block: seq is the exam's newest event
-	// sequence number, or 0 for "no new event, but check again who may
-	// watch" (staff taken off the exam).
-	EventsCommitted(exam, seq int64)
-}
-
-// control is the control plane's state besides the store.
-type control struct {
+// handlers is the API's side of the control plane: the route handlers,
+// logins and their limiters over the plane's rules.
+type handlers struct {
 	opts   ControlOptions
+	plane  *control.Plane
 	st     *store.Store
 	log    *slog.Logger
 	now    func() time.Time
-	hub    *hub
 	limit  *codeLimiter
 	logins *loginLimiter
 	hashes *hashGate
 	m      controlMetrics
-	online sync.Map // SFU identity → true while connected
+	// signals limits each candidate's browser reports.
+	signals *signalLimiter
 	// closing is the server's: closed when shutdown begins.
 	closing <-chan struct{}
 }
 
 type controlMetrics struct {
-	violations      *prometheus.CounterVec
 	codeFailures    prometheus.Counter
 	guessingAlert   prometheus.Gauge
 	eventsDelivered *prometheus.CounterVec
@@ -212,7 +152,7 @@ type controlMetrics struct {
 	hashesRunning   prometheus.Gauge
 }
 
-func newControl(s *Server, o ControlOptions) (*control, error) {
+func newControl(s *Server, o ControlOptions) (*handlers, error) {
 	if o.Store == nil {
 		return nil, errors.New("api: ControlOptions.Store is nil")
 	}
@@ -258,18 +198,18 @@ func newControl(s *Server, o ControlOptions) (*control, error) {
 	if o.StaffSession <= 0 {
 		o.StaffSession = 12 * time.Hour
 	}
-	if o.RiskWeights == nil {
-		o.RiskWeights = map[string]float64{"extra_person": 40, "camera_blocked": 30, "face_off_screen": 25,
-			"head_turn": 10, "hands_out_of_view": 10, "distance": 5, "talking": 30, "microphone_off": 20, "phone_call": 35, "left_page": 15, "second_screen": 20, "headphones": 20}
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	c := &control{opts: o, st: o.Store, log: s.log, now: o.Now, hub: newHub(), closing: s.closing}
+	plane, err := control.New(control.Options{Store: o.Store, DataDir: o.DataDir, Node: o.Node,
+		Media: o.Media, Analysis: o.Analysis, Placement: o.Placement, Events: o.Events,
+		EarlyLogin: o.EarlyLogin, RiskWeights: o.RiskWeights, Now: o.Now, Logger: s.log, Registry: s.opts.Registry})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	c := &handlers{opts: o, plane: plane, st: o.Store, log: s.log, now: o.Now, closing: s.closing,
+		signals: &signalLimiter{times: map[int64][]time.Time{}}}
 	c.m = controlMetrics{
-		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "invigil_violations_total", Help: "Violations stored, by type.",
-		}, []string{"type"}),
 		codeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_code_attempts_failed_total", Help: "Invitation codes entered that matched no active code (or were refused while rate-limited).",
 		}),
@@ -296,7 +236,7 @@ func newControl(s *Server, o ControlOptions) (*control, error) {
 		"code_network": c.limit.nets, "login_username": c.logins.users, "login_network": c.logins.nets}}
 	sessions := &stageCollector{st: o.Store, desc: prometheus.NewDesc("invigil_sessions",
 		"Candidates by stage (from the store, at scrape time).", []string{"stage"}, nil), log: s.log}
-	for _, col := range []prometheus.Collector{c.m.violations, c.m.codeFailures, c.m.guessingAlert,
+	for _, col := range []prometheus.Collector{c.m.codeFailures, c.m.guessingAlert,
 		c.m.eventsDelivered, c.m.logins, c.m.hashesRunning, trackedKeys, sessions} {
 		if err := s.opts.Registry.Register(col); err != nil {
 			return nil, fmt.Errorf("api: register metrics: %w", err)
@@ -343,93 +283,13 @@ func (c *stageCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// SFU identities and rooms. The SFU sees only these strings; the control
-// plane maps them back.
+// SFU identities. The SFU sees only these strings; the control plane
+// maps them back.
 func candidateIdentity(id int64) string { return contract.CandidateIdentity(id) }
-func staffIdentity(id int64) string     { return contract.StaffIdentity(id) }
-func examRoom(id int64) string          { return contract.ExamRoom(id) }
 
 // ParseCandidateIdentity is candidateIdentity's inverse.
 func ParseCandidateIdentity(identity string) (int64, bool) {
 	return contract.ParseCandidateIdentity(identity)
-}
-
-func parseStaffIdentity(identity string) (int64, bool) { return contract.ParseStaffIdentity(identity) }
-
-// policyFor is the detection policy of room in exam: the defaults with the
-// admin's override on top.
-func policyFor(exam store.Exam, room string) (rules.Policy, error) {
-	if o := exam.Policies[room]; len(o) > 0 {
-		return rules.ParsePolicyOverride(room, o)
-	}
-	return rules.DefaultPolicy(room)
-}
-
-// applyStage tells the media plane what a candidate's new stage means:
-// the room's detection policy, or the end of their media session.
-func (c *control) applyStage(ctx context.Context, cand store.Candidate) {
-	identity := candidateIdentity(cand.ID)
-	if cand.Stage == stage.Left {
-		if c.opts.Media != nil {
-			if err := c.opts.Media.Kick(identity); err != nil {
-				c.log.Debug("kick a candidate who left", "candidate", cand.ID, "err", err)
-			}
-		}
-		if c.opts.Analysis != nil {
-			c.opts.Analysis.Forget(identity)
-		}
-		return
-	}
-	room := cand.Stage.Room()
-	if room == "" || c.opts.Analysis == nil {
-		return
-	}
-	exam, err := c.st.Exam(ctx, cand.ExamID)
-	if err != nil {
-		c.log.Error("load exam for a candidate's policy", "candidate", cand.ID, "err", err)
-		return
-	}
-	pol, err := policyFor(exam, room)
-	if err != nil {
-		c.log.Error("exam policy override no longer parses; keeping the previous policy", "exam", exam.ID, "room", room, "err", err)
-		return
-	}
-	if cand.Stage == stage.Mock {
-		// The device check asks the candidate to speak to see the
-		// microphone's level ("请说话查看音量"): talking there is what is
-		// asked for, not a violation. (policyFor made pol's rules afresh.)
-		if r, ok := pol.Rules[rules.Talking]; ok {
-			r.Enabled = false
-			pol.Rules[rules.Talking] = r
-		}
-	}
-	if err := c.opts.Analysis.SetPolicy(identity, pol); err != nil {
-		c.log.Error("set a candidate's policy", "candidate", cand.ID, "room", room, "err", err)
-	}
-}
-
-// publish wakes the event streams after a commit, here and, through
-// Events, on the other nodes.
-func (c *control) publish(events []store.Event) {
-	if len(events) == 1 { // the usual commit: no map
-		c.nudge(events[0].ExamID, events[0].Seq)
-		return
-	}
-	newest := map[int64]int64{}
-	for _, e := range events {
-		newest[e.ExamID] = max(newest[e.ExamID], e.Seq)
-	}
-	for exam, seq := range newest {
-		c.nudge(exam, seq)
-	}
-}
-
-// nudge wakes this node's streams of an exam and tells the other nodes.
-func (c *control) nudge(exam, seq int64) {
-	c.hub.notify(exam)
-	if c.opts.Events != nil {
-		c.opts.Events.EventsCommitted(exam, seq)
-	}
 }
 
 // NudgeEvents wakes this node's event streams of an exam, which then read
@@ -437,7 +297,7 @@ func (c *control) nudge(exam, seq int64) {
 // changed who may watch).
 func (s *Server) NudgeEvents(exam int64) {
 	if s.ctl != nil {
-		s.ctl.hub.notify(exam)
+		s.ctl.plane.WakeWatchers(exam)
 	}
 }
 
@@ -446,6 +306,6 @@ func (s *Server) NudgeEvents(exam int64) {
 // was down a while).
 func (s *Server) NudgeAllEvents() {
 	if s.ctl != nil {
-		s.ctl.hub.notifyAll()
+		s.ctl.plane.WakeAllWatchers()
 	}
 }

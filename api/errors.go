@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"invigil/control"
 	"invigil/stage"
 	"invigil/store"
 )
@@ -44,13 +45,42 @@ var (
 	errCSRF            = errorf(http.StatusForbidden, "csrf", "missing or wrong X-CSRF-Token header for a cookie-authenticated request")
 )
 
-// writeError answers with err: an *apiError as it is; store errors as 404
+// statusOf is the HTTP status of each kind of the control plane's
+// refusals: the one place the plane's rules meet HTTP.
+var statusOf = map[control.Kind]int{
+	control.Invalid:     http.StatusBadRequest,
+	control.Forbidden:   http.StatusForbidden,
+	control.NotFound:    http.StatusNotFound,
+	control.Conflict:    http.StatusConflict,
+	control.TooMany:     http.StatusTooManyRequests,
+	control.Unavailable: http.StatusServiceUnavailable,
+	control.Internal:    http.StatusInternalServerError,
+}
+
+// fromControl is the API's answer to a refusal of the control plane.
+func fromControl(e *control.Error) *apiError {
+	status, ok := statusOf[e.Kind]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	ae := &apiError{Status: status, Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter}
+	if e.Text != nil {
+		ae.ZH, ae.EN = e.Text.ZH, e.Text.EN
+	}
+	return ae
+}
+
+// writeError answers with err: an *apiError as it is; a refusal of the
+// control plane with its code and its kind's status; store errors as 404
 // and 409 with their text; anything else as a 500 whose details go only to
 // the log (they may name files and queries).
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
+	var refusal *control.Error
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &refusal):
+		ae = fromControl(refusal)
 	case errors.Is(err, store.ErrNotFound):
 		ae = errorf(http.StatusNotFound, "not_found", "%s", err.Error())
 	case errors.Is(err, store.ErrConflict):

@@ -6,64 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"invigil/contract"
 	"invigil/store"
 )
-
-// hub wakes the event streams of an exam after a commit. Events themselves
-// live in the store, so a stream only needs a nudge to read what is new,
-// and a slow or reconnecting page loses nothing.
-type hub struct {
-	mu   sync.Mutex
-	subs map[int64]map[chan struct{}]struct{}
-}
-
-func newHub() *hub { return &hub{subs: map[int64]map[chan struct{}]struct{}{}} }
-
-func (h *hub) subscribe(exam int64) (ch chan struct{}, cancel func()) {
-	ch = make(chan struct{}, 1)
-	h.mu.Lock()
-	if h.subs[exam] == nil {
-		h.subs[exam] = map[chan struct{}]struct{}{}
-	}
-	h.subs[exam][ch] = struct{}{}
-	h.mu.Unlock()
-	return ch, func() {
-		h.mu.Lock()
-		delete(h.subs[exam], ch)
-		if len(h.subs[exam]) == 0 {
-			delete(h.subs, exam)
-		}
-		h.mu.Unlock()
-	}
-}
-
-func (h *hub) notify(exam int64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs[exam] {
-		select {
-		case ch <- struct{}{}:
-		default: // already nudged; it will read everything new
-		}
-	}
-}
-
-func (h *hub) notifyAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, subs := range h.subs {
-		for ch := range subs {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
 
 // sseKeepAlive is how often an idle stream sends a comment so proxies and
 // the browser keep the connection.
@@ -97,7 +44,7 @@ type candidateViolation struct {
 // A stream outlives the checks made when it opened, so before each batch
 // and each keep-alive it checks again that p may still watch (the login
 // not revoked, the staff member still on the exam) and ends when not.
-func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, p *principal, examID int64, stream string, keep func(*store.Event) bool) error {
+func (c *handlers) streamEvents(w http.ResponseWriter, r *http.Request, p *principal, examID int64, stream string, keep func(*store.Event) bool) error {
 	since, err := sinceParam(r)
 	if err != nil {
 		return err
@@ -119,7 +66,7 @@ func (c *control) streamEvents(w http.ResponseWriter, r *http.Request, p *princi
 	}
 	// Subscribe before the first read so nothing committed in between is
 	// missed.
-	wake, cancel := c.hub.subscribe(examID)
+	wake, cancel := c.plane.Watch(examID)
 	defer cancel()
 	tick := time.NewTicker(sseKeepAlive)
 	defer tick.Stop()
@@ -195,7 +142,7 @@ func sinceParam(r *http.Request) (int64, error) {
 	return n, nil
 }
 
-func (c *control) examEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) examEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
@@ -203,7 +150,7 @@ func (c *control) examEvents(w http.ResponseWriter, r *http.Request, p *principa
 	return c.streamEvents(w, r, p, e.ID, "staff", nil)
 }
 
-func (c *control) candidateEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) candidateEvents(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id := p.candidate.ID
 	return c.streamEvents(w, r, p, p.candidate.ExamID, "candidate", func(e *store.Event) bool {
 		if e.CandidateID != id || !candidateEventTypes[e.Type] {
@@ -239,36 +186,10 @@ func (c *control) candidateEvents(w http.ResponseWriter, r *http.Request, p *pri
 }
 
 // MediaEvent tells the control plane that identity's media session changed
-// (kind: joined, resumed, disconnected, left). Joining re-applies what the
-// control plane wants of the session (its calls' subscriptions, the
-// candidate's policy), since a new session starts with none of it.
+// (kind: joined, resumed, disconnected, left); see control.Plane.MediaEvent.
 func (s *Server) MediaEvent(ctx context.Context, identity, kind string) {
-	c := s.ctl
-	if c == nil {
-		return
-	}
-	online := kind == "joined" || kind == "resumed"
-	was, _ := c.online.Load(identity)
-	if online {
-		c.online.Store(identity, true)
-	} else {
-		c.online.Delete(identity)
-	}
-	if kind == "joined" {
-		c.reconnect(ctx, identity)
-	}
-	if cid, ok := ParseCandidateIdentity(identity); ok && (was == true) != online {
-		cand, err := c.st.Candidate(ctx, cid)
-		if err != nil {
-			return
-		}
-		err = c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
-			_, err := tx.AppendEvent(ctx, cand.ExamID, contract.EventPresence, cid, map[string]any{"online": online, "name": cand.Name})
-			return err
-		})
-		if err != nil {
-			c.log.Warn("log a presence event", "candidate", cid, "err", err)
-		}
+	if s.ctl != nil {
+		s.ctl.plane.MediaEvent(ctx, identity, kind)
 	}
 }
 
@@ -276,7 +197,7 @@ func (s *Server) MediaEvent(ctx context.Context, identity, kind string) {
 // session is alive and, for staff, the user may still see the exam (an
 // admin demoted, a member taken off it). A failed read ends the stream
 // too; the page reconnects and is checked afresh.
-func (c *control) mayStillWatch(ctx context.Context, p *principal, examID int64) bool {
+func (c *handlers) mayStillWatch(ctx context.Context, p *principal, examID int64) bool {
 	now, err := c.sessionOf(ctx, p.token.Hash)
 	if err != nil {
 		return false
@@ -286,41 +207,4 @@ func (c *control) mayStillWatch(ctx context.Context, p *principal, examID int64)
 	}
 	ok, err := c.onExamStaff(ctx, now, examID)
 	return err == nil && ok && now.user.ID == p.user.ID
-}
-
-func (c *control) isOnline(identity string) bool {
-	_, ok := c.online.Load(identity)
-	return ok
-}
-
-// reconnect re-applies the calls and policy that concern a new session.
-func (c *control) reconnect(ctx context.Context, identity string) {
-	if cid, ok := ParseCandidateIdentity(identity); ok {
-		cand, err := c.st.Candidate(ctx, cid)
-		if err != nil {
-			return
-		}
-		c.applyStage(ctx, cand)
-		if call, err := c.st.CurrentCall(ctx, cid); err == nil && call.State == store.CallActive {
-			c.connect(call)
-		}
-		return
-	}
-	if sid, ok := parseStaffIdentity(identity); ok {
-		exams, err := c.st.ListExams(ctx)
-		if err != nil {
-			return
-		}
-		for _, e := range exams {
-			calls, err := c.st.ListCalls(ctx, e.ID, store.CallActive)
-			if err != nil {
-				continue
-			}
-			for _, call := range calls {
-				if call.StaffID == sid {
-					c.connect(call)
-				}
-			}
-		}
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"invigil/contract"
+	"invigil/control"
 	"invigil/detectors/rules"
 	"invigil/stage"
 	"invigil/store"
@@ -51,7 +52,7 @@ type examView struct {
 
 var policyRooms = []string{"waiting", "interview", "rest_room"}
 
-func (c *control) viewExam(e store.Exam) examView {
+func (c *handlers) viewExam(e store.Exam) examView {
 	v := examView{ID: e.ID, Name: e.Name, StartsAt: e.StartsAt, EndsAt: e.EndsAt, EarlyLoginMinutes: e.EarlyLoginMinutes,
 		LateLoginMinutes: e.LateLoginMinutes,
 		Policies:         map[string]rules.Policy{}, Overridden: []string{}, CreatedAt: e.CreatedAt}
@@ -59,7 +60,7 @@ func (c *control) viewExam(e store.Exam) examView {
 		v.EarlyLoginMinutes = int(c.opts.EarlyLogin / time.Minute)
 	}
 	for _, room := range policyRooms {
-		pol, err := policyFor(e, room)
+		pol, err := control.PolicyFor(e, room)
 		if err != nil {
 			c.log.Error("stored policy override no longer parses", "exam", e.ID, "room", room, "err", err)
 			pol, _ = rules.DefaultPolicy(room)
@@ -72,7 +73,7 @@ func (c *control) viewExam(e store.Exam) examView {
 	return v
 }
 
-func (c *control) createExam(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) createExam(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req examRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -100,7 +101,7 @@ func (c *control) createExam(w http.ResponseWriter, r *http.Request, p *principa
 	if req.LateLoginMinutes != nil {
 		e.LateLoginMinutes = *req.LateLoginMinutes
 	}
-	err := c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+	err := c.plane.Update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		var err error
 		if e, err = tx.CreateExam(ctx, e); err != nil {
 			return err
@@ -114,7 +115,7 @@ func (c *control) createExam(w http.ResponseWriter, r *http.Request, p *principa
 	return nil
 }
 
-func (c *control) listExams(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) listExams(w http.ResponseWriter, r *http.Request, p *principal) error {
 	exams, err := c.st.ListExams(r.Context())
 	if err != nil {
 		return err
@@ -135,11 +136,11 @@ func (c *control) listExams(w http.ResponseWriter, r *http.Request, p *principal
 	return nil
 }
 
-func (c *control) examFromPath(r *http.Request) (store.Exam, error) {
+func (c *handlers) examFromPath(r *http.Request) (store.Exam, error) {
 	return byPathID(r, "exam", c.st.Exam)
 }
 
-func (c *control) getExam(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) getExam(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
@@ -150,7 +151,7 @@ func (c *control) getExam(w http.ResponseWriter, r *http.Request, p *principal) 
 
 // setPolicy stores a room's override after checking it parses into a valid
 // policy, then applies it to every candidate now in that room.
-func (c *control) setPolicy(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) setPolicy(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFromPath(r)
 	if err != nil {
 		return err
@@ -175,7 +176,7 @@ func (c *control) setPolicy(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return errorf(http.StatusBadRequest, "bad_policy", "%v", err)
 	}
-	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+	err = c.plane.Update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		if err := tx.SetExamPolicy(ctx, e.ID, room, json.RawMessage(body)); err != nil {
 			return err
 		}
@@ -187,7 +188,7 @@ func (c *control) setPolicy(w http.ResponseWriter, r *http.Request, p *principal
 	if cands, err := c.st.ListCandidates(r.Context(), e.ID); err == nil {
 		for _, cand := range cands {
 			if cand.Stage.Room() == room {
-				c.applyStage(r.Context(), cand)
+				c.plane.ApplyStage(r.Context(), cand)
 			}
 		}
 	}
@@ -248,7 +249,7 @@ const importBatch = 50
 // import taking an external ID), the batches before it stay and the error
 // says how many were created and from which row on nothing was, so the
 // caller can import the rest again.
-func (c *control) addCandidates(ctx context.Context, actor int64, exam store.Exam, list []store.NewCandidate) ([]candidateCodesAnswer, error) {
+func (c *handlers) addCandidates(ctx context.Context, actor int64, exam store.Exam, list []store.NewCandidate) ([]candidateCodesAnswer, error) {
 	if !c.now().Before(exam.EndsAt) {
 		return nil, errorf(http.StatusConflict, "exam_over", "exam %d has ended; codes would never be valid", exam.ID)
 	}
@@ -281,7 +282,7 @@ func (c *control) addCandidates(ctx context.Context, actor int64, exam store.Exa
 		last := start+len(batch) == len(list)
 		created := make([]candidateCodesAnswer, 0, len(batch))
 		began := time.Now()
-		err := c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
+		err := c.plane.Update(ctx, func(ctx context.Context, tx *store.Tx) error {
 			created = created[:0]
 			for _, nc := range batch {
 				cc, err := tx.CreateCandidate(ctx, exam.ID, nc, newCode)
@@ -340,7 +341,7 @@ func (c *control) addCandidates(ctx context.Context, actor int64, exam store.Exa
 	return out, nil
 }
 
-func (c *control) addCandidate(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) addCandidate(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFromPath(r)
 	if err != nil {
 		return err
@@ -378,7 +379,7 @@ const maxImportRows = 10000
 // optionally `external_id` (a UTF-8 BOM from spreadsheet exports is
 // tolerated). The whole file is checked before anything is stored, so a
 // bad row never leaves half an import behind.
-func (c *control) importCandidates(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) importCandidates(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFromPath(r)
 	if err != nil {
 		return err
@@ -412,7 +413,7 @@ func csvSafe(s string) string {
 	return s
 }
 
-func (c *control) exportCodes(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) exportCodes(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFromPath(r)
 	if err != nil {
 		return err
@@ -451,7 +452,7 @@ type candidateView struct {
 	Call           *callView   `json:"call"`
 }
 
-func (c *control) viewCandidates(ctx context.Context, examID int64, cands []store.Candidate) ([]candidateView, error) {
+func (c *handlers) viewCandidates(ctx context.Context, examID int64, cands []store.Candidate) ([]candidateView, error) {
 	pending, err := c.st.PendingViolations(ctx, examID)
 	if err != nil {
 		return nil, err
@@ -482,8 +483,8 @@ func (c *control) viewCandidates(ctx context.Context, examID int64, cands []stor
 	for _, cand := range cands {
 		v := candidateView{ID: cand.ID, ExamID: cand.ExamID, Name: cand.Name, ExternalID: cand.ExternalID,
 			Stage: cand.Stage, StageSince: cand.StageSince, Identity: candidateIdentity(cand.ID),
-			Online: c.isOnline(candidateIdentity(cand.ID)), OpenViolations: pending[cand.ID],
-			Risk: c.risk(byCand[cand.ID])}
+			Online: c.plane.Online(cand.ID), OpenViolations: pending[cand.ID],
+			Risk: c.plane.Risk(byCand[cand.ID])}
 		if call, ok := current[cand.ID]; ok {
 			cv := viewCall(call)
 			v.Call = &cv
@@ -493,7 +494,7 @@ func (c *control) viewCandidates(ctx context.Context, examID int64, cands []stor
 	return out, nil
 }
 
-func (c *control) listCandidates(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) listCandidates(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
@@ -515,11 +516,7 @@ type candidateDetail struct {
 	History []store.StageChange `json:"history"`
 }
 
-func (c *control) candidateFromPath(r *http.Request) (store.Candidate, error) {
-	return byPathID(r, "candidate", c.st.Candidate)
-}
-
-func (c *control) getCandidate(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) getCandidate(w http.ResponseWriter, r *http.Request, p *principal) error {
 	cand, err := c.candidateFor(r, p)
 	if err != nil {
 		return err
@@ -536,33 +533,14 @@ func (c *control) getCandidate(w http.ResponseWriter, r *http.Request, p *princi
 	return nil
 }
 
-func (c *control) staffLeave(w http.ResponseWriter, r *http.Request, p *principal) error {
-	cand, err := c.candidateFor(r, p)
+func (c *handlers) staffLeave(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id, err := pathID(r, "candidate")
 	if err != nil {
 		return err
 	}
-	if !isAdmin(p) {
-		// Ending someone's day is the admin's, or that of the staff member
-		// talking to them now (who sees why); nobody else on the exam may
-		// send a candidate away unseen.
-		call, err := c.st.CurrentCall(r.Context(), cand.ID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		if err != nil || call.StaffID != p.user.ID {
-			return errorf(http.StatusForbidden, "not_on_call", "only an admin or the staff member on candidate %d's current call may end their day", cand.ID)
-		}
-	}
-	if cand.Stage != stage.Left {
-		if err := c.endCallsOf(r.Context(), cand, p.user.ID); err != nil {
-			return err
-		}
-		if cand, err = c.st.Candidate(r.Context(), cand.ID); err != nil {
-			return err
-		}
-		if cand, err = c.moveStage(r.Context(), cand, stage.Left, p.user.ID, "sent away by "+p.user.Username); err != nil {
-			return err
-		}
+	cand, err := c.plane.SendAway(r.Context(), p.actor(), id)
+	if err != nil {
+		return err
 	}
 	views, err := c.viewCandidates(r.Context(), cand.ExamID, []store.Candidate{cand})
 	if err != nil {
@@ -572,22 +550,12 @@ func (c *control) staffLeave(w http.ResponseWriter, r *http.Request, p *principa
 	return nil
 }
 
-// calibrationWindow is how long the candidate holds still at 50 cm while
-// the pipeline measures their head scale.
-const calibrationWindow = 3 * time.Second
-
-func (c *control) calibrate(w http.ResponseWriter, r *http.Request, p *principal) error {
-	cand, err := c.candidateFor(r, p)
+func (c *handlers) calibrate(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id, err := pathID(r, "candidate")
 	if err != nil {
 		return err
 	}
-	if c.opts.Analysis == nil {
-		return errorf(http.StatusServiceUnavailable, "no_analysis", "this server runs without live analysis")
-	}
-	if err := c.opts.Analysis.Calibrate(candidateIdentity(cand.ID), c.now().Add(calibrationWindow)); err != nil {
-		return err
-	}
-	if err := c.st.Audit(r.Context(), p.user.ID, "candidate.calibrate", "candidate:"+strconv.FormatInt(cand.ID, 10), nil); err != nil {
+	if err := c.plane.Calibrate(r.Context(), p.actor(), id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

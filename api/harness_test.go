@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"invigil/contract"
 	"invigil/store"
 )
 
@@ -275,3 +276,7 @@ func (h *harness) openEvents(path, token string, since string) func(n int) []sto
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func staffIdentity(id int64) string { return contract.StaffIdentity(id) }
+
+func examRoom(id int64) string { return contract.ExamRoom(id) }

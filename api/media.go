@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"invigil/contract"
-	"invigil/stage"
+	"invigil/control"
 	"invigil/store"
 )
 
 // MediaGrant is what a media token allows; cmd turns it into the SFU's
 // grants (api and sfu never import each other).
-type MediaGrant = contract.Grants
+type MediaGrant = control.MediaGrant
 
 // ErrMediaToken wraps every refused media token.
 var ErrMediaToken = errors.New("invalid media token")
@@ -40,7 +40,7 @@ type mediaClaims struct {
 	Session string `json:"s"`
 }
 
-func (c *control) signMedia(cl mediaClaims) (string, error) {
+func (c *handlers) signMedia(cl mediaClaims) (string, error) {
 	tok, err := contract.SignToken(c.opts.MediaKey, cl)
 	if err != nil {
 		return "", fmt.Errorf("sign a media token: %w", err)
@@ -48,7 +48,7 @@ func (c *control) signMedia(cl mediaClaims) (string, error) {
 	return mediaTokenPrefix + tok, nil
 }
 
-func (c *control) verifyMedia(tok string) (mediaClaims, error) {
+func (c *handlers) verifyMedia(tok string) (mediaClaims, error) {
 	var cl mediaClaims
 	if err := contract.OpenToken(c.opts.MediaKey, strings.TrimPrefix(tok, mediaTokenPrefix), &cl); err != nil {
 		return mediaClaims{}, fmt.Errorf("%w: %w", ErrMediaToken, err)
@@ -85,15 +85,16 @@ func (s *Server) VerifyMediaToken(ctx context.Context, tok string) (MediaGrant, 
 			if p.isCandidate() || p.user.ID != cl.ID {
 				return MediaGrant{}, fmt.Errorf("%w: session of someone else", ErrMediaToken)
 			}
-			if _, err := c.st.Exam(ctx, cl.Exam); err != nil {
-				return MediaGrant{}, fmt.Errorf("%w: no such exam", ErrMediaToken)
-			}
 			// Checked again at join: one taken off the exam since cannot
 			// join with a token minted before.
-			if ok, err := c.onExamStaff(ctx, p, cl.Exam); err != nil || !ok {
-				return MediaGrant{}, fmt.Errorf("%w: user %d is not on the staff of exam %d", ErrMediaToken, cl.ID, cl.Exam)
+			g, err := c.plane.StaffGrant(ctx, p.actor(), cl.Exam, exp)
+			if errors.Is(err, store.ErrNotFound) {
+				return MediaGrant{}, fmt.Errorf("%w: no such exam", ErrMediaToken)
 			}
-			return staffGrant(p.user, cl.Exam, exp), nil
+			if err != nil {
+				return MediaGrant{}, fmt.Errorf("%w: user %d is not on the staff of exam %d: %w", ErrMediaToken, cl.ID, cl.Exam, err)
+			}
+			return g, nil
 		case store.TokenCandidate:
 			if !p.isCandidate() || p.candidate.ID != cl.ID {
 				return MediaGrant{}, fmt.Errorf("%w: session of someone else", ErrMediaToken)
@@ -112,29 +113,14 @@ func (s *Server) VerifyMediaToken(ctx context.Context, tok string) (MediaGrant, 
 	return candidateGrant(p.candidate, p.token.ExpiresAt)
 }
 
-// candidateGrant: a candidate publishes and sees only the staff a call
-// connects them to (the control plane subscribes them).
+// candidateGrant is the candidate's grant, refused with ErrMediaToken in
+// a stage without media.
 func candidateGrant(cand store.Candidate, exp time.Time) (MediaGrant, error) {
-	if cand.Stage == stage.Left || cand.Stage == stage.Invited {
-		return MediaGrant{}, fmt.Errorf("%w: candidate is %s", ErrMediaToken, cand.Stage)
+	g, err := control.CandidateGrant(cand, exp)
+	if err != nil {
+		return MediaGrant{}, fmt.Errorf("%w: %w", ErrMediaToken, err)
 	}
-	return MediaGrant{Identity: candidateIdentity(cand.ID), Name: cand.Name, Role: roleCandidate, Room: examRoom(cand.ExamID),
-		CanPublish: true, CanSubscribe: true, ExpiresAt: exp}, nil
-}
-
-// staffGrant: assistants and examiners talk (publish) and see whom their
-// calls connect them to; proctors and admins watch everyone, hidden.
-func staffGrant(u store.User, exam int64, exp time.Time) MediaGrant {
-	g := MediaGrant{Identity: staffIdentity(u.ID), Name: u.Username, Role: u.Role, Room: examRoom(exam),
-		CanSubscribe: true, ExpiresAt: exp}
-	switch u.Role {
-	case store.RoleAssistant, store.RoleExaminer:
-		g.CanPublish = true
-	default:
-		g.Hidden = true
-		g.Subscribe = []string{"*"}
-	}
-	return g
+	return g, nil
 }
 
 type mediaTokenRequest struct {
@@ -152,7 +138,7 @@ type mediaTokenAnswer struct {
 // SignallingPath is where cmd mounts the SFU's WebSocket.
 const SignallingPath = contract.SignallingPath
 
-func (c *control) mediaToken(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) mediaToken(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req mediaTokenRequest
 	if r.ContentLength != 0 {
 		if err := decodeJSON(r, &req); err != nil {
@@ -172,29 +158,21 @@ func (c *control) mediaToken(w http.ResponseWriter, r *http.Request, p *principa
 		if req.ExamID <= 0 {
 			return errorf(http.StatusBadRequest, "bad_exam", "staff name the exam: {\"exam_id\": …}")
 		}
-		if _, err := c.st.Exam(r.Context(), req.ExamID); err != nil {
+		var err error
+		if g, err = c.plane.StaffGrant(r.Context(), p.actor(), req.ExamID, exp); err != nil {
 			return err
 		}
-		if err := c.requireExam(r.Context(), p, req.ExamID); err != nil {
-			return err
-		}
-		g = staffGrant(p.user, req.ExamID, exp)
 		cl.Kind, cl.ID, cl.Exam = store.TokenStaff, p.user.ID, req.ExamID
 	}
-	signalling := SignallingPath
-	if c.opts.Placement != nil {
-		u, err := c.opts.Placement.SignallingURL(r.Context(), cl.Exam)
-		if err != nil {
-			c.log.Warn("no media node for an exam", "exam", cl.Exam, "err", err)
-			return errorf(http.StatusServiceUnavailable, "no_media_node", "no media node can take exam %d now: try again shortly", cl.Exam)
-		}
-		signalling = u
+	signalURL, err := c.plane.SignallingURL(r.Context(), cl.Exam, SignallingPath)
+	if err != nil {
+		return err
 	}
 	tok, err := c.signMedia(cl)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, mediaTokenAnswer{Token: tok, URL: signalling, Identity: g.Identity,
+	writeJSON(w, http.StatusOK, mediaTokenAnswer{Token: tok, URL: signalURL, Identity: g.Identity,
 		Room: g.Room, ExpiresAt: exp.UTC()})
 	return nil
 }
@@ -207,7 +185,7 @@ var errSessionEnded = errors.New("has ended")
 // hash, decided now from the store: for each request (lookupToken) and for
 // what outlives the request that checked the token (media tokens, event
 // streams), so all of them refuse the same sessions.
-func (c *control) sessionOf(ctx context.Context, hash string) (*principal, error) {
+func (c *handlers) sessionOf(ctx context.Context, hash string) (*principal, error) {
 	if hash == "" {
 		return nil, errSessionEnded
 	}

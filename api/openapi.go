@@ -92,7 +92,7 @@ func violationTypes() []string { return contract.ViolationNames() }
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
 
 // openapi builds the OpenAPI 3 document from the route table.
-func (c *control) openapi() map[string]any {
+func (c *handlers) openapi() map[string]any {
 	paths := map[string]map[string]any{}
 	errSchema := map[string]any{"type": "object", "properties": map[string]any{"error": map[string]any{
 		"type": "object", "properties": map[string]any{"code": map[string]any{"type": "string"}, "message": map[string]any{"type": "string"}},
@@ -160,7 +160,7 @@ func contains(list []string, v string) bool {
 	return false
 }
 
-func (c *control) openapiHandler(w http.ResponseWriter, _ *http.Request, _ *principal) error {
+func (c *handlers) openapiHandler(w http.ResponseWriter, _ *http.Request, _ *principal) error {
 	writeJSON(w, http.StatusOK, c.openapi())
 	return nil
 }

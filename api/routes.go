@@ -33,7 +33,7 @@ type route struct {
 	handle   func(w http.ResponseWriter, r *http.Request, p *principal) error
 }
 
-func (c *control) routes() []route {
+func (c *handlers) routes() []route {
 	anyone := []string{"admin", "assistant", "examiner", "proctor", roleCandidate}
 	staff := staffRoles
 	admin := []string{"admin"}
@@ -55,7 +55,7 @@ func (c *control) routes() []route {
 		{"POST", "/api/v1/candidate/help", cand, "Ask the staff for help.", helpRequest{}, nil, "", nil, c.candidateHelp},
 		{"GET", "/api/v1/candidate/analysis", cand, "The server's live analysis of the candidate's camera (device check feedback).", nil, AnalysisSnapshot{}, "", nil, c.candidateAnalysis},
 		{"GET", "/api/v1/candidate/events", cand, "Server-Sent Events for this candidate (calls, stages, score).", nil, nil, "text/event-stream", []string{"since"}, c.candidateEvents},
-		{"POST", "/api/v1/candidate/signals", cand, "Report what the candidate's browser noticed (left_page, second_screen, headphones); stored as a violation with details.source browser. Without duration_ms it opens, with it it ends (or is stored whole); the same key again stores nothing more. 400 bad_signal, 409 signal_not_watched (stage), 429 too_many_signals.", signalRequest{}, signalAnswer{}, "", nil, c.signalsHandler()},
+		{"POST", "/api/v1/candidate/signals", cand, "Report what the candidate's browser noticed (left_page, second_screen, headphones); stored as a violation with details.source browser. Without duration_ms it opens, with it it ends (or is stored whole); the same key again stores nothing more. 400 bad_signal, 409 signal_not_watched (stage), 429 too_many_signals.", signalRequest{}, signalAnswer{}, "", nil, c.candidateSignal},
 		{"POST", "/api/v1/calls/{call}/accept", cand, "Accept an incoming call.", nil, callView{}, "", nil, c.acceptCall},
 		{"POST", "/api/v1/calls/{call}/decline", cand, "Decline an incoming call.", nil, callView{}, "", nil, c.declineCall},
 
@@ -111,7 +111,7 @@ func (s *Server) mountRoutes() {
 	})
 }
 
-func (c *control) guard(s *Server, rt route) http.Handler {
+func (c *handlers) guard(s *Server, rt route) http.Handler {
 	public := slices.Contains(rt.allow, rolePublic)
 	wantCandidate := slices.Contains(rt.allow, roleCandidate)
 	wantStaff := false

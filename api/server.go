@@ -75,7 +75,7 @@ type Server struct {
 	connsRefused prometheus.Counter
 
 	// The control plane; nil without Options.Control.
-	ctl *control
+	ctl *handlers
 
 	// closing is closed when shutdown begins, so long-lived event streams
 	// end instead of holding http.Server.Shutdown until its deadline.

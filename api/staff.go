@@ -3,104 +3,57 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 
+	"invigil/control"
 	"invigil/store"
 )
 
-// Staff belong to exams. An assistant, examiner or proctor acts only on
-// the exams an admin assigned them to; admins act on every exam.
-//
-// The answers differ by what the path names:
-//   - an exam the caller is not on: 403 not_exam_staff. That an exam exists
-//     is no secret among staff, and the refusal tells a forgotten assignee
-//     what to ask the admin for.
-//   - a candidate, call or violation of such an exam: 404 not_found, the
-//     very answer a missing ID gets. These are people and what happened to
-//     them; a caller off the exam learns not even that they exist.
+// Who may act on which exam is the control plane's rule (control.Plane's
+// access checks); these load the rows a path names for the caller.
 
 func isAdmin(p *principal) bool {
 	return p != nil && !p.isCandidate() && p.user.Role == store.RoleAdmin
 }
 
-func notExamStaff(examID int64) error {
-	return errorf(http.StatusForbidden, "not_exam_staff",
-		"you are not on the staff of exam %d; an admin assigns staff to exams (PUT /api/v1/exams/%d/staff)", examID, examID)
+// actor is the staff member p, for the control plane; a candidate is the
+// zero Actor, who is on no exam's staff.
+func (p *principal) actor() control.Actor {
+	if p == nil || p.isCandidate() {
+		return control.Actor{}
+	}
+	return control.StaffActor(p.user)
 }
 
 // onExamStaff reports whether p may act on exam examID.
-func (c *control) onExamStaff(ctx context.Context, p *principal, examID int64) (bool, error) {
-	if p == nil || p.isCandidate() {
-		return false, nil
-	}
-	if isAdmin(p) {
-		return true, nil
-	}
-	return c.st.IsExamStaff(ctx, examID, p.user.ID)
+func (c *handlers) onExamStaff(ctx context.Context, p *principal, examID int64) (bool, error) {
+	return c.plane.OnExamStaff(ctx, p.actor(), examID)
 }
 
-// requireExam: p is on the staff of examID, or 403.
-func (c *control) requireExam(ctx context.Context, p *principal, examID int64) error {
-	ok, err := c.onExamStaff(ctx, p, examID)
+func (c *handlers) examFor(r *http.Request, p *principal) (store.Exam, error) {
+	id, err := pathID(r, "exam")
 	if err != nil {
-		return err
+		return store.Exam{}, err
 	}
-	if !ok {
-		return notExamStaff(examID)
-	}
-	return nil
+	return c.plane.Exam(r.Context(), p.actor(), id)
 }
 
-// hideUnlessStaff: p is on the staff of examID, which what (a candidate,
-// call or violation with that id) belongs to; else the same 404 as for an
-// id that does not exist.
-func (c *control) hideUnlessStaff(ctx context.Context, p *principal, examID int64, what string, id int64) error {
-	ok, err := c.onExamStaff(ctx, p, examID)
+func (c *handlers) candidateFor(r *http.Request, p *principal) (store.Candidate, error) {
+	id, err := pathID(r, "candidate")
 	if err != nil {
-		return err
+		return store.Candidate{}, err
 	}
-	if !ok {
-		return fmt.Errorf("%s %d: %w", what, id, store.ErrNotFound)
-	}
-	return nil
+	return c.plane.Candidate(r.Context(), p.actor(), id)
 }
 
-// The loaders of the rows a path names, for a caller who must be on the
-// row's exam.
-
-func (c *control) examFor(r *http.Request, p *principal) (store.Exam, error) {
-	e, err := c.examFromPath(r)
+func (c *handlers) violationFor(r *http.Request, p *principal) (store.Violation, error) {
+	id, err := pathID(r, "violation")
 	if err != nil {
-		return e, err
+		return store.Violation{}, err
 	}
-	return e, c.requireExam(r.Context(), p, e.ID)
-}
-
-func (c *control) candidateFor(r *http.Request, p *principal) (store.Candidate, error) {
-	cand, err := c.candidateFromPath(r)
-	if err != nil {
-		return cand, err
-	}
-	return cand, c.hideUnlessStaff(r.Context(), p, cand.ExamID, "candidate", cand.ID)
-}
-
-func (c *control) callFor(r *http.Request, p *principal) (store.Call, error) {
-	call, err := c.callFromPath(r)
-	if err != nil {
-		return call, err
-	}
-	return call, c.hideUnlessStaff(r.Context(), p, call.ExamID, "call", call.ID)
-}
-
-func (c *control) violationFor(r *http.Request, p *principal) (store.Violation, error) {
-	v, err := c.violationFromPath(r)
-	if err != nil {
-		return v, err
-	}
-	return v, c.hideUnlessStaff(r.Context(), p, v.ExamID, "violation", v.ID)
+	return c.plane.Violation(r.Context(), p.actor(), id)
 }
 
 // --- GET/PUT /exams/{exam}/staff ---
@@ -118,7 +71,7 @@ type examStaffAnswer struct {
 // maxExamStaff bounds one assignment (a large interview day has dozens).
 const maxExamStaff = 1000
 
-func (c *control) examStaffAnswer(ctx context.Context, examID int64) (examStaffAnswer, error) {
+func (c *handlers) examStaffAnswer(ctx context.Context, examID int64) (examStaffAnswer, error) {
 	users, err := c.st.ExamStaff(ctx, examID)
 	if err != nil {
 		return examStaffAnswer{}, err
@@ -131,7 +84,7 @@ func (c *control) examStaffAnswer(ctx context.Context, examID int64) (examStaffA
 	return out, nil
 }
 
-func (c *control) getExamStaff(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (c *handlers) getExamStaff(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	e, err := c.examFromPath(r)
 	if err != nil {
 		return err
@@ -144,7 +97,7 @@ func (c *control) getExamStaff(w http.ResponseWriter, r *http.Request, _ *princi
 	return nil
 }
 
-func (c *control) setExamStaff(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) setExamStaff(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFromPath(r)
 	if err != nil {
 		return err
@@ -175,7 +128,7 @@ func (c *control) setExamStaff(w http.ResponseWriter, r *http.Request, p *princi
 			return errorf(http.StatusBadRequest, "user_disabled", "user %s (%d) is disabled: enable them before assigning them to an exam", u.Username, u.ID)
 		}
 	}
-	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+	err = c.plane.Update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		if err := tx.SetExamStaff(ctx, e.ID, ids); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				// A user went between the check and the write.
@@ -191,7 +144,7 @@ func (c *control) setExamStaff(w http.ResponseWriter, r *http.Request, p *princi
 	// Open event streams check again who may watch, so one taken off the
 	// exam stops receiving its events now rather than at their next event
 	// (on every node).
-	c.nudge(e.ID, 0)
+	c.plane.Nudge(e.ID, 0)
 	out, err := c.examStaffAnswer(r.Context(), e.ID)
 	if err != nil {
 		return err

@@ -1,95 +1,11 @@
 package api
 
-import (
-	"fmt"
-	"net/http"
-	"unicode/utf8"
-)
+import "invigil/control"
 
-// Names and notes are shown to staff in tables, exports and event feeds.
-// Characters that change how the text around them is shown let a name lie
-// about itself: a right-to-left override turns "exe.txt" into "txt.exe",
-// zero-width characters make two names that look the same differ (or hide
-// a word from a search), control characters break terminals and CSV
-// lines, and NUL truncates the text in C tools. None of them belong in a
-// name, so they are refused with the field and the character named,
-// rather than silently dropped: the organiser sees what their spreadsheet
-// holds.
+// The text rules (no control, bidi-override or zero-width characters in
+// names and notes) are the control plane's, which stores most of them;
+// the API's own fields (exam and user names, CSV cells) follow the same.
 
-// refusedRunes are the format characters refused besides the control
-// characters, with the names the error shows.
-var refusedRunes = map[rune]string{
-	// Bidi embeddings, overrides and isolates, and the directional marks.
-	0x202A: "LEFT-TO-RIGHT EMBEDDING", 0x202B: "RIGHT-TO-LEFT EMBEDDING", 0x202C: "POP DIRECTIONAL FORMATTING",
-	0x202D: "LEFT-TO-RIGHT OVERRIDE", 0x202E: "RIGHT-TO-LEFT OVERRIDE",
-	0x2066: "LEFT-TO-RIGHT ISOLATE", 0x2067: "RIGHT-TO-LEFT ISOLATE", 0x2068: "FIRST STRONG ISOLATE",
-	0x2069: "POP DIRECTIONAL ISOLATE",
-	0x200E: "LEFT-TO-RIGHT MARK", 0x200F: "RIGHT-TO-LEFT MARK", 0x061C: "ARABIC LETTER MARK",
-	// Zero-width characters.
-	0x200B: "ZERO WIDTH SPACE", 0x200C: "ZERO WIDTH NON-JOINER", 0x200D: "ZERO WIDTH JOINER",
-	0x2060: "WORD JOINER", 0xFEFF: "ZERO WIDTH NO-BREAK SPACE (BOM)",
-	// Line breaks that are not newlines: they end a line in some viewers
-	// and not in others.
-	0x2028: "LINE SEPARATOR", 0x2029: "PARAGRAPH SEPARATOR",
-	// JSON decoding turns invalid UTF-8 into U+FFFD, so this is how invalid
-	// bytes in a JSON body show.
-	0xFFFD: "REPLACEMENT CHARACTER: the text was not valid UTF-8",
-}
+func textProblem(s string, multiline bool) string { return control.TextProblem(s, multiline) }
 
-// refusedRune finds the first character of s that a name (or, with
-// multiline, a free-text note, which may hold newlines and tabs) may not
-// hold: the character, its 1-based position and its name.
-func refusedRune(s string, multiline bool) (r rune, pos int, name string, found bool) {
-	for _, r := range s {
-		pos++
-		if multiline && (r == '\n' || r == '\t' || r == '\r') {
-			continue
-		}
-		if name, ok := refusedRunes[r]; ok {
-			return r, pos, name, true
-		}
-		if r < 0x20 || (r >= 0x7F && r <= 0x9F) {
-			return r, pos, controlName(r), true
-		}
-	}
-	return 0, 0, "", false
-}
-
-// textProblem describes what refusedRune finds, or invalid UTF-8; "" when
-// s is fine.
-func textProblem(s string, multiline bool) string {
-	if !utf8.ValidString(s) {
-		return "the text is not valid UTF-8"
-	}
-	if r, pos, name, found := refusedRune(s, multiline); found {
-		return fmt.Sprintf("character %d is U+%04X (%s), which is not allowed: remove control, bidi-override and zero-width characters", pos, r, name)
-	}
-	return ""
-}
-
-func controlName(r rune) string {
-	switch r {
-	case 0:
-		return "NUL"
-	case '\t':
-		return "TAB"
-	case '\n':
-		return "LINE FEED"
-	case '\r':
-		return "CARRIAGE RETURN"
-	case 0x1B:
-		return "ESCAPE"
-	case 0x7F:
-		return "DELETE"
-	}
-	return "a control character"
-}
-
-// checkText is the API's answer to a field whose text textProblem refuses:
-// a 400 naming the field and the character.
-func checkText(field, s string, multiline bool) error {
-	if p := textProblem(s, multiline); p != "" {
-		return errorf(http.StatusBadRequest, "bad_text", "%s: %s", field, p)
-	}
-	return nil
-}
+func checkText(field, s string, multiline bool) error { return control.CheckText(field, s, multiline) }

@@ -43,7 +43,7 @@ func CheckRole(role string) error {
 	return nil
 }
 
-func (c *control) listUsers(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (c *handlers) listUsers(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	users, err := c.st.ListUsers(r.Context())
 	if err != nil {
 		return err
@@ -56,7 +56,7 @@ func (c *control) listUsers(w http.ResponseWriter, r *http.Request, _ *principal
 	return nil
 }
 
-func (c *control) createUser(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) createUser(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var req newUserRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -72,7 +72,7 @@ func (c *control) createUser(w http.ResponseWriter, r *http.Request, p *principa
 		return errorf(http.StatusBadRequest, "bad_password", "%v", err)
 	}
 	var u store.User
-	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+	err = c.plane.Update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		var err error
 		if u, err = tx.CreateUser(ctx, req.Username, hash, req.Role); err != nil {
 			return err
@@ -86,7 +86,7 @@ func (c *control) createUser(w http.ResponseWriter, r *http.Request, p *principa
 	return nil
 }
 
-func (c *control) patchUser(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) patchUser(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id, err := pathID(r, "user")
 	if err != nil {
 		return err
@@ -113,7 +113,7 @@ func (c *control) patchUser(w http.ResponseWriter, r *http.Request, p *principal
 		return errorf(http.StatusConflict, "self_lockout", "you cannot disable yourself or drop your own admin role")
 	}
 	var u store.User
-	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
+	err = c.plane.Update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
 		var err error
 		if u, err = tx.UpdateUser(ctx, id, upd); err != nil {
 			return err

@@ -7,357 +7,58 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"invigil/contract"
-	"invigil/internal/durable"
+	"invigil/control"
 	"invigil/store"
 )
 
-// ViolationReport is a violation as the media plane reports it; cmd adapts
-// the pipeline's events to it.
-type ViolationReport struct {
-	Key        string
-	Identity   string // SFU identity: candidate-<id>
-	Type       string
-	Policy     string
-	Reason     string
-	Confidence float64
-	StartedAt  time.Time
-	OpenedAt   time.Time
-	EndedAt    time.Time
-	Details    map[string]any
-	// Evidence is a JPEG of the onset frame (opens only).
-	Evidence []byte
-	// Clip is a WAV of the candidate's microphone up to the opening (opens
-	// only; nil without a live microphone). Optional in the outbox's
-	// entries, so entries queued before clips existed still decode.
-	Clip []byte `json:",omitempty"`
-	// RecordingPath (relative to the data directory) and offset locate the
-	// onset in the recording; "" when it is not recorded.
-	RecordingPath     string
-	RecordingOffsetMS *int64
-	// RecordingNode names the node whose data directory holds the
-	// recording (several nodes: the media node that wrote it); "" in one
-	// process. Optional, so that entries queued before it existed decode.
-	RecordingNode string `json:",omitempty"`
-}
+// ViolationReport is a violation as the media plane reports it
+// (control.ViolationReport); cmd adapts the pipeline's events to it.
+type ViolationReport = control.ViolationReport
 
-// ErrViolationRejected marks a violation report that can never be stored
-// (its identity is no candidate, the candidate or violation does not
-// exist, the report is invalid): retrying it is pointless. Every other
-// error from ViolationOpened and ViolationClosed (the database is locked,
-// the disk is full) may go away, and the same report may be retried.
-var ErrViolationRejected = errors.New("violation cannot be stored")
+// ErrViolationRejected marks a violation report that can never be stored;
+// see control.ErrViolationRejected.
+var ErrViolationRejected = control.ErrViolationRejected
 
-// ViolationOpened stores a violation, with its evidence image on disk
-// first, and only then announces it: whatever a proctor has seen survives
-// a crash. Reporting the same key again stores and announces nothing more,
-// so a caller may retry until it gets nil. When the row cannot be stored,
-// the evidence file written for it is removed again (unless a row refers
-// to it), so a failure leaves no orphan behind.
+var errNoControlPlane = errors.New("api: no control plane")
+
+// ViolationOpened stores a violation (control.Plane.ViolationOpened).
 func (s *Server) ViolationOpened(ctx context.Context, v ViolationReport) error {
-	c := s.ctl
-	if c == nil {
-		return errors.New("api: no control plane")
+	if s.ctl == nil {
+		return errNoControlPlane
 	}
-	cid, ok := ParseCandidateIdentity(v.Identity)
-	if !ok {
-		return fmt.Errorf("violation %s: identity %q is not a candidate: %w", v.Key, v.Identity, ErrViolationRejected)
-	}
-	if v.Key == "" || v.Type == "" || math.IsNaN(v.Confidence) || math.IsInf(v.Confidence, 0) {
-		return fmt.Errorf("violation %q of %s: empty key or type, or confidence %v: %w", v.Key, v.Identity, v.Confidence, ErrViolationRejected)
-	}
-	cand, err := c.st.Candidate(ctx, cid)
-	if err != nil {
-		return fmt.Errorf("violation %s: %w", v.Key, rejectMissing(err))
-	}
-	// A repeated report (a retry, or a replay after a crash) of a stored
-	// violation changes nothing, not even its evidence file.
-	if _, err := c.st.ViolationByKey(ctx, v.Key); err == nil {
-		return nil
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("violation %s: %w", v.Key, err)
-	}
-	row := store.Violation{Key: v.Key, ExamID: cand.ExamID, CandidateID: cid, Type: v.Type, Policy: v.Policy,
-		Reason: v.Reason, Confidence: v.Confidence, StartedAt: v.StartedAt.UTC(), OpenedAt: v.OpenedAt.UTC(),
-		EndedAt: v.EndedAt.UTC(), RecordingPath: v.RecordingPath, RecordingOffsetMS: v.RecordingOffsetMS}
-	if v.RecordingPath != "" {
-		row.RecordingNode = v.RecordingNode
-	}
-	if v.EndedAt.IsZero() {
-		row.EndedAt = time.Time{}
-	}
-	if len(v.Details) > 0 {
-		if row.Details, err = json.Marshal(v.Details); err != nil {
-			return fmt.Errorf("violation %s: details: %w: %w", v.Key, ErrViolationRejected, err)
-		}
-	}
-	if len(v.Evidence) > 0 {
-		rel := evidencePath(v.Key)
-		if err := writeFileDurably(filepath.Join(c.opts.DataDir, rel), v.Evidence); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return fmt.Errorf("violation %s: save evidence: the disk under %s is full (free disk space): %w",
-					v.Key, filepath.Join(c.opts.DataDir, "evidence"), err)
-			}
-			return fmt.Errorf("violation %s: save evidence: %w", v.Key, err)
-		}
-		row.EvidencePath = rel
-	}
-	if len(v.Clip) > 0 {
-		rel := clipPath(v.Key)
-		if err := writeFileDurably(filepath.Join(c.opts.DataDir, rel), v.Clip); err != nil {
-			if row.EvidencePath != "" {
-				c.removeUnreferencedEvidence(ctx, row.EvidencePath)
-			}
-			if errors.Is(err, syscall.ENOSPC) {
-				return fmt.Errorf("violation %s: save audio clip: the disk under %s is full (free disk space): %w",
-					v.Key, filepath.Join(c.opts.DataDir, "evidence"), err)
-			}
-			return fmt.Errorf("violation %s: save audio clip: %w", v.Key, err)
-		}
-		row.ClipPath = rel
-	}
-	if row.EvidencePath != "" || row.ClipPath != "" {
-		// Written into this node's data directory: the other control
-		// nodes fetch them from here.
-		row.EvidenceNode = c.opts.Node
-	}
-	var inserted bool
-	err = c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
-		if v.RecordingPath != "" {
-			if _, err := tx.AddRecording(ctx, store.Recording{ExamID: cand.ExamID, CandidateID: cid,
-				Path: v.RecordingPath, StartedAt: v.StartedAt.UTC()}); err != nil {
-				return err
-			}
-		}
-		var err error
-		row, inserted, err = tx.InsertViolation(ctx, row)
-		if err != nil || !inserted {
-			return err
-		}
-		_, err = tx.AppendEvent(ctx, cand.ExamID, contract.EventViolationOpened, cid, c.viewViolation(row, cand.Name))
-		return err
-	})
-	if err != nil {
-		for _, rel := range []string{row.EvidencePath, row.ClipPath} {
-			if rel != "" {
-				c.removeUnreferencedEvidence(ctx, rel)
-			}
-		}
-		return fmt.Errorf("store violation %s: %w", v.Key, rejectMissing(err))
-	}
-	if inserted {
-		c.m.violations.WithLabelValues(v.Type).Inc()
-	}
-	return nil
+	return s.ctl.plane.ViolationOpened(ctx, v)
 }
 
-// rejectMissing marks what no retry can fix: a candidate, exam or
-// violation that does not exist, a recording claimed by someone else.
-func rejectMissing(err error) error {
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
-		return fmt.Errorf("%w: %w", ErrViolationRejected, err)
-	}
-	return err
-}
-
-// evidencePath is where a violation's evidence image goes, relative to the
-// data directory.
-func evidencePath(key string) string {
-	return filepath.Join("evidence", safeFileName(key)+".jpg")
-}
-
-// clipPath is where a violation's audio clip goes, next to its image.
-func clipPath(key string) string {
-	return filepath.Join("evidence", safeFileName(key)+".wav")
-}
-
-// removeUnreferencedEvidence removes an evidence file whose row could not
-// be stored. It is kept when a row refers to it (two keys may share a file
-// name) or when that cannot be checked: the start-up sweep
-// (RemoveOrphanEvidence) gets it then.
-func (c *control) removeUnreferencedEvidence(ctx context.Context, rel string) {
-	// Not cancelled with the caller's context: it may be the one that
-	// ended, and the file must still go.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	used, err := c.st.EvidenceReferenced(ctx, rel)
-	if err != nil {
-		c.log.Warn("cannot check whether unstored evidence is referenced; kept until the next start", "file", rel, "err", err)
-		return
-	}
-	if used {
-		return
-	}
-	if err := os.Remove(filepath.Join(c.opts.DataDir, rel)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		c.log.Warn("cannot remove the evidence of a violation that was not stored", "file", rel, "err", err)
-	}
-}
-
-// RemoveOrphanEvidence removes the files under the data directory's
-// evidence folder that no violation row refers to and that none of the
-// pending violation keys (still queued for ViolationOpened) will write,
-// plus temporary files of writes a crash cut short. It must run before
-// anything calls ViolationOpened (at start): a write in progress would
-// look like an orphan. Nothing is removed if the rows cannot be read.
-func (s *Server) RemoveOrphanEvidence(ctx context.Context, pendingKeys []string) (int, error) {
-	c := s.ctl
-	if c == nil {
-		return 0, errors.New("api: no control plane")
-	}
-	dir := filepath.Join(c.opts.DataDir, "evidence")
-	des, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("sweep orphaned evidence: %w", err)
-	}
-	used, err := c.st.EvidencePaths(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("sweep orphaned evidence: %w", err)
-	}
-	for _, k := range pendingKeys {
-		used[evidencePath(k)] = true
-		used[clipPath(k)] = true
-	}
-	removed := 0
-	for _, de := range des {
-		name := de.Name()
-		if !de.Type().IsRegular() {
-			continue
-		}
-		unfinished := durable.IsTemp(name)
-		evidenceFile := strings.HasSuffix(name, ".jpg") || strings.HasSuffix(name, ".wav")
-		if !unfinished && (!evidenceFile || used[filepath.Join("evidence", name)]) {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return removed, fmt.Errorf("sweep orphaned evidence: %w", err)
-		}
-		removed++
-	}
-	if removed > 0 {
-		c.log.Info("removed evidence files that no violation refers to (left by a failed or interrupted store)", "files", removed, "dir", dir)
-	}
-	return removed, nil
-}
-
-// ViolationClosed records when a violation's condition cleared. A repeated
-// close changes and announces nothing.
+// ViolationClosed records when a violation's condition cleared
+// (control.Plane.ViolationClosed).
 func (s *Server) ViolationClosed(ctx context.Context, v ViolationReport) error {
-	c := s.ctl
-	if c == nil {
-		return errors.New("api: no control plane")
+	if s.ctl == nil {
+		return errNoControlPlane
 	}
-	err := c.update(ctx, func(ctx context.Context, tx *store.Tx) error {
-		old, err := tx.ViolationByKey(ctx, v.Key)
-		if err != nil {
-			return err
-		} else if !old.EndedAt.IsZero() {
-			return nil // a repeated close: announced already
-		}
-		if !v.EndedAt.IsZero() && v.EndedAt.Before(old.StartedAt) {
-			return fmt.Errorf("end %s is before the start %s: %w", v.EndedAt.UTC().Format(time.RFC3339Nano),
-				old.StartedAt.Format(time.RFC3339Nano), ErrViolationRejected)
-		}
-		row, err := tx.EndViolation(ctx, v.Key, v.EndedAt.UTC())
-		if err != nil {
-			return err
-		}
-		cand, err := tx.Candidate(ctx, row.CandidateID)
-		if err != nil {
-			return err
-		}
-		_, err = tx.AppendEvent(ctx, row.ExamID, contract.EventViolationClosed, row.CandidateID, c.viewViolation(row, cand.Name))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("close violation %s: %w", v.Key, rejectMissing(err))
-	}
-	return nil
+	return s.ctl.plane.ViolationClosed(ctx, v)
 }
 
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
-
-func safeFileName(key string) string {
-	s := unsafeName.ReplaceAllString(key, "_")
-	if len(s) > 120 {
-		s = s[:120]
+// RemoveOrphanEvidence sweeps evidence files no violation refers to
+// (control.Plane.RemoveOrphanEvidence); it must run before anything calls
+// ViolationOpened.
+func (s *Server) RemoveOrphanEvidence(ctx context.Context, pendingKeys []string) (int, error) {
+	if s.ctl == nil {
+		return 0, errNoControlPlane
 	}
-	return strings.TrimLeft(s, ".")
+	return s.ctl.plane.RemoveOrphanEvidence(ctx, pendingKeys)
 }
 
-// writeFileDurably writes path whole or not at all (durable.WriteFile),
-// creating its directory.
-func writeFileDurably(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return err
-	}
-	return durable.WriteFile(path, data)
-}
-
-type violationView struct {
-	ID                int64           `json:"id"`
-	ExamID            int64           `json:"exam_id"`
-	CandidateID       int64           `json:"candidate_id"`
-	CandidateName     string          `json:"candidate_name"`
-	Type              string          `json:"type" openapi:"violation_type"`
-	Policy            string          `json:"policy"`
-	Reason            string          `json:"reason"`
-	Confidence        float64         `json:"confidence"`
-	StartedAt         time.Time       `json:"started_at"`
-	OpenedAt          time.Time       `json:"opened_at"`
-	EndedAt           *time.Time      `json:"ended_at"`
-	Details           json.RawMessage `json:"details"`
-	Status            string          `json:"status"`
-	EvidenceURL       string          `json:"evidence_url"`
-	ClipURL           string          `json:"clip_url"`
-	RecordingURL      string          `json:"recording_url"`
-	RecordingOffsetMS *int64          `json:"recording_offset_ms"`
-	Reviews           []store.Review  `json:"reviews"`
-}
-
-func (c *control) viewViolation(v store.Violation, name string) violationView {
-	out := violationView{ID: v.ID, ExamID: v.ExamID, CandidateID: v.CandidateID, CandidateName: name, Type: v.Type,
-		Policy: v.Policy, Reason: v.Reason, Confidence: v.Confidence, StartedAt: v.StartedAt, OpenedAt: v.OpenedAt,
-		Details: v.Details, Status: v.Status, RecordingOffsetMS: v.RecordingOffsetMS, Reviews: v.Reviews}
-	if !v.EndedAt.IsZero() {
-		t := v.EndedAt
-		out.EndedAt = &t
-	}
-	if len(out.Details) == 0 {
-		out.Details = json.RawMessage("{}")
-	}
-	if out.Reviews == nil {
-		out.Reviews = []store.Review{}
-	}
-	base := "/api/v1/violations/" + strconv.FormatInt(v.ID, 10)
-	if v.EvidencePath != "" {
-		out.EvidenceURL = base + "/evidence"
-	}
-	if v.ClipPath != "" {
-		out.ClipURL = base + "/clip"
-	}
-	if v.RecordingPath != "" {
-		out.RecordingURL = base + "/recording"
-	}
-	return out
-}
+type violationView = control.ViolationView
 
 // candidateNames maps an exam's candidate IDs to names for the views.
-func (c *control) candidateNames(ctx context.Context, examID int64) (map[int64]store.Candidate, error) {
+func (c *handlers) candidateNames(ctx context.Context, examID int64) (map[int64]store.Candidate, error) {
 	cands, err := c.st.ListCandidates(ctx, examID)
 	if err != nil {
 		return nil, err
@@ -394,7 +95,7 @@ func parseFilter(r *http.Request, examID int64) (store.ViolationFilter, error) {
 	return f, nil
 }
 
-func (c *control) listViolations(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) listViolations(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
@@ -413,17 +114,13 @@ func (c *control) listViolations(w http.ResponseWriter, r *http.Request, p *prin
 	}
 	out := make([]violationView, 0, len(list))
 	for _, v := range list {
-		out = append(out, c.viewViolation(v, names[v.CandidateID].Name))
+		out = append(out, control.ViewViolation(v, names[v.CandidateID].Name))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-func (c *control) violationFromPath(r *http.Request) (store.Violation, error) {
-	return byPathID(r, "violation", c.st.Violation)
-}
-
-func (c *control) getViolation(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) getViolation(w http.ResponseWriter, r *http.Request, p *principal) error {
 	v, err := c.violationFor(r, p)
 	if err != nil {
 		return err
@@ -432,7 +129,7 @@ func (c *control) getViolation(w http.ResponseWriter, r *http.Request, p *princi
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c.viewViolation(v, cand.Name))
+	writeJSON(w, http.StatusOK, control.ViewViolation(v, cand.Name))
 	return nil
 }
 
@@ -442,7 +139,7 @@ func (c *control) getViolation(w http.ResponseWriter, r *http.Request, p *princi
 // the data directory; a symbolic link in it is followed, as ever (an
 // operator's recordings directory on another disk), though the internal
 // endpoint that serves other nodes follows none out of it.
-func (c *control) serveDataFile(w http.ResponseWriter, r *http.Request, node, rel, contentType string) error {
+func (c *handlers) serveDataFile(w http.ResponseWriter, r *http.Request, node, rel, contentType string) error {
 	if rel == "" || filepath.IsAbs(rel) || !filepath.IsLocal(rel) {
 		return errorf(http.StatusNotFound, "no_file", "nothing stored")
 	}
@@ -474,7 +171,7 @@ var remoteFileHeaders = []string{"Content-Length", "Content-Range", "Accept-Rang
 // serveRemoteFile streams a file that another node holds, with the status,
 // length and range that node's http.ServeContent answered, so a player
 // seeking in a recording sees the same as from a local file.
-func (c *control) serveRemoteFile(w http.ResponseWriter, r *http.Request, node, rel, contentType string) error {
+func (c *handlers) serveRemoteFile(w http.ResponseWriter, r *http.Request, node, rel, contentType string) error {
 	if c.opts.Files == nil {
 		return errorf(http.StatusServiceUnavailable, "file_node_unavailable",
 			"the file is on node %s and this node cannot fetch files from other nodes (it runs without NATS or without a cluster_key)", node)
@@ -522,7 +219,7 @@ func (c *control) serveRemoteFile(w http.ResponseWriter, r *http.Request, node, 
 	return nil
 }
 
-func (c *control) evidence(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) evidence(w http.ResponseWriter, r *http.Request, p *principal) error {
 	v, err := c.violationFor(r, p)
 	if err != nil {
 		return err
@@ -530,7 +227,7 @@ func (c *control) evidence(w http.ResponseWriter, r *http.Request, p *principal)
 	return c.serveDataFile(w, r, v.EvidenceNode, v.EvidencePath, "image/jpeg")
 }
 
-func (c *control) clip(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) clip(w http.ResponseWriter, r *http.Request, p *principal) error {
 	v, err := c.violationFor(r, p)
 	if err != nil {
 		return err
@@ -538,7 +235,7 @@ func (c *control) clip(w http.ResponseWriter, r *http.Request, p *principal) err
 	return c.serveDataFile(w, r, v.EvidenceNode, v.ClipPath, "audio/wav")
 }
 
-func (c *control) recording(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) recording(w http.ResponseWriter, r *http.Request, p *principal) error {
 	v, err := c.violationFor(r, p)
 	if err != nil {
 		return err
@@ -551,8 +248,8 @@ type reviewRequest struct {
 	Note     string `json:"note"`
 }
 
-func (c *control) review(w http.ResponseWriter, r *http.Request, p *principal) error {
-	v, err := c.violationFor(r, p)
+func (c *handlers) review(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id, err := pathID(r, "violation")
 	if err != nil {
 		return err
 	}
@@ -560,100 +257,15 @@ func (c *control) review(w http.ResponseWriter, r *http.Request, p *principal) e
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if req.Decision != store.StatusConfirmed && req.Decision != store.StatusDismissed {
-		return errorf(http.StatusBadRequest, "bad_decision", "decision %q: want confirmed or dismissed", req.Decision)
-	}
-	req.Note = strings.TrimSpace(req.Note)
-	if err := checkText("review note", req.Note, true); err != nil {
-		return err
-	}
-	if utf8.RuneCountInString(req.Note) > 2000 {
-		return errorf(http.StatusBadRequest, "too_long", "a note has at most 2000 characters")
-	}
-	cand, err := c.st.Candidate(r.Context(), v.CandidateID)
+	v, err := c.plane.Review(r.Context(), p.actor(), id, req.Decision, req.Note)
 	if err != nil {
 		return err
 	}
-	err = c.update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
-		var err error
-		v, err = tx.AddReview(ctx, store.Review{ViolationID: v.ID, ReviewerID: p.user.ID, Decision: req.Decision,
-			Note: req.Note, At: c.now().UTC()})
-		if err != nil {
-			return err
-		}
-		if _, err := tx.AppendEvent(ctx, v.ExamID, contract.EventViolationReviewed, v.CandidateID, c.viewViolation(v, cand.Name)); err != nil {
-			return err
-		}
-		return tx.Audit(ctx, p.user.ID, "violation.review", "violation:"+strconv.FormatInt(v.ID, 10),
-			map[string]any{"decision": req.Decision})
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, c.viewViolation(v, cand.Name))
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 
-type riskPart struct {
-	Type   string  `json:"type" openapi:"violation_type"`
-	Count  int     `json:"count"`
-	Weight float64 `json:"weight"`
-	Points float64 `json:"points"`
-}
-
-type riskView struct {
-	Score float64    `json:"score"`
-	Level string     `json:"level"`
-	Parts []riskPart `json:"parts"`
-}
-
-// defaultRiskWeight applies to violation types without a configured weight.
-const defaultRiskWeight = 10
-
-// risk explains itself: each violation adds its type's weight times its
-// confidence, in full when a proctor confirmed it, half while nobody has
-// looked, nothing once dismissed; the total is capped at 100.
-func (c *control) risk(list []store.Violation) riskView {
-	parts := map[string]*riskPart{}
-	total := 0.0
-	for _, v := range list {
-		factor := 0.5
-		switch v.Status {
-		case store.StatusConfirmed:
-			factor = 1
-		case store.StatusDismissed:
-			factor = 0
-		}
-		w, ok := c.opts.RiskWeights[v.Type]
-		if !ok {
-			w = defaultRiskWeight
-		}
-		p := parts[v.Type]
-		if p == nil {
-			p = &riskPart{Type: v.Type, Weight: w}
-			parts[v.Type] = p
-		}
-		p.Count++
-		pts := w * v.Confidence * factor
-		p.Points += pts
-		total += pts
-	}
-	out := riskView{Score: math.Round(math.Min(total, 100)*10) / 10, Parts: []riskPart{}}
-	for _, p := range parts {
-		p.Points = math.Round(p.Points*10) / 10
-		out.Parts = append(out.Parts, *p)
-	}
-	sort.Slice(out.Parts, func(i, j int) bool { return out.Parts[i].Points > out.Parts[j].Points })
-	switch {
-	case out.Score >= 50:
-		out.Level = "high"
-	case out.Score >= 20:
-		out.Level = "medium"
-	default:
-		out.Level = "low"
-	}
-	return out
-}
+type riskView = control.RiskView
 
 type timelineView struct {
 	Candidate  candidateView       `json:"candidate"`
@@ -663,7 +275,7 @@ type timelineView struct {
 	Risk       riskView            `json:"risk"`
 }
 
-func (c *control) timeline(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) timeline(w http.ResponseWriter, r *http.Request, p *principal) error {
 	cand, err := c.candidateFor(r, p)
 	if err != nil {
 		return err
@@ -684,7 +296,7 @@ func (c *control) timeline(w http.ResponseWriter, r *http.Request, p *principal)
 	if err != nil {
 		return err
 	}
-	out := timelineView{Candidate: views[0], Stages: hist, Calls: []callView{}, Violations: []violationView{}, Risk: c.risk(viols)}
+	out := timelineView{Candidate: views[0], Stages: hist, Calls: []callView{}, Violations: []violationView{}, Risk: c.plane.Risk(viols)}
 	if out.Stages == nil {
 		out.Stages = []store.StageChange{}
 	}
@@ -694,7 +306,7 @@ func (c *control) timeline(w http.ResponseWriter, r *http.Request, p *principal)
 		}
 	}
 	for _, v := range viols {
-		out.Violations = append(out.Violations, c.viewViolation(v, cand.Name))
+		out.Violations = append(out.Violations, control.ViewViolation(v, cand.Name))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -715,7 +327,7 @@ func violationSource(v store.Violation) string {
 	return string(contract.SourceCamera)
 }
 
-func (c *control) report(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (c *handlers) report(w http.ResponseWriter, r *http.Request, p *principal) error {
 	e, err := c.examFor(r, p)
 	if err != nil {
 		return err
@@ -757,7 +369,7 @@ func (c *control) report(w http.ResponseWriter, r *http.Request, p *principal) e
 		_ = cw.Write([]string{strconv.FormatInt(v.ID, 10), strconv.FormatInt(v.CandidateID, 10), csvSafe(cand.Name),
 			csvSafe(cand.ExternalID), v.Type, v.StartedAt.Format(time.RFC3339), ended, dur,
 			strconv.FormatFloat(v.Confidence, 'f', 2, 64), v.Status, csvSafe(reviewer), csvSafe(note), at,
-			strconv.FormatFloat(c.risk(byCand[v.CandidateID]).Score, 'f', 1, 64), offset, csvSafe(v.Reason), violationSource(v)})
+			strconv.FormatFloat(c.plane.Risk(byCand[v.CandidateID]).Score, 'f', 1, 64), offset, csvSafe(v.Reason), violationSource(v)})
 	}
 	cw.Flush()
 	if err := c.st.Audit(r.Context(), p.user.ID, "report.export", "exam:"+strconv.FormatInt(e.ID, 10), nil); err != nil {
