@@ -39,7 +39,7 @@ var ErrNoNode = errors.New("no media node has room: every node is full, draining
 type Heartbeat struct {
 	Node string `json:"node"`
 	// URL is where browsers and simulate reach the node (its advertised
-	// base URL; the SFU is at its signalling path).
+	// base URL; the SFU is at its signaling path).
 	URL string `json:"url"`
 	// Capacity is how many candidates the node takes, Load how many it
 	// has now.

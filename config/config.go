@@ -60,7 +60,7 @@ type Config struct {
 	Capacity int64 `json:"capacity"`
 	// SFUOrigins lists, comma-separated, the browser origins (host
 	// patterns such as "exam.example.org" or "*.example.org") whose pages
-	// may open this node's signalling socket besides its own: a media
+	// may open this node's signaling socket besides its own: a media
 	// node's must name the control nodes' hosts.
 	SFUOrigins string `json:"sfu_origins"`
 	// ModelsDir holds the provisioned ONNX models and their manifest.
@@ -131,7 +131,7 @@ type Config struct {
 	// candidate's risk score ("type=points,…").
 	RiskWeights string `json:"risk_weights"`
 	// CalmInterval is how often a candidate whose picture does not change
-	// is analysed; a changing picture is analysed at the policy's rate. A
+	// is analyzed; a changing picture is analyzed at the policy's rate. A
 	// negative value analyses everyone at the policy's rate.
 	CalmInterval Duration `json:"calm_interval"`
 }
@@ -188,7 +188,7 @@ func Defaults(home string) Config {
 		MaxBodyBytes:    1 << 20,
 		ShutdownTimeout: Duration(10 * time.Second),
 		// Behind one school's NAT many candidates share an address, each
-		// with a page, an event stream and a signalling socket.
+		// with a page, an event stream and a signaling socket.
 		BodyTimeout:        Duration(10 * time.Second),
 		MaxConnsPerNetwork: 256,
 
@@ -228,7 +228,7 @@ var settings = []setting{
 	{"internal-url", "INVIGIL_INTERNAL_URL", "base `URL` the other nodes reach this node at for its recordings and evidence (default: --advertise-url, else the listening address)", func(c *Config) flag.Value { return (*stringValue)(&c.InternalURL) }},
 	{"capacity", "INVIGIL_CAPACITY", "candidates this media node takes (`N`; 0: 8 per core)", func(c *Config) flag.Value { return (*int64Value)(&c.Capacity) }},
 	{"sfu-origins", "INVIGIL_SFU_ORIGINS", "browser `HOSTS` (comma-separated patterns, e.g. exam.example.org) whose pages may use this node's SFU besides its own", func(c *Config) flag.Value { return (*stringValue)(&c.SFUOrigins) }},
-	{"node-id", "INVIGIL_NODE_ID", "`NAME` of this node among several; every metric is labelled node=NAME (default: the host name)", func(c *Config) flag.Value { return (*stringValue)(&c.NodeID) }},
+	{"node-id", "INVIGIL_NODE_ID", "`NAME` of this node among several; every metric is labeled node=NAME (default: the host name)", func(c *Config) flag.Value { return (*stringValue)(&c.NodeID) }},
 	{"models", "INVIGIL_MODELS", "models `DIR`", func(c *Config) flag.Value { return (*stringValue)(&c.ModelsDir) }},
 	{"log-level", "INVIGIL_LOG_LEVEL", "log `LEVEL`: debug, info, warn, error", func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
 	{"log-format", "INVIGIL_LOG_FORMAT", "log `FORMAT`: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
@@ -250,7 +250,7 @@ var settings = []setting{
 	{"cluster-key", "INVIGIL_CLUSTER_KEY", "secret `KEY` all nodes of a cluster share, to fetch recordings and evidence from each other (at least 16 characters; roles control and media)", func(c *Config) flag.Value { return (*stringValue)(&c.ClusterKey) }},
 	{"metrics-token", "INVIGIL_METRICS_TOKEN", "bearer `TOKEN` that /metrics requires (default: none, /metrics open)", func(c *Config) flag.Value { return (*stringValue)(&c.MetricsToken) }},
 	{"staff-session", "INVIGIL_STAFF_SESSION", "how long a staff login lasts (`DURATION`)", func(c *Config) flag.Value { return &c.StaffSession }},
-	{"calm-interval", "INVIGIL_CALM_INTERVAL", "analyse a still picture this often (`DURATION`; negative: always at the policy's rate)", func(c *Config) flag.Value { return &c.CalmInterval }},
+	{"calm-interval", "INVIGIL_CALM_INTERVAL", "analyze a still picture this often (`DURATION`; negative: always at the policy's rate)", func(c *Config) flag.Value { return &c.CalmInterval }},
 	{"risk-weights", "INVIGIL_RISK_WEIGHTS", "risk points per violation `TYPE=POINTS,…`", func(c *Config) flag.Value { return (*stringValue)(&c.RiskWeights) }},
 	{"ice-loopback", "INVIGIL_ICE_LOOPBACK", "also offer 127.0.0.1 for media (clients on this machine)", func(c *Config) flag.Value { return (*boolValue)(&c.ICELoopback) }},
 }
@@ -329,7 +329,7 @@ func (f *Flags) Resolve(getenv func(string) string) (Config, error) {
 }
 
 // loadFile reads a JSON config file over cfg. Unknown keys are errors: a
-// misspelt key silently ignored would leave the default in force unnoticed.
+// misspelled key silently ignored would leave the default in force unnoticed.
 func loadFile(path string, cfg *Config) error {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// SignallingPath is where the SFU's signalling WebSocket is mounted on the
+// SignallingPath is where the SFU's signaling WebSocket is mounted on the
 // server; the pages and simulate connect there.
 const SignallingPath = "/sfu/ws"
 

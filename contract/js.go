@@ -28,7 +28,7 @@ func JavaScript() string {
 		}
 		fmt.Fprintf(&b, "// %s\nexport const %s = Object.freeze(%s);\n\n", comment, name, j)
 	}
-	constant("SIGNALLING_PATH", "Where the SFU's signalling WebSocket is mounted.", SignallingPath)
+	constant("SIGNALING_PATH", "Where the SFU's signaling WebSocket is mounted.", SignallingPath)
 	constant("STAFF_ROLES", "The roles a staff account can have.", StaffRoles)
 	constant("VIOLATION_TYPES", "Every violation type, in the server's order.", ViolationNames())
 	constant("POLICY_TYPES", "The types a room's policy turns on and off (the camera's and the microphone's).", ViolationNames(SourceCamera, SourceMicrophone))

@@ -112,7 +112,7 @@ func Listen(pcm []float32, opts Options) (*Result, error) {
 	}
 	res.collect(engine.ObserveAudio(pending))
 	res.collect(engine.Finish(res.DurationMS))
-	res.summarise(opts.Policy.TalkWindowMS)
+	res.summarize(opts.Policy.TalkWindowMS)
 	return res, nil
 }
 
@@ -124,7 +124,7 @@ func (r *Result) collect(events []rules.Event) {
 	}
 }
 
-func (r *Result) summarise(window int64) {
+func (r *Result) summarize(window int64) {
 	s := &r.Stats
 	for i, c := range r.Chunks {
 		s.Chunks++

@@ -8,7 +8,7 @@ import (
 
 // Packet is one RTP packet of a track as the taps receive it: already
 // normalised by the track's Clock, so that the recorder and the analysis
-// pipeline place it on the same clock and neither sanitises sequence
+// pipeline place it on the same clock and neither sanitizes sequence
 // numbers or timestamps of its own.
 type Packet struct {
 	// RTP is the tap's own copy. Its SequenceNumber is the low 16 bits of

@@ -174,7 +174,7 @@ func (p *rawPublisher) garbage(ctx context.Context, pic gocv.Mat, frames int) {
 
 // A candidate's camera sends garbage RTP and corrupt VP8 for two seconds
 // between good stretches. The SFU keeps forwarding it and another
-// candidate, the pipeline keeps analysing both (a violation after the
+// candidate, the pipeline keeps analyzing both (a violation after the
 // garbage is found in time, none is made up from it), the recorder's file
 // still decodes and shows the picture after the garbage, and the server
 // still takes new participants.
@@ -283,7 +283,7 @@ func TestBadMediaSurvives(t *testing.T) {
 }
 
 // A burst of decodable frames whose RTP timestamps jump an hour ahead and
-// back. Taken at face value, one analysed frame an hour ahead would make
+// back. Taken at face value, one analyzed frame an hour ahead would make
 // every later frame "stale" for an hour (and open violations an hour in
 // the future); the SFU's clock for the track (media.Clock) dates such
 // frames by their arrival and follows the jump once frames agree on it,

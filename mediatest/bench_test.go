@@ -253,7 +253,7 @@ func measureStep(b *testing.B, st *stack, gen *loadGen, n int) benchStep {
 		serverCPU:      (after.cpu - before.cpu).Seconds() / secs,
 		genCPU:         (after.genCPU - before.genCPU).Seconds() / secs,
 		machineCPU:     (after.machine - before.machine).Seconds() / secs,
-		analysedFPS:    (after.analysed - before.analysed) / secs / float64(n),
+		analysedFPS:    (after.analyzed - before.analyzed) / secs / float64(n),
 		sfuDropped:     after.sfuDropped - before.sfuDropped,
 		superseded:     (after.superseded - before.superseded) / secs / float64(n),
 		queueDrops:     after.queueDrops - before.queueDrops,
@@ -296,7 +296,7 @@ func measureStep(b *testing.B, st *stack, gen *loadGen, n int) benchStep {
 type benchSnapshot struct {
 	at                                        time.Time
 	cpu, genCPU, machine                      time.Duration
-	analysed, decoded, superseded, queueDrops float64
+	analyzed, decoded, superseded, queueDrops float64
 	sfuDropped                                float64
 	byTrigger                                 map[string]float64
 	carried                                   float64
@@ -310,7 +310,7 @@ var analysisTriggers = []string{"refresh", "change", "deadline", "calm"}
 func snapshot(b *testing.B, st *stack, gen *loadGen) benchSnapshot {
 	b.Helper()
 	s := benchSnapshot{at: time.Now(), cpu: processCPU(b), genCPU: gen.cpu(), machine: machineBusy(),
-		analysed:   st.metric("invigil_pipeline_frames_analysed_total"),
+		analyzed:   st.metric("invigil_pipeline_frames_analysed_total"),
 		decoded:    st.metric("invigil_pipeline_frames_decoded_total"),
 		superseded: st.metric("invigil_pipeline_frames_dropped_total", "reason", "superseded"),
 		queueDrops: st.metric("invigil_pipeline_packets_dropped_total", "reason", "queue_full"),
@@ -411,7 +411,7 @@ type costResult struct {
 	n        int
 	cpu      float64            // CPU seconds per candidate-second
 	stages   map[string]float64 // pipeline stage seconds per candidate-second
-	analysed float64            // frames analysed per candidate-second
+	analyzed float64            // frames analyzed per candidate-second
 	triggers map[string]float64 // analyses per candidate-second by what made them due
 	genCPU   float64
 	machine  float64 // cores busy on the whole machine during the window
@@ -450,7 +450,7 @@ func measureCost(b *testing.B, o stackOptions, face, empty, mic string, n int) c
 	st.close()
 	candSecs := t1.Sub(t0).Seconds() * float64(n)
 	r := costResult{n: n, cpu: (c1 - c0).Seconds() / candSecs, stages: map[string]float64{}, triggers: map[string]float64{},
-		analysed: (a1 - a0) / candSecs, genCPU: (g1 - g0).Seconds() / candSecs, machine: (m1 - m0).Seconds() / t1.Sub(t0).Seconds()}
+		analyzed: (a1 - a0) / candSecs, genCPU: (g1 - g0).Seconds() / candSecs, machine: (m1 - m0).Seconds() / t1.Sub(t0).Seconds()}
 	for _, s := range stages {
 		r.stages[s] = (s1[s] - s0[s]) / candSecs
 	}
@@ -497,8 +497,8 @@ func printCostSplit(n int, sfuOnly, withRec, full costResult) {
 	fmt.Printf("  %-34s %s\n", "  convert + inference", ms(share("convert", "inference")))
 	fmt.Printf("  %-34s %s\n", "  rules + evidence", ms(share("rules", "evidence")))
 	fmt.Printf("  %-34s %s   → %.1f candidates per core by CPU alone\n", "total", ms(full.cpu), 1/full.cpu)
-	fmt.Printf("  frames analysed: %.2f per candidate-second (policy: 5; by trigger: calm %.2f, change %.2f, deadline %.2f, refresh %.2f, full rate %.2f); load generator: %s ms CPU per candidate-second\n",
-		full.analysed, full.triggers["calm"], full.triggers["change"], full.triggers["deadline"], full.triggers["refresh"], full.triggers["full_rate"], ms(full.genCPU))
+	fmt.Printf("  frames analyzed: %.2f per candidate-second (policy: 5; by trigger: calm %.2f, change %.2f, deadline %.2f, refresh %.2f, full rate %.2f); load generator: %s ms CPU per candidate-second\n",
+		full.analyzed, full.triggers["calm"], full.triggers["change"], full.triggers["deadline"], full.triggers["refresh"], full.triggers["full_rate"], ms(full.genCPU))
 	fmt.Printf("  whole machine busy during the three windows: %.2f, %.2f, %.2f cores (others' work included)\n",
 		sfuOnly.machine, withRec.machine, full.machine)
 	fmt.Printf("  pipeline stage wall time per candidate-second:")
@@ -518,13 +518,13 @@ func printStep(r benchStep) {
 	for _, trig := range analysisTriggers {
 		triggers = append(triggers, fmt.Sprintf("%s %.2f", trig, r.byTrigger[trig]))
 	}
-	fmt.Printf("%4d candidates: server %.2f cores, load generator %.2f, whole machine %.2f; latency p50 %.3f s p99 %.3f s; analysed %.2f fps/candidate (%.1f superseded; by trigger %s; %.2f carried); RSS %.1f MiB/candidate; workers %.0f%% busy; max forwarding gap %v, SFU drops %.0f; onsets %d (max +%d ms over the minimum), missed %d → %s\n",
+	fmt.Printf("%4d candidates: server %.2f cores, load generator %.2f, whole machine %.2f; latency p50 %.3f s p99 %.3f s; analyzed %.2f fps/candidate (%.1f superseded; by trigger %s; %.2f carried); RSS %.1f MiB/candidate; workers %.0f%% busy; max forwarding gap %v, SFU drops %.0f; onsets %d (max +%d ms over the minimum), missed %d → %s\n",
 		r.n, r.serverCPU, r.genCPU, r.machineCPU, r.p50, r.p99, r.analysedFPS, r.superseded, strings.Join(triggers, ", "), r.carried, r.rssPerCand/(1<<20),
 		100*r.workerUtil, r.maxGap.Round(time.Millisecond), r.sfuDropped, len(r.onsets), r.maxOnset(), r.missed, r.verdict())
 }
 
 func printSummary(rows []benchStep, sustained, cores int) {
-	fmt.Printf("\n| candidates | server cores | machine busy | latency p99 | analysed fps/cand | change / calm / deadline / refresh | RSS MiB/cand | max fwd gap | onset max over min | verdict |\n")
+	fmt.Printf("\n| candidates | server cores | machine busy | latency p99 | analyzed fps/cand | change / calm / deadline / refresh | RSS MiB/cand | max fwd gap | onset max over min | verdict |\n")
 	fmt.Printf("|---:|---:|---:|---:|---:|---|---:|---:|---:|---|\n")
 	for _, r := range rows {
 		fmt.Printf("| %d | %.2f | %.2f | %.3f s | %.2f | %.2f / %.2f / %.2f / %.2f | %.1f | %v | +%d ms | %s |\n", r.n, r.serverCPU, r.machineCPU, r.p99, r.analysedFPS,

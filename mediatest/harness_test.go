@@ -172,7 +172,7 @@ func (s *stack) metric(name string, labels ...string) float64 {
 	return metrictest.Sum(s.t, s.reg, name, labels...)
 }
 
-// pipelineMetrics summarises the pipeline's counters and the SFU's RTP
+// pipelineMetrics summarizes the pipeline's counters and the SFU's RTP
 // counters, for failures.
 func (s *stack) pipelineMetrics() string {
 	mfs, err := s.reg.Gather()

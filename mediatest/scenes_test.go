@@ -18,8 +18,8 @@ const (
 	frameH = 480
 )
 
-// person puts a real face from the evaluation set's labelled crops into a
-// scene: its face box centred at (X, Y), W pixels wide.
+// person puts a real face from the evaluation set's labeled crops into a
+// scene: its face box centered at (X, Y), W pixels wide.
 type person struct {
 	Face string // a key of eval.Faces
 	X, Y float64
@@ -96,7 +96,7 @@ func pasteFace(t testing.TB, dst *gocv.Mat, p person) {
 	sprite := gocv.NewMat()
 	defer sprite.Close()
 	gocv.Resize(roi, &sprite, image.Pt(int(math.Round(float64(r.Dx())*f)), int(math.Round(float64(r.Dy())*f))), 0, 0, gocv.InterpolationArea)
-	// Face centre and box size in sprite pixels.
+	// Face center and box size in sprite pixels.
 	ax, ay, sb := (cx-float64(r.Min.X))*f, (cy-float64(r.Min.Y))*f, p.W
 	mask := gocv.NewMatWithSize(sprite.Rows(), sprite.Cols(), gocv.MatTypeCV8U)
 	defer mask.Close()

@@ -54,7 +54,7 @@ var ErrClosed = errors.New("outbox closed")
 
 // Deliverer takes entries out of the outbox. A nil error means the entry is
 // stored for good and may be forgotten. It is called from one goroutine, in
-// order, and must honour ctx.
+// order, and must honor ctx.
 type Deliverer interface {
 	Deliver(ctx context.Context, e Entry) error
 }
@@ -98,7 +98,7 @@ type Outbox struct {
 	log *slog.Logger
 	m   metrics
 
-	// appendMu serialises Appends, so entries reach the queue in sequence
+	// appendMu serializes Appends, so entries reach the queue in sequence
 	// order, without holding mu (which the drainer needs) during fsyncs.
 	appendMu sync.Mutex
 

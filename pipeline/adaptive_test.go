@@ -136,7 +136,7 @@ func TestPictureChanged(t *testing.T) {
 }
 
 // TestAdaptiveRateFaceLeaves: a candidate sits still in the rest room, then
-// leaves. While the picture is still the candidate is analysed at the calm
+// leaves. While the picture is still the candidate is analyzed at the calm
 // rate, far below the policy's; the change brings the full rate back, and
 // face_off_screen opens within the rule's minimum duration plus 1 s of
 // the change in stream time, at the frame its deadline falls on.
@@ -240,7 +240,7 @@ func TestLatest(t *testing.T) {
 		}
 	}()
 	pub.play(context.Background(), w, []scene{{alone, sceneFrames}, {crowd, sceneFrames}, {blackPicture(t), sceneFrames}}, playOptions{})
-	waitFor(t, "the last frames to be analysed", func() bool {
+	waitFor(t, "the last frames to be analyzed", func() bool {
 		s, ok := p.Latest("cand-1")
 		return ok && s.StreamMS >= streamMS(3*sceneFrames-testFPS)
 	})

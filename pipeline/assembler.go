@@ -263,7 +263,7 @@ func (a *assembler) emit() []assembledFrame {
 			continue
 		}
 		// A frame above the base layer is not decoded: only the base layer
-		// is analysed, and it references nothing above it. A keyframe is
+		// is analyzed, and it references nothing above it. A keyframe is
 		// always decoded, whatever layer a sender gives it (bit 0 of the
 		// VP8 frame tag is 0 for a keyframe, RFC 6386 §9.1).
 		skip := a.baseOnly && d.HasTID && d.TID > 0 && data[0]&1 != 0

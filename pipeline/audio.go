@@ -100,7 +100,7 @@ func newAudioMetrics(reg prometheus.Registerer) (*audioMetrics, error) {
 		chunks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "invigil_pipeline_audio_chunks_total",
 			Help: "32 ms chunks judged by the speech detector, by verdict."}, []string{"verdict"}),
 		unjudged: prometheus.NewCounter(prometheus.CounterOpts{Name: "invigil_pipeline_audio_chunks_unjudged_total",
-			Help: "Chunks heard before the candidate's rules started (no analysed frame yet)."}),
+			Help: "Chunks heard before the candidate's rules started (no analyzed frame yet)."}),
 		busy: prometheus.NewCounter(prometheus.CounterOpts{Name: "invigil_pipeline_audio_busy_seconds_total",
 			Help: "Time the audio goroutines spent decoding, resampling and detecting speech."}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "invigil_pipeline_audio_tracks_active",
@@ -414,7 +414,7 @@ func (a *audioTrack) flush(force bool) {
 	}
 	defer c.analysisMu.Unlock()
 	if c.engine == nil {
-		// The rules start with the candidate's first analysed frame; what
+		// The rules start with the candidate's first analyzed frame; what
 		// was heard before has no clock to be judged on.
 		p.am.unjudged.Add(float64(len(a.pending)))
 		a.pending = a.pending[:0]

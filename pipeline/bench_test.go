@@ -21,11 +21,11 @@ import (
 // BenchmarkPipeline measures one candidate's per-frame costs, stage by
 // stage, on one core: a 640×480 VP8 stream at 15 fps (a face, an empty
 // room, three people) as the SFU hands it over, depacketised and decoded
-// frame by frame, and each frame analysed under the rest-room policy
+// frame by frame, and each frame analyzed under the rest-room policy
 // (faces every second frame, hands every fifth) as a worker would. It
 // reports the cost of each stage and, from them, the CPU one candidate
 // needs per second (15 frames received, decoded and thumbnailed,
-// AnalysisFPS analysed: the full rate) and the
+// AnalysisFPS analyzed: the full rate) and the
 // candidates one core sustains. Stages are timed in CPU time of the
 // benchmark's thread (every stage runs on it: one decoder thread, one
 // OpenCV thread), so other load on a shared machine does not count.
@@ -138,7 +138,7 @@ func BenchmarkPipeline(b *testing.B) {
 	b.ReportMetric(per(ruling), "rules-µs/frame")
 	b.ReportMetric(float64(packets)/float64(frames), "packets/frame")
 	// One candidate for one second: every frame received, decoded and
-	// thumbnailed, the policy's full rate analysed (the adaptive rate
+	// thumbnailed, the policy's full rate analyzed (the adaptive rate
 	// analyses a still picture less: see mediatest's BenchmarkCandidates).
 	costMS := (testFPS*(per(depacketize)+per(decode)+per(thumbnailing)) +
 		policy.AnalysisFPS*(per(convert)+per(inference)+per(ruling))) / 1e3

@@ -18,7 +18,7 @@ import (
 // microphone_off by silence, or a video rule) carries the clip that ends
 // at its opening: the onset lies the rule's minimum before that. The audio
 // rules open on the audio goroutine, which has no picture: their evidence
-// image is the candidate's newest analysed frame, which the workers keep a
+// image is the candidate's newest analyzed frame, which the workers keep a
 // copy of while a microphone is live. The ring and picture are copied
 // under their locks on the sink's goroutine, where the JPEG and WAV are
 // encoded, off the analysis lock and the audio goroutine. The ring holds
@@ -51,7 +51,7 @@ func (m *micRing) position(at time.Time) int64 {
 	return int64(at.Sub(m.started) * clipRate / time.Second)
 }
 
-// keptFrame is a copy of an analysed I420 frame and what the detectors saw
+// keptFrame is a copy of an analyzed I420 frame and what the detectors saw
 // in it (the candidate's, guarded by analysisMu).
 type keptFrame struct {
 	rows, cols int
@@ -59,7 +59,7 @@ type keptFrame struct {
 	obs        rules.Observation
 }
 
-// keep copies the analysed frame into p, reusing its buffer.
+// keep copies the analyzed frame into p, reusing its buffer.
 func (p *keptFrame) keep(i420 gocv.Mat, obs *rules.Observation) bool {
 	if i420.Empty() || !i420.IsContinuous() || i420.Type() != gocv.MatTypeCV8UC1 {
 		return false

@@ -15,7 +15,7 @@ import (
 )
 
 // TestClipEvidenceNoMatLeaks: the evidence pictures of audio rules, drawn
-// on the sink's goroutine from a copy of the newest analysed frame, close
+// on the sink's goroutine from a copy of the newest analyzed frame, close
 // every Mat they make.
 func TestClipEvidenceNoMatLeaks(t *testing.T) {
 	face := picture(t, "messi5.jpg")

@@ -14,7 +14,7 @@ import (
 )
 
 // TestNoMatLeaks: frames handed between track goroutines, the slots and
-// the workers — analysed, superseded, dropped at the track's end or at
+// the workers — analyzed, superseded, dropped at the track's end or at
 // Close — are all closed (gocv counts Mats with -tags matprofile, as make
 // test builds).
 func TestNoMatLeaks(t *testing.T) {

@@ -22,7 +22,7 @@ const (
 	dropDecodeError      = "decode_error"      // libvpx refused it
 	dropIncomplete       = "incomplete"        // packets lost: the frame never assembled
 	dropTrackEnded       = "track_ended"       // decoded, but the track ended before analysis
-	dropStale            = "stale"             // not newer than the last analysed frame
+	dropStale            = "stale"             // not newer than the last analyzed frame
 	dropAnalysisError    = "analysis_error"    // the detectors refused it
 )
 
@@ -65,7 +65,7 @@ type metrics struct {
 	violations       *prometheus.CounterVec
 	sinkErrors       prometheus.Counter
 
-	util *utilisation
+	util *utilization
 }
 
 func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() float64) (*metrics, error) {
@@ -100,7 +100,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		}),
 		carried: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_pipeline_analyses_carried_total",
-			Help: "Analyses of a picture unchanged since the detectors last ran: their observation was repeated and only the rules ran (included in frames_analysed).",
+			Help: "Analyses of a picture unchanged since the detectors last ran: their observation was repeated and only the rules ran (included in frames_analyzed).",
 		}),
 		analyses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_pipeline_analyses_total",
@@ -108,7 +108,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		}, []string{"trigger"}),
 		framesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_pipeline_frames_dropped_total",
-			Help: "Frames assembled or decoded but not analysed, by reason (superseded: a newer frame replaced it).",
+			Help: "Frames assembled or decoded but not analyzed, by reason (superseded: a newer frame replaced it).",
 		}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "invigil_pipeline_analysis_latency_seconds",
@@ -129,7 +129,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		}),
 		candidatesActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "invigil_pipeline_candidates_active",
-			Help: "Candidates with at least one video track being analysed.",
+			Help: "Candidates with at least one video track being analyzed.",
 		}),
 		tracksActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "invigil_pipeline_tracks_active",
@@ -143,7 +143,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 			Name: "invigil_pipeline_sink_errors_total",
 			Help: "Violation events the sink returned an error for.",
 		}),
-		util: newUtilisation(workers),
+		util: newUtilization(workers),
 	}
 	for _, r := range []string{dropQueueFull, dropOversized, dropLate, dropClosed} {
 		m.packetsDropped.WithLabelValues(r)
@@ -167,11 +167,11 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		m.candidatesActive, m.tracksActive, m.violations, m.sinkErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "invigil_pipeline_worker_utilisation",
-			Help: "Share of worker time spent analysing over the last 10 s (0–1).",
+			Help: "Share of worker time spent analyzing over the last 10 s (0–1).",
 		}, m.util.ratio),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "invigil_pipeline_worker_busy_seconds_total",
-			Help: "Worker time spent analysing, summed over workers.",
+			Help: "Worker time spent analyzing, summed over workers.",
 		}, func() float64 { return m.util.busy(time.Now()).Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "invigil_pipeline_sink_queue",
@@ -197,9 +197,9 @@ func (m *metrics) stage(name string, d time.Duration) {
 	m.stageSeconds.WithLabelValues(name).Add(d.Seconds())
 }
 
-// utilisation tracks how busy the workers are: total busy time (finished
+// utilization tracks how busy the workers are: total busy time (finished
 // jobs plus the running ones) sampled every second into a 10 s window.
-type utilisation struct {
+type utilization struct {
 	mu        sync.Mutex
 	workers   int
 	since     []time.Time // per worker; zero while idle
@@ -214,17 +214,17 @@ type utilSample struct {
 	busy time.Duration
 }
 
-func newUtilisation(workers int) *utilisation {
-	return &utilisation{workers: workers, since: make([]time.Time, workers), startedAt: time.Now()}
+func newUtilization(workers int) *utilization {
+	return &utilization{workers: workers, since: make([]time.Time, workers), startedAt: time.Now()}
 }
 
-func (u *utilisation) start(worker int, now time.Time) {
+func (u *utilization) start(worker int, now time.Time) {
 	u.mu.Lock()
 	u.since[worker] = now
 	u.mu.Unlock()
 }
 
-func (u *utilisation) stop(worker int, now time.Time) {
+func (u *utilization) stop(worker int, now time.Time) {
 	u.mu.Lock()
 	if !u.since[worker].IsZero() {
 		u.done += now.Sub(u.since[worker])
@@ -233,13 +233,13 @@ func (u *utilisation) stop(worker int, now time.Time) {
 	u.mu.Unlock()
 }
 
-func (u *utilisation) busy(now time.Time) time.Duration {
+func (u *utilization) busy(now time.Time) time.Duration {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.busyLocked(now)
 }
 
-func (u *utilisation) busyLocked(now time.Time) time.Duration {
+func (u *utilization) busyLocked(now time.Time) time.Duration {
 	b := u.done
 	for _, s := range u.since {
 		if !s.IsZero() && now.After(s) {
@@ -250,7 +250,7 @@ func (u *utilisation) busyLocked(now time.Time) time.Duration {
 }
 
 // sample records the busy total; the sampler goroutine calls it each second.
-func (u *utilisation) sample(now time.Time) {
+func (u *utilization) sample(now time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.window[u.next] = utilSample{now, u.busyLocked(now)}
@@ -262,7 +262,7 @@ func (u *utilisation) sample(now time.Time) {
 
 // ratio is busy time over worker time across the window (since the start
 // until the window has filled).
-func (u *utilisation) ratio() float64 {
+func (u *utilization) ratio() float64 {
 	now := time.Now()
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -20,10 +20,10 @@
 // every candidate falls behind its rate by the same share; nothing queues
 // without bound, and nothing in here can slow the SFU's forwarding.
 //
-// The rate adapts: a candidate whose picture is still is analysed once per
+// The rate adapts: a candidate whose picture is still is analyzed once per
 // Config.CalmInterval, one whose picture changes at the policy's rate, and
 // the rules' timings hold either way (see scheduler). Pipeline.Latest
-// gives the newest analysed observation of a candidate, for live feedback.
+// gives the newest analyzed observation of a candidate, for live feedback.
 //
 // Stream time: each candidate's analysis runs on one clock, milliseconds
 // since its first track of the current activation started (media.Track's
@@ -44,7 +44,7 @@
 //	                                                 incomplete, track_ended, stale, analysis_error
 //	invigil_pipeline_analysis_latency_seconds        last packet of a frame → its observation done
 //	invigil_pipeline_stage_seconds_total{stage}      depacketize, decode, thumbnail, convert, inference, rules, evidence
-//	invigil_pipeline_workers, _workers_busy, _worker_utilisation (last 10 s), _worker_busy_seconds_total
+//	invigil_pipeline_workers, _workers_busy, _worker_utilization (last 10 s), _worker_busy_seconds_total
 //	invigil_pipeline_candidates_active, _tracks_active
 //	invigil_pipeline_violations_total{type,event}, _sink_errors_total, _sink_queue
 package pipeline
@@ -77,7 +77,7 @@ import (
 // ViolationSink receives the violations the pipeline finds. The consumer
 // (the control plane) implements it; the pipeline calls it from one
 // goroutine, in order, so a violation's close always follows its open. A
-// slow sink delays analysis, never media forwarding; it must honour ctx.
+// slow sink delays analysis, never media forwarding; it must honor ctx.
 type ViolationSink interface {
 	ViolationOpened(ctx context.Context, v Violation) error
 	ViolationClosed(ctx context.Context, v Violation) error
@@ -103,7 +103,7 @@ type Violation struct {
 	OpenedAt  time.Time `json:"opened_at"`
 	EndedAt   time.Time `json:"ended_at,omitzero"`
 	// Evidence is a JPEG of the frame at the onset with what the detectors
-	// saw (for an audio rule: the newest analysed frame); set on open only.
+	// saw (for an audio rule: the newest analyzed frame); set on open only.
 	Evidence []byte `json:"-"`
 	// Clip is a WAV (16 kHz mono, at most 10 s) of what the candidate's
 	// microphone heard up to the opening; set on open only, and only
@@ -152,7 +152,7 @@ type Config struct {
 	// last events (default 10 s).
 	CloseTimeout time.Duration
 	// CalmInterval is how often a candidate whose picture does not change
-	// is analysed (default 1 s; never more often than its policy rate). A
+	// is analyzed (default 1 s; never more often than its policy rate). A
 	// negative value analyses every candidate at its policy rate.
 	CalmInterval time.Duration
 }
@@ -218,7 +218,7 @@ type Pipeline struct {
 	am     *audioMetrics
 	vadCfg vad.Config
 
-	ctx     context.Context // cancelled by Close: stops tracks and workers
+	ctx     context.Context // canceled by Close: stops tracks and workers
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // tracks, workers, sampler
 	closed  atomic.Bool
@@ -297,7 +297,7 @@ func (p *Pipeline) TrackStarted(t media.Track) media.PacketWriter {
 		return nil
 	}
 	if t.Identity == "" {
-		p.log.Warn("candidate video track without identity; not analysed", "session", t.SessionID, "track", t.TrackID)
+		p.log.Warn("candidate video track without identity; not analyzed", "session", t.SessionID, "track", t.TrackID)
 		return nil
 	}
 	if p.closed.Load() {
@@ -320,7 +320,7 @@ func (p *Pipeline) TrackStarted(t media.Track) media.PacketWriter {
 	rcv, err := newReceiver(p.m, tr.pool, t.ClockRate, tr.requestKeyframe, p.cfg.KeyframeInterval, p.cfg.GapKeyframe)
 	if err != nil {
 		tr.thumbs.close()
-		p.log.Error("cannot analyse candidate track", "identity", t.Identity, "track", t.TrackID, "err", err)
+		p.log.Error("cannot analyze candidate track", "identity", t.Identity, "track", t.TrackID, "err", err)
 		return nil
 	}
 	tr.rcv = rcv
@@ -346,7 +346,7 @@ func (p *Pipeline) TrackStarted(t media.Track) media.PacketWriter {
 	s.mu.Unlock()
 
 	p.m.tracksActive.Inc()
-	p.log.Info("analysing candidate track", "identity", t.Identity, "session", t.SessionID, "room", t.Room,
+	p.log.Info("analyzing candidate track", "identity", t.Identity, "session", t.SessionID, "room", t.Room,
 		"track", t.TrackID, "connection", t.Connection)
 	go tr.run()
 	return tr
@@ -441,7 +441,7 @@ func (p *Pipeline) Forget(identity string) {
 }
 
 // Close stops every goroutine: tracks and workers stop, open violations
-// are closed at the last analysed frame and handed to the sink (waiting up
+// are closed at the last analyzed frame and handed to the sink (waiting up
 // to CloseTimeout for it), and the networks are freed. Safe to call twice.
 func (p *Pipeline) Close() error {
 	p.closing.Do(func() {
@@ -479,7 +479,7 @@ func (p *Pipeline) Close() error {
 }
 
 // finishEngineLocked closes the candidate's open violations at its last
-// analysed frame and retires its engine: later frames of the same
+// analyzed frame and retires its engine: later frames of the same
 // activation are dropped (analysisMu held).
 func (p *Pipeline) finishEngineLocked(ctx context.Context, c *candidate) {
 	p.closeViolationsLocked(ctx, c)
@@ -529,7 +529,7 @@ func (p *Pipeline) emitWith(ctx context.Context, c *candidate, ev rules.Event, e
 
 // micEvidenceLocked is the evidence an opening violation gets from the
 // candidate's live microphone: the clip up to the opening and, when pic,
-// the newest analysed frame (analysisMu held).
+// the newest analyzed frame (analysisMu held).
 func (p *Pipeline) micEvidenceLocked(c *candidate, ev rules.Event, pic bool) *pendingEvidence {
 	if ev.Kind != rules.Opened {
 		return nil

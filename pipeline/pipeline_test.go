@@ -68,7 +68,7 @@ func TestFaceLeavesView(t *testing.T) {
 	}
 	img.Close()
 
-	// The track ended: the open violation closes at the last analysed frame.
+	// The track ended: the open violation closes at the last analyzed frame.
 	closed := sink.wait(t, 10*time.Second, rules.Closed, "cand-1", rules.FaceOffScreen)
 	if closed.Key != v.Key || closed.EndedAt.Before(closed.OpenedAt) || closed.EndMS < closed.OpenedMS {
 		t.Errorf("closed %+v for opened key %s", closed.Violation, v.Key)
@@ -80,19 +80,19 @@ func TestFaceLeavesView(t *testing.T) {
 	}
 
 	decoded := metricValue(t, reg, "invigil_pipeline_frames_decoded_total")
-	analysed := metricValue(t, reg, "invigil_pipeline_frames_analysed_total")
+	analyzed := metricValue(t, reg, "invigil_pipeline_frames_analysed_total")
 	superseded := metricValue(t, reg, "invigil_pipeline_frames_dropped_total", "reason", "superseded")
 	latency := metricValue(t, reg, "invigil_pipeline_analysis_latency_seconds")
-	t.Logf("decoded %v, analysed %v, superseded %v, decode errors %v, keyframe requests %v", decoded, analysed, superseded,
+	t.Logf("decoded %v, analyzed %v, superseded %v, decode errors %v, keyframe requests %v", decoded, analyzed, superseded,
 		metricValue(t, reg, "invigil_pipeline_decode_errors_total"), metricValue(t, reg, "invigil_pipeline_keyframe_requests_total"))
 	if decoded != 7*testFPS {
 		t.Errorf("%v frames decoded, want every one of %d", decoded, 7*testFPS)
 	}
-	if analysed < 5 || analysed >= decoded || superseded == 0 {
-		t.Errorf("analysed %v of %v decoded frames, %v superseded: want sampling at the policy rate", analysed, decoded, superseded)
+	if analyzed < 5 || analyzed >= decoded || superseded == 0 {
+		t.Errorf("analyzed %v of %v decoded frames, %v superseded: want sampling at the policy rate", analyzed, decoded, superseded)
 	}
-	if latency != analysed {
-		t.Errorf("latency histogram has %v samples for %v analysed frames", latency, analysed)
+	if latency != analyzed {
+		t.Errorf("latency histogram has %v samples for %v analyzed frames", latency, analyzed)
 	}
 	if n := metricValue(t, reg, "invigil_pipeline_violations_total", "type", "face_off_screen", "event", "opened"); n != 1 {
 		t.Errorf("violations metric %v", n)
@@ -101,9 +101,9 @@ func TestFaceLeavesView(t *testing.T) {
 		t.Errorf("%v candidates active after the track ended", n)
 	}
 	busy, util := metricValue(t, reg, "invigil_pipeline_worker_busy_seconds_total"), metricValue(t, reg, "invigil_pipeline_worker_utilisation")
-	t.Logf("workers busy %.2f s, utilisation %.2f", busy, util)
+	t.Logf("workers busy %.2f s, utilization %.2f", busy, util)
 	if busy <= 0 || util <= 0 || util > 1 {
-		t.Errorf("worker busy %v s, utilisation %v", busy, util)
+		t.Errorf("worker busy %v s, utilization %v", busy, util)
 	}
 }
 
@@ -155,7 +155,7 @@ func TestThreeCandidates(t *testing.T) {
 	}
 }
 
-// blockingSink blocks in every call until released or cancelled.
+// blockingSink blocks in every call until released or canceled.
 type blockingSink struct {
 	entered chan struct{}
 	release chan struct{}
@@ -286,7 +286,7 @@ func TestGarbageSurvived(t *testing.T) {
 		t.Error("no keyframe requested after corrupt frames")
 	}
 	if metricValue(t, reg, "invigil_pipeline_frames_analysed_total") == 0 {
-		t.Error("nothing analysed")
+		t.Error("nothing analyzed")
 	}
 }
 

@@ -33,7 +33,7 @@ func (f *frame) release() { f.pool.put(f.i420) }
 
 // candidate is one candidate's analysis: the newest-frame slot and the
 // schedule (guarded by scheduler.mu) and the detector and rules state
-// (guarded by analysisMu, held by the one worker analysing it).
+// (guarded by analysisMu, held by the one worker analyzing it).
 type candidate struct {
 	identity string
 
@@ -61,8 +61,8 @@ type candidate struct {
 	hasDeadline bool
 	fullAt      time.Time // when the detectors last ran (a job that was not carried)
 
-	// snapshot is the newest analysed observation (Pipeline.Latest):
-	// written by the worker analysing the candidate, read by anyone.
+	// snapshot is the newest analyzed observation (Pipeline.Latest):
+	// written by the worker analyzing the candidate, read by anyone.
 	snapshot atomic.Pointer[Snapshot]
 
 	analysisMu sync.Mutex
@@ -95,7 +95,7 @@ type candidate struct {
 	// without one). Written by the audio goroutines, read by anyone.
 	audioLive atomic.Int32
 	mic       atomic.Pointer[micRing]
-	// lastPicture is the newest analysed frame, kept while a microphone is
+	// lastPicture is the newest analyzed frame, kept while a microphone is
 	// live, for the evidence image of the audio rules (analysisMu).
 	lastPicture keptFrame
 }
@@ -122,16 +122,16 @@ const carryLimit = 5 * time.Second
 // scheduler holds the candidates and hands the newest frame of each due
 // candidate to the workers. A candidate is due once its policy interval has
 // passed since its last analysis; among the due ones the least recently
-// analysed goes first. So when the workers cannot keep up, the due
+// analyzed goes first. So when the workers cannot keep up, the due
 // candidates are served round robin: each gets the same share of the
 // workers, or its policy rate if that is less (max-min fairness). Nothing
-// queues: a candidate has at most one frame waiting, and is analysed by at
+// queues: a candidate has at most one frame waiting, and is analyzed by at
 // most one worker at a time.
 //
-// The rate adapts to the picture. Analysing a still picture again tells
+// The rate adapts to the picture. Analyzing a still picture again tells
 // nothing new, and most of the time candidates sit still, so a candidate
-// is analysed at the policy's rate only while its picture changes (each
-// decoded frame's thumbnail against the one last analysed) and for a few
+// is analyzed at the policy's rate only while its picture changes (each
+// decoded frame's thumbnail against the one last analyzed) and for a few
 // analyses after, enough for the detectors that run on every Nth analysis
 // (faces, hands) to see the new picture. Otherwise it is looked at once
 // per calm interval, and once more when its first frame at or past the
@@ -169,7 +169,7 @@ const (
 // enough for the detectors that run every Nth analysis to see it.
 func holdAnalyses(p rules.Policy) int { return max(p.FaceEvery, p.HandsEvery, 2) }
 
-// readyLocked says when the candidate's waiting frame may be analysed, and
+// readyLocked says when the candidate's waiting frame may be analyzed, and
 // why (c.frame set).
 func (s *scheduler) readyLocked(c *candidate, now time.Time) (time.Time, string) {
 	switch {
@@ -318,8 +318,8 @@ func (s *scheduler) next(ctx context.Context) (job, bool) {
 
 // analysisResult is what the schedule needs to know of one analysis.
 type analysisResult struct {
-	// analysed is false when the frame was dropped instead.
-	analysed bool
+	// analyzed is false when the frame was dropped instead.
+	analyzed bool
 	// The rules' next deadline in stream time (rules.Engine.NextDeadline).
 	deadline    int64
 	hasDeadline bool
@@ -329,7 +329,7 @@ type analysisResult struct {
 func (s *scheduler) done(c *candidate, r analysisResult) {
 	s.mu.Lock()
 	c.busy = false
-	if r.analysed {
+	if r.analyzed {
 		c.deadline, c.hasDeadline = r.deadline, r.hasDeadline
 	} else {
 		c.refresh = true // look again at the next frame rather than in a calm interval

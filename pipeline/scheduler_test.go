@@ -72,7 +72,7 @@ func schedulerRun(t *testing.T, policies []rules.Policy, work, d time.Duration) 
 		counts[index[j.c]]++
 		time.Sleep(work)
 		j.f.release()
-		s.done(j.c, analysisResult{analysed: true})
+		s.done(j.c, analysisResult{analyzed: true})
 	}
 	wg.Wait()
 	for _, f := range s.close() {
@@ -114,7 +114,7 @@ func TestSchedulerFairUnderSaturation(t *testing.T) {
 	})
 }
 
-// TestSchedulerRate: with spare capacity each candidate is analysed at its
+// TestSchedulerRate: with spare capacity each candidate is analyzed at its
 // policy rate, not faster.
 func TestSchedulerRate(t *testing.T) {
 	// In a synctest bubble the clock moves only when every goroutine waits,
@@ -183,9 +183,9 @@ func TestSchedulerAdaptiveDecisions(t *testing.T) {
 		at, trigger := s.readyLocked(c, now)
 		return at.Sub(now), trigger
 	}
-	// analyse hands the waiting frame to a "worker" without waiting for the
+	// analyze hands the waiting frame to a "worker" without waiting for the
 	// policy or calm interval (the decisions are tested, not the clock).
-	analyse := func(r analysisResult) {
+	analyze := func(r analysisResult) {
 		t.Helper()
 		s.mu.Lock()
 		c.nextDue, c.calmDue = time.Time{}.Add(1), time.Time{}.Add(1) // long past
@@ -197,20 +197,20 @@ func TestSchedulerAdaptiveDecisions(t *testing.T) {
 		j.f.release()
 		s.done(c, r)
 	}
-	analysed := analysisResult{analysed: true}
+	analyzed := analysisResult{analyzed: true}
 
 	publish(stillThumb())
 	if _, trigger := ready(); trigger != triggerRefresh {
 		t.Errorf("a new activation's first frame: %s, want %s", trigger, triggerRefresh)
 	}
-	analyse(analysed)
+	analyze(analyzed)
 	hold := holdAnalyses(policy)
 	for i := 1; i < hold; i++ {
 		publish(stillThumb())
 		if wait, trigger := ready(); trigger != triggerChange || wait > interval(policy) {
 			t.Errorf("analysis %d of the hold: %s in %v, want %s within the policy interval", i, trigger, wait, triggerChange)
 		}
-		analyse(analysed)
+		analyze(analyzed)
 	}
 	publish(stillThumb())
 	if wait, trigger := ready(); trigger != triggerCalm || wait < calm/2 {
@@ -221,12 +221,12 @@ func TestSchedulerAdaptiveDecisions(t *testing.T) {
 		t.Errorf("a changed picture: %s, want %s", trigger, triggerChange)
 	}
 	for i := 0; i < hold; i++ {
-		analyse(analysed)
+		analyze(analyzed)
 		publish(movedThumb())
 	}
 	// A rule is pending: it opens at stream time tMS+500 if nothing changes.
 	deadline := tMS + 500
-	analyse(analysisResult{analysed: true, deadline: deadline, hasDeadline: true})
+	analyze(analysisResult{analyzed: true, deadline: deadline, hasDeadline: true})
 	for tMS+1000/testFPS < deadline {
 		publish(movedThumb())
 		if _, trigger := ready(); trigger != triggerCalm {
@@ -237,12 +237,12 @@ func TestSchedulerAdaptiveDecisions(t *testing.T) {
 	if _, trigger := ready(); trigger != triggerDeadline {
 		t.Errorf("frame at %d ms, deadline %d: %s, want %s", tMS, deadline, trigger, triggerDeadline)
 	}
-	analyse(analysisResult{analysed: false}) // dropped, say as stale
+	analyze(analysisResult{analyzed: false}) // dropped, say as stale
 	publish(movedThumb())
 	if _, trigger := ready(); trigger != triggerRefresh {
 		t.Errorf("after a failed analysis: %s, want %s", trigger, triggerRefresh)
 	}
-	analyse(analysed)
+	analyze(analyzed)
 	for _, f := range s.close() {
 		f.release()
 	}
@@ -255,7 +255,7 @@ func TestSchedulerAdaptiveDecisions(t *testing.T) {
 
 // TestSchedulerCalmAnalysedLess: of two candidates with the same policy
 // and a fresh frame every 10 ms, the one whose picture stays still is
-// analysed far less often than the one whose picture keeps changing.
+// analyzed far less often than the one whose picture keeps changing.
 func TestSchedulerCalmAnalysedLess(t *testing.T) {
 	// In a synctest bubble the clock moves only when every goroutine waits,
 	// so the counts are exact however busy the machine is.
@@ -306,21 +306,21 @@ func TestSchedulerCalmAnalysedLess(t *testing.T) {
 			}
 			counts[j.c]++
 			j.f.release()
-			s.done(j.c, analysisResult{analysed: true})
+			s.done(j.c, analysisResult{analyzed: true})
 		}
 		wg.Wait()
 		for _, f := range s.close() {
 			f.release()
 		}
 		full := int(run.Seconds() * policy.AnalysisFPS)
-		t.Logf("in %v at %g fps: still picture analysed %d times, changing picture %d", run, policy.AnalysisFPS, counts[still], counts[moving])
+		t.Logf("in %v at %g fps: still picture analyzed %d times, changing picture %d", run, policy.AnalysisFPS, counts[still], counts[moving])
 		// The still one: its hold after the first look, then one look per calm
 		// interval.
 		if limit := holdAnalyses(policy) + int(run/calm) + 1; counts[still] > limit {
-			t.Errorf("still picture analysed %d times, want at most %d", counts[still], limit)
+			t.Errorf("still picture analyzed %d times, want at most %d", counts[still], limit)
 		}
 		if counts[moving] < full*2/3 || counts[moving] > full+1 {
-			t.Errorf("changing picture analysed %d times, want about %d (the policy rate)", counts[moving], full)
+			t.Errorf("changing picture analyzed %d times, want about %d (the policy rate)", counts[moving], full)
 		}
 		if n := metricValue(t, reg, "invigil_pipeline_analyses_total", "trigger", triggerCalm); n == 0 {
 			t.Error("no calm analyses counted")

@@ -23,7 +23,7 @@ type sinkQueue struct {
 	log     *slog.Logger
 	m       *metrics
 
-	ctx    context.Context // cancelled when Close gives up waiting
+	ctx    context.Context // canceled when Close gives up waiting
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -42,7 +42,7 @@ func (q *sinkQueue) enqueue(ctx context.Context, ev sinkEvent) {
 	if q.sink == nil {
 		return
 	}
-	select { // room in the queue wins over a cancelled ctx
+	select { // room in the queue wins over a canceled ctx
 	case q.ch <- ev:
 		return
 	default:
@@ -89,7 +89,7 @@ func (q *sinkQueue) stop(ctx context.Context) {
 	select {
 	case <-q.done:
 	case <-ctx.Done():
-		q.log.Error("violation sink still busy at close; cancelling", "queued", len(q.ch))
+		q.log.Error("violation sink still busy at close; canceling", "queued", len(q.ch))
 	}
 	q.cancel()
 	<-q.done

@@ -6,7 +6,7 @@ import (
 	"invigil/detectors/rules"
 )
 
-// Snapshot is the newest analysed observation of a candidate's camera:
+// Snapshot is the newest analyzed observation of a candidate's camera:
 // what the device check shows the candidate live (is a face found, at 50
 // cm, in enough light, with nobody else), and what a dashboard may show
 // between violations. The judgements are the candidate's policy's, on
@@ -59,7 +59,7 @@ type Snapshot struct {
 	Open []rules.Type
 }
 
-// newSnapshot summarises an analysed frame (c.analysisMu held).
+// newSnapshot summarizes an analyzed frame (c.analysisMu held).
 func newSnapshot(c *candidate, f *frame, o *rules.Observation) *Snapshot {
 	pol := c.engine.Policy()
 	extra, _ := pol.ExtraFaces(o)
@@ -95,11 +95,11 @@ func newSnapshot(c *candidate, f *frame, o *rules.Observation) *Snapshot {
 	return s
 }
 
-// Latest returns the newest analysed observation of the candidate's video,
-// if one was analysed since Forget. At tells how old it is: when the
+// Latest returns the newest analyzed observation of the candidate's video,
+// if one was analyzed since Forget. At tells how old it is: when the
 // candidate's tracks end it stays as long as the pipeline keeps the
 // candidate (with SetPolicy or Calibrate, until Forget). Cheap, and safe to
-// call from any goroutine while the workers analyse.
+// call from any goroutine while the workers analyze.
 func (p *Pipeline) Latest(identity string) (Snapshot, bool) {
 	s := p.sched
 	s.mu.Lock()

@@ -125,10 +125,10 @@ func (t *track) decode(frames []assembledFrame, now time.Time) {
 			arrival: d.arrival, track: &t.info,
 		}
 		// Here rather than in a worker: the scheduler needs to know whether
-		// the picture changed before it decides when to analyse it.
+		// the picture changed before it decides when to analyze it.
 		start := time.Now()
 		if err := t.thumbs.make(d.i420, &f.thumb); err != nil {
-			t.p.log.Debug("no thumbnail", "identity", t.info.Identity, "err", err) // analysed as changing
+			t.p.log.Debug("no thumbnail", "identity", t.info.Identity, "err", err) // analyzed as changing
 		} else {
 			f.hasThumb = true
 		}

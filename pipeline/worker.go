@@ -93,7 +93,7 @@ func (w *worker) process(ctx context.Context, j job) (r analysisResult) {
 		obs, err = w.a.Observe(w.bgr, f.tMS, c.stream)
 		m.stage(stageInference, time.Since(start))
 		if err != nil {
-			p.log.Warn("cannot analyse frame", "identity", c.identity, "t_ms", f.tMS, "err", err)
+			p.log.Warn("cannot analyze frame", "identity", c.identity, "t_ms", f.tMS, "err", err)
 			m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
 			return r
 		}
@@ -104,7 +104,7 @@ func (w *worker) process(ctx context.Context, j job) (r analysisResult) {
 	observed := time.Now()
 	events := c.engine.Observe(&obs)
 	events = append(events, p.audioMissingLocked(c, f.tMS)...)
-	r.analysed = true
+	r.analyzed = true
 	r.deadline, r.hasDeadline = c.engine.NextDeadline()
 	c.snapshot.Store(newSnapshot(c, f, &obs))
 	if c.mic.Load() != nil {

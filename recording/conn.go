@@ -714,7 +714,7 @@ func (c *connRecorder) flushSegment(now time.Time) {
 	}
 }
 
-// closeSegment finalises the open segment (Cues, Duration) and marks it
+// closeSegment finalizes the open segment (Cues, Duration) and marks it
 // complete in the manifest.
 func (c *connRecorder) closeSegment() {
 	seg := c.seg

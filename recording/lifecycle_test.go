@@ -15,7 +15,7 @@ import (
 	"invigil/media"
 )
 
-// Shutting down with participants still publishing finalises every file
+// Shutting down with participants still publishing finalizes every file
 // and manifest and leaves no goroutine behind (ebml-go's included); staff
 // in a call are recorded like candidates.
 func TestCloseStopsEverything(t *testing.T) {

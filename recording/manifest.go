@@ -47,7 +47,7 @@ type Segment struct {
 	// Bytes is the file size written so far.
 	Bytes  int64          `json:"bytes"`
 	Tracks []SegmentTrack `json:"tracks"`
-	// Complete is true once the file was finalised cleanly; a segment left
+	// Complete is true once the file was finalized cleanly; a segment left
 	// incomplete by a crash is still playable up to its last flush.
 	Complete bool `json:"complete"`
 	// Error says why recording stopped early, if it did.

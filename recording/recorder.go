@@ -137,7 +137,7 @@ func New(cfg Config) (*Recorder, error) {
 	return r, nil
 }
 
-// Close finalises every open segment and manifest and stops all the
+// Close finalizes every open segment and manifest and stops all the
 // recorder's goroutines. Tracks started afterwards are not recorded.
 func (r *Recorder) Close() error {
 	r.mu.Lock()
@@ -256,7 +256,7 @@ func (w *trackWriter) Close() {
 	w.c.r.trackClosed(w)
 }
 
-// sessionState serialises manifest updates of one session, whose
+// sessionState serializes manifest updates of one session, whose
 // connections may overlap briefly on a reconnect.
 type sessionState struct {
 	key  sessionKey

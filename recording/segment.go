@@ -40,7 +40,7 @@ const (
 	// Duration element in (the header is a few hundred bytes).
 	headerCapture = 4 << 10
 	// cuesReserved is the space kept after the header for the seek index,
-	// written when the segment is finalised (ebml-go thins the index out
+	// written when the segment is finalized (ebml-go thins the index out
 	// if a very long segment needs more).
 	cuesReserved = 32 << 10
 )
@@ -139,7 +139,7 @@ func (s *segmentFile) writeOutLocked(n int) {
 }
 
 // WriteAt is used by ebml-go to fill in the Cues and Duration when the
-// segment is finalised; everything buffered goes out first.
+// segment is finalized; everything buffered goes out first.
 func (s *segmentFile) WriteAt(p []byte, off int64) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,7 +196,7 @@ func (s *segmentFile) Flush(durationMS int64) error {
 	return s.Err()
 }
 
-// Close is called by ebml-go once the segment is finalised.
+// Close is called by ebml-go once the segment is finalized.
 func (s *segmentFile) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -321,7 +321,7 @@ func (w *webmWriter) flush() error {
 	return w.file.Flush(w.durationMS())
 }
 
-// close finalises the file (last cluster, Cues, Duration) and closes it.
+// close finalizes the file (last cluster, Cues, Duration) and closes it.
 func (w *webmWriter) close() error {
 	if w.closed {
 		return w.err()

@@ -34,11 +34,11 @@ type Config struct {
 	MaxSubscriptions int
 	// MaxPublishedTracks per participant: 4 (camera, microphone, screen…).
 	MaxPublishedTracks int
-	// MaxMessageBytes bounds one signalling message: 64 KiB. A larger one
+	// MaxMessageBytes bounds one signaling message: 64 KiB. A larger one
 	// is answered with an error and skipped; one over 64 times this closes
 	// the socket.
 	MaxMessageBytes int64
-	// ResumeWindow is how long a participant whose signalling socket
+	// ResumeWindow is how long a participant whose signaling socket
 	// dropped is kept for a resume: 30 s.
 	ResumeWindow time.Duration
 	// JoinTimeout bounds the wait for the first (join) message: 10 s.
@@ -52,7 +52,7 @@ type Config struct {
 	// ForwardQueue is the packets queued per subscriber track before new
 	// ones are dropped: 512 (about a second of 2 Mbit/s video).
 	ForwardQueue int
-	// SendQueue is the signalling messages queued per socket before the
+	// SendQueue is the signaling messages queued per socket before the
 	// client is dropped as too slow: 1024.
 	SendQueue int
 	// OriginPatterns lists the browser origins (host patterns such as

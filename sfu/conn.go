@@ -12,7 +12,7 @@ import (
 	"invigil/sfu/protocol"
 )
 
-// wsConn is one signalling socket. Messages to the client go through a
+// wsConn is one signaling socket. Messages to the client go through a
 // bounded queue drained by one writer goroutine, so nothing that sends (the
 // forwarding path, another participant's events) ever waits on a slow
 // client: a client whose queue overflows is disconnected.

@@ -46,7 +46,7 @@
 //     session instead (joined has resumed false and code
 //     "session_not_found"). After the window the participant is removed.
 //
-// # Signalling protocol
+// # Signaling protocol
 //
 // One JSON object per WebSocket text message, with a "type". Messages are
 // limited to Config.MaxMessageBytes (64 KiB); a larger one is answered with

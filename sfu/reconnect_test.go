@@ -12,7 +12,7 @@ import (
 	"invigil/sfu/protocol"
 )
 
-// The candidate's signalling socket and peer connections drop (Wi-Fi
+// The candidate's signaling socket and peer connections drop (Wi-Fi
 // fails); it comes back with resume_session: the same session, connection
 // 2, its new track re-attached to the examiner who was watching, and the
 // taps see the old track's Close and a new TrackStarted.

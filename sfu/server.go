@@ -19,7 +19,7 @@ import (
 	"invigil/sfu/protocol"
 )
 
-// Server is the SFU: an http.Handler for the signalling WebSocket and the
+// Server is the SFU: an http.Handler for the signaling WebSocket and the
 // Go API through which the control plane moves subscriptions.
 type Server struct {
 	cfg   Config
@@ -28,7 +28,7 @@ type Server struct {
 	api   *webrtc.API
 	muxes io.Closer // the ICE muxes, if any
 
-	ctx    context.Context // cancelled by Close
+	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the server starts
 
@@ -139,7 +139,7 @@ func newID(prefix string) string {
 	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// ServeHTTP upgrades to a WebSocket and runs one signalling session on it.
+// ServeHTTP upgrades to a WebSocket and runs one signaling session on it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	closed := s.closed
@@ -380,7 +380,7 @@ func (s *Server) disconnected(p *participant, c *wsConn) {
 	}
 	p.conn = nil
 	s.emitLocked(EventDisconnected, p, "", nil)
-	s.log.Info("sfu: signalling dropped, waiting for resume", "session", p.sessionID, "identity", p.grants.Identity,
+	s.log.Info("sfu: signaling dropped, waiting for resume", "session", p.sessionID, "identity", p.grants.Identity,
 		"window", s.cfg.ResumeWindow)
 	p.expiry = time.AfterFunc(s.cfg.ResumeWindow, func() {
 		s.mu.Lock()
@@ -581,7 +581,7 @@ type ParticipantInfo struct {
 	Role      string
 	Room      string
 	Hidden    bool
-	// Connected is false while the signalling socket is down and the
+	// Connected is false while the signaling socket is down and the
 	// session waits for a resume.
 	Connected bool
 	// Connection counts the session's media connections, from 1.

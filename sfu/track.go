@@ -68,7 +68,7 @@ type upTrack struct {
 	remote *webrtc.TrackRemote
 	info   media.Track
 
-	mu    sync.Mutex // serialises changes to downs
+	mu    sync.Mutex // serializes changes to downs
 	downs atomic.Pointer[[]*downTrack]
 
 	pliMu   sync.Mutex

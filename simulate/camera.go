@@ -15,7 +15,7 @@ import (
 // CameraOptions sets the picture a Camera makes.
 type CameraOptions struct {
 	// Width and Height of every frame (default 640×480); pictures are
-	// scaled to cover it and centre-cropped, as a webcam's field of view.
+	// scaled to cover it and center-cropped, as a webcam's field of view.
 	Width, Height int
 	// FPS is the camera's frame rate (default 15).
 	FPS float64
@@ -258,7 +258,7 @@ func (v *videoClip) seek(want int) error {
 	for v.base+v.pos < want {
 		if v.cap.Read(&v.frame) && !v.frame.Empty() {
 			if v.frame.Type() != gocv.MatTypeCV8UC3 {
-				return fmt.Errorf("%s: frames of type %v, want 8-bit colour", v.path, v.frame.Type())
+				return fmt.Errorf("%s: frames of type %v, want 8-bit color", v.path, v.frame.Type())
 			}
 			v.pos++
 			continue
@@ -296,10 +296,10 @@ func (v *videoClip) close() {
 	v.frame.Close()
 }
 
-// coverResize scales src to cover w×h and crops the centre into dst.
+// coverResize scales src to cover w×h and crops the center into dst.
 func coverResize(src gocv.Mat, dst *gocv.Mat, w, h int, scratch *gocv.Mat) error {
 	if src.Empty() || src.Type() != gocv.MatTypeCV8UC3 {
-		return errors.New("want a non-empty 8-bit colour picture")
+		return errors.New("want a non-empty 8-bit color picture")
 	}
 	if src.Cols() == w && src.Rows() == h {
 		src.CopyTo(dst)

@@ -21,7 +21,7 @@ import (
 
 // Config says where a candidate joins and what its camera shows.
 type Config struct {
-	// URL is the SFU's signalling WebSocket (ws://host:port/sfu/ws).
+	// URL is the SFU's signaling WebSocket (ws://host:port/sfu/ws).
 	URL string
 	// Locate, if set, asks where the media go now (the control plane's
 	// media token: with several nodes, the exam's media node). A resume
@@ -125,7 +125,7 @@ type statsCounters struct {
 	frames, keyframes, bytes, audio, keyRequests, reconnects, iceRestarts, notSent, failed atomic.Int64
 }
 
-// connection is one joined signalling session with its publisher
+// connection is one joined signaling session with its publisher
 // connection and tracks.
 type connection struct {
 	cl           *client.Client
@@ -159,7 +159,7 @@ func Join(ctx context.Context, cfg Config) (*Candidate, error) {
 		if cfg.Camera != nil {
 			cfg.Camera.Close()
 		}
-		return nil, errors.New("simulate: a signalling URL and a token are needed")
+		return nil, errors.New("simulate: a signaling URL and a token are needed")
 	}
 	if cfg.ResumeWindow <= 0 {
 		cfg.ResumeWindow = 30 * time.Second
@@ -315,7 +315,7 @@ func terminal(code string) bool {
 	return false
 }
 
-// watch reports the end of conn's signalling socket to Run.
+// watch reports the end of conn's signaling socket to Run.
 func (c *Candidate) watch(ctx context.Context, conn *connection) {
 	defer close(conn.watchDone)
 	m, err := conn.cl.WaitFor(ctx, func(m protocol.Message) bool { return m.Type == protocol.TypeError && terminal(m.Code) })

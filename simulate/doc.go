@@ -12,7 +12,7 @@
 // mono, resampled to 48 kHz, encoded with libopus in 20 ms packets), an Ogg
 // Opus file, or a sine made with ffmpeg, encoded once and looped.
 //
-// A candidate whose signalling socket drops resumes its session within the
+// A candidate whose signaling socket drops resumes its session within the
 // SFU's resume window, as the web page does; the first frame on the new
 // connection is a keyframe.
 package simulate

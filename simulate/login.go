@@ -22,12 +22,12 @@ const SignallingPath = contract.SignallingPath
 type Endpoints struct {
 	// API is the server's base URL (http or https), for the candidate login.
 	API string
-	// Signalling is the SFU's WebSocket URL (ws or wss).
-	Signalling string
+	// Signaling is the SFU's WebSocket URL (ws or wss).
+	Signaling string
 }
 
 // ParseServer accepts the server's base URL (http://host:8080), which
-// gives both endpoints, or the signalling URL itself (ws://host:8080/sfu/ws).
+// gives both endpoints, or the signaling URL itself (ws://host:8080/sfu/ws).
 func ParseServer(server string) (Endpoints, error) {
 	u, err := url.Parse(server)
 	if err != nil || u.Host == "" {
@@ -41,12 +41,12 @@ func ParseServer(server string) (Endpoints, error) {
 		sig := base
 		sig.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 		sig.Path = base.Path + SignallingPath
-		return Endpoints{API: base.String(), Signalling: sig.String()}, nil
+		return Endpoints{API: base.String(), Signaling: sig.String()}, nil
 	case "ws", "wss":
 		api := base
 		api.Scheme = map[string]string{"ws": "http", "wss": "https"}[u.Scheme]
 		api.Path = strings.TrimSuffix(strings.TrimSuffix(base.Path, "/"), SignallingPath)
-		return Endpoints{API: api.String(), Signalling: u.String()}, nil
+		return Endpoints{API: api.String(), Signaling: u.String()}, nil
 	}
 	return Endpoints{}, fmt.Errorf("server %q: scheme %q, want http, https, ws or wss", server, u.Scheme)
 }

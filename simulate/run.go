@@ -13,8 +13,8 @@ import (
 
 // Options runs a crowd of candidates (`invigil simulate`).
 type Options struct {
-	// Signalling is the SFU's WebSocket URL.
-	Signalling string
+	// Signaling is the SFU's WebSocket URL.
+	Signaling string
 	// Locate, if set, is every candidate's Config.Locate: where the media
 	// go after a media node went away.
 	Locate func(ctx context.Context) (string, error)
@@ -197,7 +197,7 @@ func joinOne(ctx context.Context, o Options, i int, stream *Stream, audio *Audio
 	if err != nil {
 		return nil, fmt.Errorf("token for candidate %d: %w", i+1, err)
 	}
-	cfg := Config{URL: o.Signalling, Locate: o.Locate, Token: token, Stream: stream, Audio: audio, LoopbackOnly: o.LoopbackOnly,
+	cfg := Config{URL: o.Signaling, Locate: o.Locate, Token: token, Stream: stream, Audio: audio, LoopbackOnly: o.LoopbackOnly,
 		Encode: o.Encode, Logger: o.Logger}
 	if stream != nil {
 		// Spread the candidates over the scenario, as real ones would be.

@@ -119,7 +119,7 @@ func TestCameraPlaysTheScenario(t *testing.T) {
 			t.Errorf("frame %d has level %.0f, want bright %v", i, levels[i], bright)
 		}
 	}
-	// The photo is scaled to cover the frame and centre-cropped, not squashed.
+	// The photo is scaled to cover the frame and center-cropped, not squashed.
 	src := gocv.IMRead(photo, gocv.IMReadColor)
 	defer src.Close()
 	want := gocv.NewMat()
@@ -135,7 +135,7 @@ func TestCameraPlaysTheScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p := psnr(frame, want); p < 40 {
-		t.Errorf("the photo differs from a centre crop: %.1f dB", p)
+		t.Errorf("the photo differs from a center crop: %.1f dB", p)
 	}
 }
 
@@ -302,11 +302,11 @@ func TestSineAudio(t *testing.T) {
 
 func TestParseServer(t *testing.T) {
 	for in, want := range map[string]Endpoints{
-		"http://127.0.0.1:8080":          {API: "http://127.0.0.1:8080", Signalling: "ws://127.0.0.1:8080/sfu/ws"},
-		"https://exam.example.org/":      {API: "https://exam.example.org", Signalling: "wss://exam.example.org/sfu/ws"},
-		"https://example.org/invigil":    {API: "https://example.org/invigil", Signalling: "wss://example.org/invigil/sfu/ws"},
-		"ws://127.0.0.1:8080/sfu/ws":     {API: "http://127.0.0.1:8080", Signalling: "ws://127.0.0.1:8080/sfu/ws"},
-		"wss://example.org/x/sfu/ws?a=b": {API: "https://example.org/x", Signalling: "wss://example.org/x/sfu/ws?a=b"},
+		"http://127.0.0.1:8080":          {API: "http://127.0.0.1:8080", Signaling: "ws://127.0.0.1:8080/sfu/ws"},
+		"https://exam.example.org/":      {API: "https://exam.example.org", Signaling: "wss://exam.example.org/sfu/ws"},
+		"https://example.org/invigil":    {API: "https://example.org/invigil", Signaling: "wss://example.org/invigil/sfu/ws"},
+		"ws://127.0.0.1:8080/sfu/ws":     {API: "http://127.0.0.1:8080", Signaling: "ws://127.0.0.1:8080/sfu/ws"},
+		"wss://example.org/x/sfu/ws?a=b": {API: "https://example.org/x", Signaling: "wss://example.org/x/sfu/ws?a=b"},
 	} {
 		got, err := ParseServer(in)
 		if err != nil || got != want {

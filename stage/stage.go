@@ -35,7 +35,7 @@ func (s Stage) Valid() bool {
 
 // moves is the state machine. Besides the guide's straight line it allows
 // what real days need: practice again, a call that drops back to waiting,
-// the rest room as a parking place before one's turn (organisers park
+// the rest room as a parking place before one's turn (organizers park
 // candidates there) and leaving from anywhere.
 var moves = map[Stage][]Stage{
 	Invited:            {Mock, DeviceCheckWaiting, RestRoom, Left},

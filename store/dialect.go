@@ -196,7 +196,7 @@ func postgresClass(err error) errorClass {
 }
 
 // classify asks both engines: an error carries the type of the driver that
-// made it, so at most one of them recognises it, and the queries need not
+// made it, so at most one of them recognizes it, and the queries need not
 // know which engine they ran on.
 func classify(err error) errorClass {
 	if err == nil {

@@ -90,7 +90,7 @@ func (s *Store) migrate(ctx context.Context, ms []migration) error {
 
 // createMigrationsTable makes the table that records the applied steps.
 // The statement is the same on both engines; on PostgreSQL two nodes
-// creating it at once would collide in the catalogue, hence the writer
+// creating it at once would collide in the catalog, hence the writer
 // lock of a write transaction.
 func (s *Store) createMigrationsTable(ctx context.Context) error {
 	tx, err := s.d.beginWrite(ctx, s.db)

@@ -73,7 +73,7 @@ func Handler() http.Handler { return HandlerWith(nil) }
 
 // HandlerWith is Handler whose pages may also connect to the origins
 // connectTo returns, asked on every response: with several nodes, the
-// media nodes' signalling sockets, which are other origins than the
+// media nodes' signaling sockets, which are other origins than the
 // control node's pages. Only ws:// and wss:// origins are taken.
 func HandlerWith(connectTo func() []string) http.Handler {
 	files := map[string]file{}

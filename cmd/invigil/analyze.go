@@ -26,7 +26,7 @@ const analyzeUsage = "[--policy rest_room|interview|waiting] [--frames] [--annot
 
 // runAnalyze analyses a video or image file and prints JSON Lines
 // (DESIGN.md): a "violation" line per violation and, with --frames, a
-// "frame" line per analysed frame. The sound (--audio, or else a video's
+// "frame" line per analyzed frame. The sound (--audio, or else a video's
 // own audio track) is judged by the audio rules (talking, microphone_off)
 // through the live pipeline's listening path; see analyzeAudio.
 func runAnalyze(ctx context.Context, e env, args []string) error {
@@ -34,7 +34,7 @@ func runAnalyze(ctx context.Context, e env, args []string) error {
 	flags := config.Register(fs, "models")
 	policyName := fs.String("policy", rules.PolicyRestRoom, "detection `policy`: "+strings.Join(rules.PolicyNames, ", "))
 	policyFile := fs.String("policy-file", "", "JSON `FILE` overriding the policy's thresholds (fields as in the config's policies)")
-	frames := fs.Bool("frames", false, "also print a line per analysed frame")
+	frames := fs.Bool("frames", false, "also print a line per analyzed frame")
 	annotate := fs.String("annotate", "", "write the input with detections drawn on it to `OUT` (.avi/.mp4/.webm for videos, .jpg/.png for images)")
 	evidence := fs.String("evidence", "", "save an evidence JPEG per violation into `DIR`")
 	calibrate := fs.Int64("calibrate-ms", 0, "treat the first `MS` milliseconds as the device check at 50 cm (distance calibration)")
@@ -92,7 +92,7 @@ func runAnalyze(ctx context.Context, e env, args []string) error {
 		opts.Progress = bar.update
 		defer bar.finish()
 	}
-	// The sound is read before the pictures are analysed, so a bad sound
+	// The sound is read before the pictures are analyzed, so a bad sound
 	// file fails at once rather than after a long video.
 	var sound []float32
 	if sound, err = readSound(ctx, e, *audioFile, fs.Arg(0), policy); err != nil {
@@ -144,7 +144,7 @@ type AudioChunkRecord struct {
 	listen.Chunk
 }
 
-// AudioSummaryRecord is printed once for the analysed sound.
+// AudioSummaryRecord is printed once for the analyzed sound.
 type AudioSummaryRecord struct {
 	Kind       string `json:"kind"` // "audio_summary"
 	DurationMS int64  `json:"duration_ms"`
@@ -176,8 +176,8 @@ func readSound(ctx context.Context, e env, audioFile, file string, policy rules.
 	case errors.Is(err, listen.ErrNoAudio):
 		return nil, nil
 	case err != nil:
-		// The pictures can still be analysed: say why the sound is not.
-		fmt.Fprintf(e.stderr, "invigil analyze: sound of %s not analysed: %v\n", file, err)
+		// The pictures can still be analyzed: say why the sound is not.
+		fmt.Fprintf(e.stderr, "invigil analyze: sound of %s not analyzed: %v\n", file, err)
 		return nil, nil
 	}
 	if len(pcm) == 0 {
@@ -271,7 +271,7 @@ func (p *progressBar) update(done, total int) {
 	elapsed := time.Since(p.start).Seconds()
 	rate := float64(done) / max(elapsed, 1e-3)
 	if total <= 0 {
-		fmt.Fprintf(p.w, "\ranalysing: %d frames, %.0f frames/s ", done, rate)
+		fmt.Fprintf(p.w, "\ranalyzing: %d frames, %.0f frames/s ", done, rate)
 		return
 	}
 	const width = 30

@@ -138,7 +138,7 @@ type testCluster struct {
 	control   string
 	media     map[string]*exec.Cmd // by node name
 	mediaData map[string]string    // node name → data directory
-	mediaBase map[string]string    // signalling URL → node name
+	mediaBase map[string]string    // signaling URL → node name
 	reg       *cluster.Registry
 }
 
@@ -365,7 +365,7 @@ func openedOn(t *testing.T, base string) float64 {
 // control node for again whenever a resume fails.
 type clusterCandidate struct {
 	exam, id int64
-	sig      string // the exam's media node's signalling URL when it joined
+	sig      string // the exam's media node's signaling URL when it joined
 	locate   func(ctx context.Context) (string, error)
 	c        *simulate.Candidate
 	stop     func() // leaves, once; the test's end does it too
@@ -409,7 +409,7 @@ func (cl *testCluster) runCandidate(t *testing.T, admin apiClient, clips []simul
 	return rc
 }
 
-// nodeBase is a node's HTTP base URL from its signalling URL.
-func nodeBase(signalling string) string {
-	return strings.TrimSuffix(strings.Replace(signalling, "ws://", "http://", 1), contract.SignallingPath)
+// nodeBase is a node's HTTP base URL from its signaling URL.
+func nodeBase(signaling string) string {
+	return strings.TrimSuffix(strings.Replace(signaling, "ws://", "http://", 1), contract.SignallingPath)
 }

@@ -40,7 +40,7 @@ func init() {
 		"healthcheck": {"exit 0 when a server's /healthz answers 200 (for Docker)", runHealthcheck},
 		"version":     {"print the version", runVersion},
 		"help":        {"show help for a command", runHelp},
-		"analyze":     {"analyse a video or image file and print violations as JSON Lines", runAnalyze},
+		"analyze":     {"analyze a video or image file and print violations as JSON Lines", runAnalyze},
 		"simulate":    {"join as synthetic candidates and publish a video, image or scenario as the camera", runSimulate},
 		"admin":       {"manage staff accounts: users list | add | disable | enable | passwd", runAdmin},
 		"node":        {"media nodes on NATS: list | drain NODE", runNode},

@@ -20,7 +20,7 @@ import (
 func runSimulate(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "simulate", "--server URL (--code CODE | --token TOKEN | --token-key KEY) (--video FILE | --scenario FILE) [flags]")
 	flags := config.Register(fs, "log-level", "log-format")
-	server := fs.String("server", "", "the server's `URL` (http://host:8080), or its signalling WebSocket (ws://host:8080/sfu/ws)")
+	server := fs.String("server", "", "the server's `URL` (http://host:8080), or its signaling WebSocket (ws://host:8080/sfu/ws)")
 	code := fs.String("code", "", "join with this invitation `CODE` (needs the control plane's candidate login)")
 	token := fs.String("token", "", "join with this SFU `TOKEN`")
 	tokenKey := fs.String("token-key", "", "issue tokens locally with the server's sfu_token_key `KEY` (tests and load; env INVIGIL_SFU_TOKEN_KEY)")
@@ -135,15 +135,15 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if sig != ends.Signalling {
-			log.Info("simulate: the exam's media are on another node", "signalling", sig)
+		if sig != ends.Signaling {
+			log.Info("simulate: the exam's media are on another node", "signaling", sig)
 		}
-		ends.Signalling = sig
+		ends.Signaling = sig
 		locate = func(ctx context.Context) (string, error) { return simulate.MediaURL(ctx, ends.API, login.Token) }
 	}
 
 	sum, err := simulate.Run(ctx, simulate.Options{
-		Signalling:   ends.Signalling,
+		Signaling:    ends.Signaling,
 		Locate:       locate,
 		Token:        tokens,
 		Candidates:   *candidates,

@@ -345,7 +345,7 @@ func resizeScale(in, out int, alignCorners bool) float32 {
 }
 
 // sourceCoordinate maps output index i to the input coordinate f and the
-// two input indices around it. With half-pixel centres f = (i+0.5)*scale -
+// two input indices around it. With half-pixel centers f = (i+0.5)*scale -
 // 0.5, clamped at 0 (TFLite clamps the lower index at 0, so the same value
 // results); the upper index is clamped to the last pixel.
 func sourceCoordinate(i int, scale float32, size int, halfPixel bool) (f float32, lo, hi int) {

@@ -20,7 +20,7 @@ import (
 func TestConv2DValid3x3(t *testing.T) {
 	g := &graph{}
 	x := g.input(1, 4, 4, 1)
-	// Filter 0 sums the 3×3 window; filter 1 picks its centre.
+	// Filter 0 sums the 3×3 window; filter 1 picks its center.
 	w := g.floats(s(2, 3, 3, 1),
 		1, 1, 1, 1, 1, 1, 1, 1, 1,
 		0, 0, 0, 0, 1, 0, 0, 0, 0)
@@ -29,7 +29,7 @@ func TestConv2DValid3x3(t *testing.T) {
 	g.op(tflite.OpConv2D, func(o *tflite.Options) { o.Padding = tflite.PaddingValid }, y, x, w, b)
 	g.output(y)
 	got, shape := g.run(t, seq(16))
-	// Window sums 54, 63, 90, 99 (+1); centres 6, 7, 10, 11 (-1).
+	// Window sums 54, 63, 90, 99 (+1); centers 6, 7, 10, 11 (-1).
 	expect(t, got, shape, []float32{55, 5, 64, 6, 91, 9, 100, 10}, s(1, 2, 2, 2))
 }
 

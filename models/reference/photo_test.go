@@ -13,9 +13,9 @@ import (
 )
 
 // photoInput loads a test photo as the NHWC float input of a size×size RGB
-// model: the photo is letterboxed onto a black square (centred, as the
+// model: the photo is letterboxed onto a black square (centered, as the
 // runners do), shrunk by area averaging (each output pixel is the mean of
-// the source pixels whose centres fall inside it) and each channel is
+// the source pixels whose centers fall inside it) and each channel is
 // mapped from [0,255] to [lo,hi]. The same slice feeds the reference and,
 // transposed to NCHW, the converted ONNX model.
 // Inputs are cached: decoding the large sample photos dominates otherwise.

@@ -1,8 +1,8 @@
 package runner
 
-// ssdAnchors returns the anchor centres, in [0,1] of the model input, that
+// ssdAnchors returns the anchor centers, in [0,1] of the model input, that
 // MediaPipe's SsdAnchorsCalculator makes with fixed_anchor_size (every anchor
-// 1×1, so only centres matter): consecutive layers with the same stride share
+// 1×1, so only centers matter): consecutive layers with the same stride share
 // one feature map, each contributing perLayer anchors per cell; anchors are
 // ordered by feature map, then row, column, anchor.
 func ssdAnchors(inputSize int, strides []int, perLayer int) []Point {

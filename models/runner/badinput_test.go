@@ -87,7 +87,7 @@ func TestBadCropsAreRefused(t *testing.T) {
 	for name, crop := range map[string]RotatedRect{
 		"zero":       {Center: Point{100, 100}},
 		"negative":   {Center: Point{100, 100}, Width: -50, Height: -50},
-		"NaN centre": {Center: Point{nan, 100}, Width: 50, Height: 50},
+		"NaN center": {Center: Point{nan, 100}, Width: 50, Height: 50},
 		"inf angle":  {Center: Point{100, 100}, Width: 50, Height: 50, Angle: math.Inf(1)},
 		"huge":       {Center: Point{100, 100}, Width: 1e9, Height: 1e9},
 		"far away":   {Center: Point{1e7, -1e7}, Width: 50, Height: 50},

@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// Faces labelled by looking at each photo (x, y, w, h in pixels).
-var labelledFaces = map[string][]labelled{
+// Faces labeled by looking at each photo (x, y, w, h in pixels).
+var labelledFaces = map[string][]labeled{
 	"messi5.jpg": {{box: Rect{221, 96, 37, 35}}},
 	"sample1.jpg": {
 		{box: Rect{415, 410, 180, 190}},
@@ -88,7 +88,7 @@ func TestShortRangeFindsCloseFaces(t *testing.T) {
 					faces[i].Keypoints[k].Y += float64(c.crop.Min.Y)
 				}
 			}
-			checkFaces(t, faces, []labelled{{box: c.face}})
+			checkFaces(t, faces, []labeled{{box: c.face}})
 		})
 	}
 }
@@ -108,7 +108,7 @@ func TestNoFaceWhereThereIsNone(t *testing.T) {
 	}
 }
 
-func checkFaces(t *testing.T, faces []Face, labels []labelled) {
+func checkFaces(t *testing.T, faces []Face, labels []labeled) {
 	t.Helper()
 	boxes := make([]Rect, len(faces))
 	scores := make([]float64, len(faces))

@@ -58,7 +58,7 @@ func NewFaceLandmarker(onnxPath string) (*FaceLandmarker, error) {
 }
 
 // FaceCrop is MediaPipe's region for the landmark model from a detection:
-// a square 1.5 times the box's long side around its centre, turned so the
+// a square 1.5 times the box's long side around its center, turned so the
 // eyes are level.
 func FaceCrop(f Face) RotatedRect {
 	re, le := f.Keypoints[RightEye], f.Keypoints[LeftEye]

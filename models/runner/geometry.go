@@ -47,7 +47,7 @@ func (r Rect) Image() image.Rectangle {
 		int(math.Ceil(r.X+r.W)), int(math.Ceil(r.Y+r.H)))
 }
 
-// RotatedRect is a rectangle turned by Angle radians about its centre. Angle
+// RotatedRect is a rectangle turned by Angle radians about its center. Angle
 // is measured from the image's x axis towards its y axis (clockwise on screen,
 // since y points down); the rectangle's own "up" is the direction
 // (sin Angle, −cos Angle).

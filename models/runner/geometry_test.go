@@ -64,7 +64,7 @@ func TestLetterboxRoundTrip(t *testing.T) {
 		t.Fatalf("640x480: %+v", lb)
 	}
 	if p := lb.toImage(Point{0.5, 0.5}); p != (Point{320, 240}) {
-		t.Errorf("input centre maps to %v, want the image centre", p)
+		t.Errorf("input center maps to %v, want the image center", p)
 	}
 	if p := lb.toImage(Point{0, 24.0 / 192}); p != (Point{0, 0}) {
 		t.Errorf("top-left of the image content maps to %v", p)
@@ -136,16 +136,16 @@ func TestRectIoU(t *testing.T) {
 }
 
 func TestPalmCrop(t *testing.T) {
-	box := Rect{100, 100, 40, 50} // centre (120, 125), h 50
+	box := Rect{100, 100, 40, 50} // center (120, 125), h 50
 	cases := []struct {
 		name           string
 		wrist, knuckle Point
 		angle          float64
 		center         Point
 	}{
-		// Fingers up: no turn, centre moves up by h/2.
+		// Fingers up: no turn, center moves up by h/2.
 		{"up", Point{120, 150}, Point{120, 110}, 0, Point{120, 100}},
-		// Fingers right: turned a quarter clockwise, centre moves right.
+		// Fingers right: turned a quarter clockwise, center moves right.
 		{"right", Point{100, 125}, Point{140, 125}, math.Pi / 2, Point{145, 125}},
 		// Fingers down.
 		{"down", Point{120, 100}, Point{120, 140}, -math.Pi, Point{120, 150}},
@@ -158,7 +158,7 @@ func TestPalmCrop(t *testing.T) {
 			t.Errorf("%s: angle %.4f, want %.4f", c.name, r.Angle, c.angle)
 		}
 		if !near(r.Center.X, c.center.X, 1e-9) || !near(r.Center.Y, c.center.Y, 1e-9) {
-			t.Errorf("%s: centre %v, want %v", c.name, r.Center, c.center)
+			t.Errorf("%s: center %v, want %v", c.name, r.Center, c.center)
 		}
 		if !near(r.Width, 130, 1e-9) || r.Width != r.Height {
 			t.Errorf("%s: size %vx%v, want 130 (50·2.6) square", c.name, r.Width, r.Height)
@@ -182,8 +182,8 @@ func TestRotatedRectBounds(t *testing.T) {
 
 func TestNextCropFollowsHand(t *testing.T) {
 	// A synthetic upright hand: palm landmarks in a 40×40 square, fingers
-	// above. The next crop must be upright, 2×40 wide, centred a little
-	// above the palm's centre.
+	// above. The next crop must be upright, 2×40 wide, centered a little
+	// above the palm's center.
 	var h Hand
 	set := func(i int, x, y float64) { h.Landmarks[i] = Point3{X: x, Y: y} }
 	set(Wrist, 100, 140)
@@ -205,7 +205,7 @@ func TestNextCropFollowsHand(t *testing.T) {
 		t.Errorf("side %v, want 80", r.Width)
 	}
 	if !near(r.Center.X, 100, 1e-9) || !near(r.Center.Y, 120-4, 1e-9) {
-		t.Errorf("centre %v, want (100, 116)", r.Center)
+		t.Errorf("center %v, want (100, 116)", r.Center)
 	}
 	// Turned by 90°: the same hand pointing right gives the same crop turned.
 	var g Hand

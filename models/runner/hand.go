@@ -64,7 +64,7 @@ type Hand struct {
 	// Landmarks in image pixels; Z is the depth relative to the wrist in
 	// the same pixel scale, smaller is nearer the camera.
 	Landmarks [NumHandLandmarks]Point3
-	// World landmarks in metres around the hand's centre, turned with the
+	// World landmarks in meters around the hand's center, turned with the
 	// image so X and Y follow the image's axes.
 	World [NumHandLandmarks]Point3
 	// Presence is the probability that the crop holds a hand at all; below
@@ -190,7 +190,7 @@ func (l *HandLandmarker) Detect(img gocv.Mat, crop RotatedRect) (Hand, error) {
 
 // cropFrame maps a landmark model's crop coordinates back to the image.
 type cropFrame struct {
-	centre  Point
+	center  Point
 	k, c, s float64 // input pixels per image pixel; cos and sin of the angle
 	half    float64 // half the input size
 }
@@ -201,10 +201,10 @@ type cropFrame struct {
 func warpCrop(img gocv.Mat, crop RotatedRect, size int, affine gocv.Mat, dst *gocv.Mat) (RotatedRect, cropFrame) {
 	side := math.Max(crop.Width, crop.Height)
 	crop.Width, crop.Height = side, side
-	f := cropFrame{centre: crop.Center, k: float64(size) / side, c: math.Cos(crop.Angle), s: math.Sin(crop.Angle), half: float64(size) / 2}
+	f := cropFrame{center: crop.Center, k: float64(size) / side, c: math.Cos(crop.Angle), s: math.Sin(crop.Angle), half: float64(size) / 2}
 
-	// Image → crop, continuous coordinates: u = k·R(−angle)·(p − centre) + size/2.
-	// warpAffine counts pixel centres at integers, hence the half-pixel terms.
+	// Image → crop, continuous coordinates: u = k·R(−angle)·(p − center) + size/2.
+	// warpAffine counts pixel centers at integers, hence the half-pixel terms.
 	m := [2][2]float64{{f.k * f.c, f.k * f.s}, {-f.k * f.s, f.k * f.c}}
 	for r := 0; r < 2; r++ {
 		t := f.half - m[r][0]*crop.Center.X - m[r][1]*crop.Center.Y
@@ -223,8 +223,8 @@ func warpCrop(img gocv.Mat, crop RotatedRect, size int, affine gocv.Mat, dst *go
 func (f cropFrame) toImage(x, y, z float64) Point3 {
 	u, v := x-f.half, y-f.half
 	return Point3{
-		X: f.centre.X + (f.c*u-f.s*v)/f.k,
-		Y: f.centre.Y + (f.s*u+f.c*v)/f.k,
+		X: f.center.X + (f.c*u-f.s*v)/f.k,
+		Y: f.center.Y + (f.s*u+f.c*v)/f.k,
 		Z: z / f.k,
 	}
 }

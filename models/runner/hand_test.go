@@ -9,7 +9,7 @@ import (
 )
 
 // handSrc.jpg: a left hand, palm to the camera, fingers pointing right,
-// the wrist just beyond the left edge. Labelled by looking at the photo.
+// the wrist just beyond the left edge. Labeled by looking at the photo.
 var (
 	handSrcHand = Rect{-60, 0, 610, 455} // the hand, wrist included
 
@@ -36,7 +36,7 @@ func TestPalmAndLandmarksOnHand(t *testing.T) {
 		p := palms[0]
 		t.Logf("%v: palm %s score %.3f IoU %.2f crop %+v", pm, fmtRect(p.Box), p.Score, p.Box.IoU(handSrcPalm), p.Crop)
 		if iou := p.Box.IoU(handSrcPalm); iou < 0.5 {
-			t.Errorf("%v: palm %s IoU %.2f with the labelled palm %s", pm, fmtRect(p.Box), iou, fmtRect(handSrcPalm))
+			t.Errorf("%v: palm %s IoU %.2f with the labeled palm %s", pm, fmtRect(p.Box), iou, fmtRect(handSrcPalm))
 		}
 		// The fingers point right, so the crop is turned a quarter clockwise.
 		if d := math.Abs(normalizeRadians(p.Crop.Angle - math.Pi/2)); d > 0.35 {

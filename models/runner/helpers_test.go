@@ -62,9 +62,9 @@ func photoRegion(t testing.TB, name string, r image.Rectangle) gocv.Mat {
 	return reg
 }
 
-// labelled is a hand-labelled box. Faces are labelled cheek to cheek (ears
+// labeled is a hand-labeled box. Faces are labeled cheek to cheek (ears
 // left out) and from mid-forehead to the chin.
-type labelled struct {
+type labeled struct {
 	box Rect
 	// minIoU is the overlap a detection needs to count as this box; 0 means
 	// the usual 0.5.
@@ -75,7 +75,7 @@ type labelled struct {
 	why      string
 }
 
-func (l labelled) threshold() float64 {
+func (l labeled) threshold() float64 {
 	if l.minIoU > 0 {
 		return l.minIoU
 	}
@@ -85,7 +85,7 @@ func (l labelled) threshold() float64 {
 // matchBoxes checks detections against labels one to one: every required
 // label has a detection overlapping it enough, and every detection belongs
 // to exactly one label.
-func matchBoxes(labels []labelled, found []Rect, scores []float64) (matched, problems []string) {
+func matchBoxes(labels []labeled, found []Rect, scores []float64) (matched, problems []string) {
 	owner := make([]int, len(found))
 	for i, f := range found {
 		owner[i] = -1
@@ -118,7 +118,7 @@ func matchBoxes(labels []labelled, found []Rect, scores []float64) (matched, pro
 	return matched, problems
 }
 
-func bestIoU(r Rect, labels []labelled) float64 {
+func bestIoU(r Rect, labels []labeled) float64 {
 	best := 0.0
 	for _, l := range labels {
 		best = max(best, r.IoU(l.box))
@@ -126,10 +126,10 @@ func bestIoU(r Rect, labels []labelled) float64 {
 	return best
 }
 
-func rectsAsLabels(rs []Rect) []labelled {
-	out := make([]labelled, len(rs))
+func rectsAsLabels(rs []Rect) []labeled {
+	out := make([]labeled, len(rs))
 	for i, r := range rs {
-		out[i] = labelled{box: r}
+		out[i] = labeled{box: r}
 	}
 	return out
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // letterbox fits a w×h image into a size×size model input keeping its aspect
-// ratio: scaled so the long side fills the input, centred, the rest padded
+// ratio: scaled so the long side fills the input, centered, the rest padded
 // black (MediaPipe's keep_aspect_ratio with a zero border).
 type letterbox struct {
 	size            int

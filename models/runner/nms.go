@@ -14,7 +14,7 @@ type detection struct {
 // exceeds threshold (itself included), and replace them by one detection
 // whose box and keypoints are the score-weighted mean of the group and whose
 // score is the best one's. Averaging steadies boxes that would jitter between
-// neighbouring anchors from frame to frame.
+// neighboring anchors from frame to frame.
 func weightedNMS(dets []detection, threshold float64) []detection {
 	remaining := make([]detection, len(dets))
 	copy(remaining, dets)

@@ -109,7 +109,7 @@ func (d *PalmDetector) Close() error {
 }
 
 // palmCrop is MediaPipe's palm-to-hand rectangle, in pixels: turn so the
-// wrist→middle-knuckle direction points up, move the centre half the palm's
+// wrist→middle-knuckle direction points up, move the center half the palm's
 // height towards the fingers, square on the long side and grow 2.6 times to
 // take in the whole hand.
 func palmCrop(box Rect, wrist, knuckle Point) RotatedRect {
@@ -122,7 +122,7 @@ func uprightAngle(from, to Point) float64 {
 }
 
 // handRect is MediaPipe's RectTransformationCalculator with square_long: the
-// centre moves shiftY·h along the rectangle's own y axis (negative: towards
+// center moves shiftY·h along the rectangle's own y axis (negative: towards
 // its top), then the rectangle becomes a square on its long side, scaled.
 func handRect(c Point, w, h, angle, shiftY, scale float64) RotatedRect {
 	c.X -= shiftY * h * math.Sin(angle)

@@ -1,5 +1,5 @@
 // Package client is a Go participant of the Invigil SFU: it speaks the
-// signalling protocol (package sfu/protocol) over a WebSocket and runs the
+// signaling protocol (package sfu/protocol) over a WebSocket and runs the
 // two pion peer connections, publisher and subscriber, the way the web
 // pages do. The SFU's tests, `invigil simulate` and the end-to-end tests
 // use it.
@@ -31,7 +31,7 @@ import (
 
 // Config says where and as whom to join.
 type Config struct {
-	// URL is the signalling endpoint, ws:// or wss://.
+	// URL is the signaling endpoint, ws:// or wss://.
 	URL   string
 	Token string
 	// ResumeSession is the session ID of a dropped session to take over.
@@ -109,7 +109,7 @@ type Client struct {
 
 	joined protocol.Message
 
-	pubMu    sync.Mutex // serialises negotiations on the publisher connection
+	pubMu    sync.Mutex // serializes negotiations on the publisher connection
 	answers  chan string
 	pcMu     sync.Mutex // guards the fields below
 	pub, sub *webrtc.PeerConnection

@@ -19,7 +19,7 @@ import (
 
 // A candidate publishes a microphone and a hidden proctor in the same room
 // subscribes to it, through a real SFU on loopback: the proctor learns of
-// the track from the signalling and receives its packets.
+// the track from the signaling and receives its packets.
 func ExampleDial() {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tokens := sfu.HMACTokens{Key: []byte("an example key of at least 32 bytes!")}

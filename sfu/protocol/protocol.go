@@ -1,4 +1,4 @@
-// Package protocol is the SFU's signalling wire format: one JSON object per
+// Package protocol is the SFU's signaling wire format: one JSON object per
 // WebSocket text message, told apart by its "type". The server (package sfu),
 // the Go client (package sfu/client) and the web pages all speak it; the
 // package sfu documentation lists every message with examples.
@@ -73,7 +73,7 @@ const (
 	CodeInternal        = "internal"          // a server fault
 )
 
-// Message is one signalling message. Only the fields that its Type uses are
+// Message is one signaling message. Only the fields that its Type uses are
 // set; the rest are omitted from the JSON.
 type Message struct {
 	Type string `json:"type"`

@@ -191,7 +191,7 @@ func (s *Server) start(ctx context.Context, bin string, cred *syscall.Credential
 	return s.run(ctx)
 }
 
-// run starts postgres on the initialised data directory and waits until
+// run starts postgres on the initialized data directory and waits until
 // it accepts connections.
 func (s *Server) run(ctx context.Context) error {
 	log, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

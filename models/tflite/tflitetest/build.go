@@ -26,7 +26,7 @@ type (
 	U64 uint64
 )
 
-// Encode serialises root with the "TFL3" file identifier.
+// Encode serializes root with the "TFL3" file identifier.
 func Encode(root *Table) []byte {
 	e := &encoder{b: make([]byte, 8)}
 	copy(e.b[4:], "TFL3")

@@ -143,7 +143,7 @@ func Cases() []Case {
 		},
 		Inputs: []int32{0}, Outputs: []int32{7},
 	})
-	// RESIZE_BILINEAR ×2 with half-pixel centres, CONCATENATION on the
+	// RESIZE_BILINEAR ×2 with half-pixel centers, CONCATENATION on the
 	// channel axis (a feature-pyramid merge), PRELU.
 	add("resize_halfpixel_concat_prelu", Graph{
 		Tensors: []t{

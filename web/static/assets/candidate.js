@@ -8,7 +8,7 @@ import { t, pick, onLangChange } from './i18n.js';
 import { get, post, setCSRF, errorText, ApiError } from './api.js';
 import { listen } from './events.js';
 import { SfuClient } from './sfu.js';
-import { SIGNALLING_PATH } from './contract.js';
+import { SIGNALING_PATH } from './contract.js';
 import { $, $$, show, toast, attachStream, wireLangSwitch, stageText, stageClass } from './ui.js';
 
 const S = {
@@ -565,10 +565,10 @@ async function pollAnalysis() {
 // node (an absolute wss:// URL); with one, this server's own SFU.
 async function mediaURL() {
   try {
-    return (await post('/media/token', {})).url || SIGNALLING_PATH;
+    return (await post('/media/token', {})).url || SIGNALING_PATH;
   } catch (e) {
     console.warn('media url', e);
-    return SIGNALLING_PATH;
+    return SIGNALING_PATH;
   }
 }
 

@@ -2,8 +2,8 @@
 // Generated from Go package invigil/contract (contract.JavaScript); do not
 // edit. `go test ./web -run TestContractModule -update` writes it again.
 
-// Where the SFU's signalling WebSocket is mounted.
-export const SIGNALLING_PATH = "/sfu/ws";
+// Where the SFU's signaling WebSocket is mounted.
+export const SIGNALING_PATH = "/sfu/ws";
 
 // The roles a staff account can have.
 export const STAFF_ROLES = Object.freeze(["admin","assistant","examiner","proctor"]);

@@ -6,7 +6,7 @@
 // the socket lives, a resume (join with resume_session) when it dies.
 // onState tells the page 'connecting' | 'connected' | 'reconnecting' |
 // 'failed' | 'closed' so it can show "reconnecting".
-import { SIGNALLING_PATH } from './contract.js';
+import { SIGNALING_PATH } from './contract.js';
 
 const FATAL = new Set(['unauthorized', 'kicked', 'replaced']);
 const PING_EVERY_MS = 5000;
@@ -98,7 +98,7 @@ export class SfuClient {
   async join(resumeSession) {
     const tok = typeof this.opts.token === 'function' ? await this.opts.token() : this.opts.token;
     const url = typeof this.opts.url === 'function' ? await this.opts.url() : this.opts.url;
-    const ws = new WebSocket(wsURL(url || SIGNALLING_PATH));
+    const ws = new WebSocket(wsURL(url || SIGNALING_PATH));
     this.ws = ws;
     await new Promise((resolve, reject) => {
       const timer = setTimeout(() => { ws.close(); reject(new SfuError('timeout', 'join timed out')); }, JOIN_TIMEOUT_MS);

@@ -7,7 +7,7 @@ import { t, onLangChange } from './i18n.js';
 import { get, post, put, errorText } from './api.js';
 import { listen } from './events.js';
 import { SfuClient } from './sfu.js';
-import { SIGNALLING_PATH } from './contract.js';
+import { SIGNALING_PATH } from './contract.js';
 import {
   $, h, show, toast, fmtTime, since, stageText, stageClass, typeText, attachStream,
   wireLangSwitch, staffLogin, topBar, chooseExam, setLive,
@@ -387,7 +387,7 @@ async function startMedia() {
     S.sfu = new SfuClient({
       url: async () => {
         tok = await post('/media/token', { exam_id: S.exam.id });
-        return tok.url || SIGNALLING_PATH;
+        return tok.url || SIGNALING_PATH;
       },
       token: async () => (tok || (await post('/media/token', { exam_id: S.exam.id }))).token,
       onState: (state) => setLive($('#media-state'), 'media_' + state),
