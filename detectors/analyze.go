@@ -54,6 +54,11 @@ type ViolationRecord struct {
 type AnalyzeOptions struct {
 	ModelsDir string
 	FullHands bool
+	// Analyzer, when set, is used instead of loading the networks again
+	// (ModelsDir and FullHands are then ignored): a caller analyzing many
+	// files saves the loads and can read the networks' runs over all of
+	// them (Analyzer.InferenceReport). AnalyzeFile does not close it.
+	Analyzer *Analyzer
 	// Policy defaults to rest_room when its Name is empty.
 	Policy rules.Policy
 	Camera Camera
@@ -110,11 +115,13 @@ func AnalyzeFile(ctx context.Context, path string, opts AnalyzeOptions, emit fun
 	if err != nil {
 		return err
 	}
-	a, err := NewAnalyzer(AnalyzerOptions{ModelsDir: opts.ModelsDir, FullHands: opts.FullHands})
-	if err != nil {
-		return err
+	a := opts.Analyzer
+	if a == nil {
+		if a, err = NewAnalyzer(AnalyzerOptions{ModelsDir: opts.ModelsDir, FullHands: opts.FullHands}); err != nil {
+			return err
+		}
+		defer a.Close()
 	}
-	defer a.Close()
 	if opts.EvidenceDir != "" {
 		if err := os.MkdirAll(opts.EvidenceDir, 0o755); err != nil {
 			return fmt.Errorf("evidence directory: %w", err)

@@ -436,19 +436,62 @@ func overlapsAny(r runner.Rect, hands []runner.Hand) bool {
 // Inference sums the bare-inference runs and time of the analyzer's
 // networks, to report the analysis overhead around them.
 func (a *Analyzer) Inference() runner.Inference {
-	return a.face.Inference().Add(a.mesh.Inference()).Add(a.palm.Inference()).Add(a.hand.Inference())
+	var sum runner.Inference
+	for _, n := range a.Networks() {
+		sum = sum.Add(n.Inference)
+	}
+	return sum
 }
 
-// InferenceReport lists each network's mean bare-inference time.
+// NetworkRuns is one network's bare-inference runs and time so far.
+type NetworkRuns struct {
+	Name string
+	runner.Inference
+}
+
+// Networks lists the runs of each network so far, in a fixed order, so a
+// caller can take the difference over a piece of work and see which
+// networks it ran how often.
+func (a *Analyzer) Networks() []NetworkRuns {
+	return []NetworkRuns{
+		{"face", a.face.Inference()},
+		{"face_mesh", a.mesh.Inference()},
+		{"palm", a.palm.Inference()},
+		{"hand", a.hand.Inference()},
+	}
+}
+
+// InferenceReport lists each network's runs and mean bare-inference time.
 func (a *Analyzer) InferenceReport() string {
+	return FormatNetworkRuns(a.Networks(), 0)
+}
+
+// FormatNetworkRuns writes networks' runs and mean times on one line; with
+// analyses > 0 also the runs per analysis.
+func FormatNetworkRuns(networks []NetworkRuns, analyses int) string {
 	var b strings.Builder
-	for _, n := range []struct {
-		name string
-		inf  runner.Inference
-	}{{"face", a.face.Inference()}, {"face_mesh", a.mesh.Inference()}, {"palm", a.palm.Inference()}, {"hand", a.hand.Inference()}} {
-		if n.inf.Runs > 0 {
-			fmt.Fprintf(&b, "%s %d runs %.1f ms; ", n.name, n.inf.Runs, n.inf.Time.Seconds()*1000/float64(n.inf.Runs))
+	for _, n := range networks {
+		if n.Runs == 0 {
+			continue
 		}
+		fmt.Fprintf(&b, "%s %d runs %.1f ms", n.Name, n.Runs, n.Time.Seconds()*1000/float64(n.Runs))
+		if analyses > 0 {
+			fmt.Fprintf(&b, " (%.2f per analysis)", float64(n.Runs)/float64(analyses))
+		}
+		b.WriteString("; ")
 	}
 	return b.String()
+}
+
+// SubtractRuns is after − before, network by network (both from Networks).
+func SubtractRuns(after, before []NetworkRuns) []NetworkRuns {
+	out := make([]NetworkRuns, len(after))
+	for i, n := range after {
+		out[i] = n
+		if i < len(before) {
+			out[i].Runs -= before[i].Runs
+			out[i].Time -= before[i].Time
+		}
+	}
+	return out
 }

@@ -2,12 +2,17 @@ package eval
 
 import (
 	"context"
+	"image"
+	"io"
+	"math"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"testing"
 	"time"
 
 	"gocv.io/x/gocv"
+	"golang.org/x/sys/unix"
 
 	"invigil/detectors"
 	"invigil/detectors/rules"
@@ -117,4 +122,122 @@ func restRoomFrames(b *testing.B, set *BuiltSet, n int) []gocv.Mat {
 	}
 	b.Fatal("no rest-room hands scenario in the evaluation set")
 	return nil
+}
+
+// webcamAnalysisSeconds is how much of the webcam recording
+// BenchmarkWebcamAnalysis analyses: long enough for the head to move and
+// turn many times, short enough to hold the frames in memory.
+const webcamAnalysisSeconds = 60
+
+// BenchmarkWebcamAnalysis measures what an analysis costs on moving
+// footage: the evaluation set's webcam recording of a man talking and
+// moving his head (franck.mp4, no hands in view, as in mediatest's
+// BenchmarkCandidates), scaled to cover 640×480 as the simulated cameras
+// do, analyzed under the rest-room policy at its 5 frames per second (the
+// pipeline's change detector would ask for nearly every one of them on this
+// footage). One iteration is one pass over the first minute with a new
+// stream. CPU is the thread's own (OpenCV on one thread, on this locked
+// thread), so other load on the machine does not count. It reports the CPU
+// per analysis and logs each network's runs per analysis.
+func BenchmarkWebcamAnalysis(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	runner.SetNumThreads(1)
+	defer runner.SetNumThreads(0)
+	sources := filepath.Join(testassets.RepoRoot(b), ".cache", "eval", "sources")
+	if err := ProvisionSources(b.Context(), sources, io.Discard); err != nil {
+		b.Fatalf("the webcam recordings: %v", err)
+	}
+	policy, err := rules.DefaultPolicy(rules.PolicyRestRoom)
+	if err != nil {
+		b.Fatal(err)
+	}
+	frames := webcamFrames(b, SourcePath(sources, "franck.mp4"), policy.AnalysisFPS, webcamAnalysisSeconds)
+	defer func() {
+		for _, f := range frames {
+			f.Close()
+		}
+	}()
+	a, err := detectors.NewAnalyzer(detectors.AnalyzerOptions{ModelsDir: testassets.ModelsDir(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	frame := gocv.NewMat()
+	defer frame.Close()
+	step := int64(1000 / policy.AnalysisFPS)
+	before := a.Networks()
+	var cpu time.Duration
+	analyses := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		stream := detectors.NewStream(policy, detectors.Camera{})
+		for k, f := range frames {
+			coverResizeInto(f, &frame, 640, 480)
+			start := threadCPU(b)
+			if _, err := a.Observe(frame, int64(k)*step, stream); err != nil {
+				b.Fatal(err)
+			}
+			cpu += threadCPU(b) - start
+			analyses++
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(cpu.Seconds()*1000/float64(analyses), "ms-cpu/analysis")
+	b.Logf("%d analyses; per network: %s", analyses, detectors.FormatNetworkRuns(detectors.SubtractRuns(a.Networks(), before), analyses))
+}
+
+// webcamFrames reads the frames of a video that an analysis at fps would
+// sample from its first seconds.
+func webcamFrames(b *testing.B, path string, fps float64, seconds int) []gocv.Mat {
+	capture, err := gocv.VideoCaptureFileWithAPI(path, gocv.VideoCaptureFFmpeg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer capture.Close()
+	videoFPS := capture.Get(gocv.VideoCaptureFPS)
+	if !(videoFPS > 0) {
+		b.Fatalf("%s: no frame rate", path)
+	}
+	var frames []gocv.Mat
+	next := 0.0
+	for n := 0; float64(n) < videoFPS*float64(seconds); n++ {
+		m := gocv.NewMat()
+		if !capture.Read(&m) || m.Empty() {
+			m.Close()
+			break
+		}
+		if t := float64(n) / videoFPS; t >= next {
+			frames = append(frames, m)
+			next += 1 / fps
+			continue
+		}
+		m.Close()
+	}
+	if len(frames) < int(fps)*seconds*9/10 {
+		b.Fatalf("%s: %d frames sampled, want about %d", path, len(frames), int(fps)*seconds)
+	}
+	return frames
+}
+
+// coverResizeInto scales src to cover w×h and keeps the center, as the
+// simulated cameras show a recording.
+func coverResizeInto(src gocv.Mat, dst *gocv.Mat, w, h int) {
+	f := math.Max(float64(w)/float64(src.Cols()), float64(h)/float64(src.Rows()))
+	scaled := gocv.NewMat()
+	defer scaled.Close()
+	gocv.Resize(src, &scaled, image.Pt(int(math.Ceil(float64(src.Cols())*f)), int(math.Ceil(float64(src.Rows())*f))), 0, 0, gocv.InterpolationLinear)
+	x, y := (scaled.Cols()-w)/2, (scaled.Rows()-h)/2
+	region := scaled.Region(image.Rect(x, y, x+w, y+h))
+	defer region.Close()
+	region.CopyTo(dst)
+}
+
+// threadCPU is the calling thread's CPU time.
+func threadCPU(b *testing.B) time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ts.Nano())
 }
