@@ -74,27 +74,30 @@ func (c *handlers) candidateLogin(w http.ResponseWriter, r *http.Request, _ *pri
 	// Whatever ends the login without a verdict on the code (a store
 	// error) counts for nothing.
 	defer att.abort()
-	cand, exam, err := c.plane.EnterWithCode(r.Context(), req.Code)
-	var refusal *control.Error
-	switch {
-	case errors.As(err, &refusal) && (refusal.Code == control.CodeBadCode || refusal.Code == control.CodeUnknownCode):
+	match, err := c.plane.FindCode(r.Context(), req.Code)
+	if control.IsCode(err, control.CodeBadCode) || control.IsCode(err, control.CodeUnknownCode) {
 		c.m.codeFailures.Inc()
 		c.m.logins.WithLabelValues("candidate", "failed").Inc()
 		if wait := att.fail(now); wait > 0 {
 			return c.tooMany(wait)
 		}
 		return err
-	case refusal != nil:
-		// The code exists: whatever refused it (too early, too late, the
-		// stage) is not a guess, and the network's earlier wrong codes
-		// stay counted (a right code forgives nothing).
-		att.succeed()
-		c.m.logins.WithLabelValues("candidate", loginRefusal(refusal.Code)).Inc()
-		return err
-	case err != nil:
+	}
+	if err != nil {
 		return err
 	}
+	// The code exists: whatever follows (too early, too late, a refusal of
+	// the stage) is not a guess, and the network's earlier wrong codes stay
+	// counted (a right code forgives nothing).
 	att.succeed()
+	cand, exam, err := c.plane.Enter(r.Context(), match)
+	var refusal *control.Error
+	if errors.As(err, &refusal) {
+		c.m.logins.WithLabelValues("candidate", loginRefusal(refusal.Code)).Inc()
+	}
+	if err != nil {
+		return err
+	}
 	secret, tok, err := c.issueToken(r.Context(), store.TokenCandidate, 0, cand.ID, exam.EndsAt.Add(24*time.Hour).Sub(now))
 	if err != nil {
 		return err

@@ -145,6 +145,7 @@ type handlers struct {
 }
 
 type controlMetrics struct {
+	violations      *prometheus.CounterVec
 	codeFailures    prometheus.Counter
 	guessingAlert   prometheus.Gauge
 	eventsDelivered *prometheus.CounterVec
@@ -201,15 +202,20 @@ func newControl(s *Server, o ControlOptions) (*handlers, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	violations := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "invigil_violations_total", Help: "Violations stored, by type.",
+	}, []string{"type"})
 	plane, err := control.New(control.Options{Store: o.Store, DataDir: o.DataDir, Node: o.Node,
 		Media: o.Media, Analysis: o.Analysis, Placement: o.Placement, Events: o.Events,
-		EarlyLogin: o.EarlyLogin, RiskWeights: o.RiskWeights, Now: o.Now, Logger: s.log, Registry: s.opts.Registry})
+		EarlyLogin: o.EarlyLogin, RiskWeights: o.RiskWeights, Now: o.Now, Logger: s.log,
+		ViolationStored: func(typ string) { violations.WithLabelValues(typ).Inc() }})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	c := &handlers{opts: o, plane: plane, st: o.Store, log: s.log, now: o.Now, closing: s.closing,
 		signals: &signalLimiter{times: map[int64][]time.Time{}}}
 	c.m = controlMetrics{
+		violations: violations,
 		codeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_code_attempts_failed_total", Help: "Invitation codes entered that matched no active code (or were refused while rate-limited).",
 		}),
@@ -236,7 +242,7 @@ func newControl(s *Server, o ControlOptions) (*handlers, error) {
 		"code_network": c.limit.nets, "login_username": c.logins.users, "login_network": c.logins.nets}}
 	sessions := &stageCollector{st: o.Store, desc: prometheus.NewDesc("invigil_sessions",
 		"Candidates by stage (from the store, at scrape time).", []string{"stage"}, nil), log: s.log}
-	for _, col := range []prometheus.Collector{c.m.codeFailures, c.m.guessingAlert,
+	for _, col := range []prometheus.Collector{c.m.violations, c.m.codeFailures, c.m.guessingAlert,
 		c.m.eventsDelivered, c.m.logins, c.m.hashesRunning, trackedKeys, sessions} {
 		if err := s.opts.Registry.Register(col); err != nil {
 			return nil, fmt.Errorf("api: register metrics: %w", err)

@@ -25,9 +25,8 @@ var (
 	textInterviewed = stage.Text{ZH: "您的面试已结束，请使用休息室码进入休息室。", EN: "Your interview has ended; use the rest-room code to enter the rest room."}
 )
 
-// The codes of EnterWithCode's refusals that say the code itself is wrong
-// (a guess, for the rate limiter); every other refusal means the code
-// exists.
+// The codes of FindCode's refusals: the code itself is wrong (a guess,
+// for the rate limiter).
 const (
 	CodeBadCode     = "bad_code"
 	CodeUnknownCode = "unknown_code"
@@ -46,22 +45,28 @@ func IsSixDigits(s string) bool {
 	return true
 }
 
-// EnterWithCode is a candidate entering with an invitation code: the
-// code's kind and the candidate's stage decide where they go (the stage
-// machine of the guide), inside the exam's login window. It answers the
-// candidate as they are now and their exam. Codes are never logged.
-func (p *Plane) EnterWithCode(ctx context.Context, code string) (store.Candidate, store.Exam, error) {
+// FindCode is what an invitation code opens. Its refusals (CodeBadCode,
+// CodeUnknownCode) say the code is wrong; whatever Enter refuses after it
+// is not a guess. The two are apart so that a rate limiter settles the
+// attempt as soon as the code is known to exist, before Enter's write
+// transaction. Codes are never logged.
+func (p *Plane) FindCode(ctx context.Context, code string) (store.CodeMatch, error) {
 	code = strings.TrimSpace(code)
 	if !IsSixDigits(code) {
-		return store.Candidate{}, store.Exam{}, candidateError(Invalid, CodeBadCode, textBadCode)
+		return store.CodeMatch{}, candidateError(Invalid, CodeBadCode, textBadCode)
 	}
 	match, err := p.st.LookupCode(ctx, code)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Candidate{}, store.Exam{}, candidateError(NotFound, CodeUnknownCode, textWrongCode)
+		return store.CodeMatch{}, candidateError(NotFound, CodeUnknownCode, textWrongCode)
 	}
-	if err != nil {
-		return store.Candidate{}, store.Exam{}, err
-	}
+	return match, err
+}
+
+// Enter is a candidate entering with the code FindCode found: the code's
+// kind and the candidate's stage decide where they go (the stage machine
+// of the guide), inside the exam's login window. It answers the candidate
+// as they are now and their exam.
+func (p *Plane) Enter(ctx context.Context, match store.CodeMatch) (store.Candidate, store.Exam, error) {
 	exam, err := p.st.Exam(ctx, match.ExamID)
 	if err != nil {
 		return store.Candidate{}, store.Exam{}, err
@@ -254,4 +259,14 @@ func (p *Plane) Calibrate(ctx context.Context, a Actor, candidateID int64) error
 		return fmt.Errorf("calibrate candidate %d: %w", cand.ID, err)
 	}
 	return p.st.Audit(ctx, a.ID, "candidate.calibrate", "candidate:"+strconv.FormatInt(cand.ID, 10), nil)
+}
+
+// EnterWithCode is FindCode then Enter, for callers with no rate limiter
+// to settle in between.
+func (p *Plane) EnterWithCode(ctx context.Context, code string) (store.Candidate, store.Exam, error) {
+	match, err := p.FindCode(ctx, code)
+	if err != nil {
+		return store.Candidate{}, store.Exam{}, err
+	}
+	return p.Enter(ctx, match)
 }

@@ -4,19 +4,16 @@
 // transaction. It speaks Go, not HTTP: operations take an Actor and IDs
 // and answer rows or an *Error whose Kind the transport (package api) maps
 // to its own answers. The media plane reaches it through the interfaces
-// here, which cmd adapts (control, api and sfu never import the SFU or
-// each other's transport).
+// here, which cmd adapts: control imports neither net/http nor api nor
+// sfu.
 package control
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"invigil/contract"
 	"invigil/detectors/rules"
@@ -125,8 +122,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Registry, if set, receives the plane's metrics.
-	Registry prometheus.Registerer
+	// ViolationStored, if set, hears of each violation stored (by type),
+	// from the media plane or the browser: the transport's metrics count
+	// them, so the plane needs no metrics library of its own.
+	ViolationStored func(typ string)
 }
 
 // defaultRiskWeights are config.DefaultRiskWeights' values, for a plane
@@ -145,11 +144,10 @@ type Plane struct {
 	log        *slog.Logger
 	now        func() time.Time
 	watchers   *watchers
-	violations *prometheus.CounterVec
 	online     sync.Map // SFU identity → true while connected
 }
 
-// New builds a plane and registers its metrics in opts.Registry.
+// New builds a plane.
 func New(opts Options) (*Plane, error) {
 	if opts.Store == nil {
 		return nil, errors.New("control: Options.Store is nil")
@@ -169,16 +167,10 @@ func New(opts Options) (*Plane, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	p := &Plane{opts: opts, st: opts.Store, log: opts.Logger, now: opts.Now, watchers: newWatchers(),
-		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "invigil_violations_total", Help: "Violations stored, by type.",
-		}, []string{"type"})}
-	if opts.Registry != nil {
-		if err := opts.Registry.Register(p.violations); err != nil {
-			return nil, fmt.Errorf("control: register metrics: %w", err)
-		}
+	if opts.ViolationStored == nil {
+		opts.ViolationStored = func(string) {}
 	}
-	return p, nil
+	return &Plane{opts: opts, st: opts.Store, log: opts.Logger, now: opts.Now, watchers: newWatchers()}, nil
 }
 
 // Store is the store the plane decides over, for the transport's plain

@@ -241,7 +241,7 @@ func (p *Plane) storeSignal(ctx context.Context, cand store.Candidate, key, typ,
 		return ViolationView{}, false, fmt.Errorf("store browser signal %s of candidate %d: %w", key, cand.ID, err)
 	}
 	if opened {
-		p.violations.WithLabelValues(typ).Inc()
+		p.opts.ViolationStored(typ)
 	}
 	return ViewViolation(out, cand.Name), changed, nil
 }

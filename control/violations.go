@@ -150,7 +150,7 @@ func (p *Plane) ViolationOpened(ctx context.Context, v ViolationReport) error {
 		return fmt.Errorf("store violation %s: %w", v.Key, rejectMissing(err))
 	}
 	if inserted {
-		p.violations.WithLabelValues(v.Type).Inc()
+		p.opts.ViolationStored(v.Type)
 	}
 	return nil
 }
