@@ -35,6 +35,7 @@ type Analyzer struct {
 	hand *runner.HandLandmarker
 
 	gray, small, laplace gocv.Mat // scratch for the light measures
+	grid                 gocv.Mat // scratch for the change grid
 	scaled               gocv.Mat // scratch for oversized frames
 }
 
@@ -58,7 +59,7 @@ func NewAnalyzer(opts AnalyzerOptions) (*Analyzer, error) {
 	if err := models.CheckPresent(opts.ModelsDir); err != nil {
 		return nil, err
 	}
-	a := &Analyzer{gray: gocv.NewMat(), small: gocv.NewMat(), scaled: gocv.NewMat(), laplace: gocv.NewMat()}
+	a := &Analyzer{gray: gocv.NewMat(), small: gocv.NewMat(), scaled: gocv.NewMat(), laplace: gocv.NewMat(), grid: gocv.NewMat()}
 	var err error
 	if a.face, err = runner.NewFaceDetector(models.ONNXPath(opts.ModelsDir, models.FaceFullRange), runner.FaceFullRange); err != nil {
 		a.Close()
@@ -103,6 +104,7 @@ func (a *Analyzer) Close() error {
 	a.small.Close()
 	a.laplace.Close()
 	a.scaled.Close()
+	a.grid.Close()
 	return nil
 }
 
@@ -131,6 +133,7 @@ type Stream struct {
 	hands        []rules.Hand
 	tracked      []runner.RotatedRect
 	handRuns     int
+	palm         palmLook
 }
 
 // NewStream starts a stream under a policy.
@@ -172,7 +175,11 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 	o.Faces = append([]rules.Face(nil), s.faces...)
 
 	if s.Policy.HandsEvery > 0 && s.analysed%s.Policy.HandsEvery == 0 {
-		hands, err := a.detectHands(frame, s)
+		var head []rules.Rect
+		if len(o.Faces) > 0 {
+			head = append(head, headZone(o.Faces[0].Box))
+		}
+		hands, err := a.detectHands(frame, s, head)
 		if err != nil {
 			return o, fmt.Errorf("detect hands: %w", err)
 		}
@@ -374,8 +381,10 @@ func (s *Stream) Calibrated() bool { return s.calibrated }
 
 // detectHands follows the hands found last time with the landmark model
 // alone and runs the (expensive) palm detector only when fewer than two
-// hands could be followed, as MediaPipe's hand tracking does.
-func (a *Analyzer) detectHands(frame gocv.Mat, s *Stream) ([]rules.Hand, error) {
+// hands could be followed, as MediaPipe's hand tracking does, and then
+// only when it may find something new (palmNeeded): the head zones' own
+// movement does not count.
+func (a *Analyzer) detectHands(frame gocv.Mat, s *Stream, head []rules.Rect) ([]rules.Hand, error) {
 	var found []runner.Hand
 	for _, crop := range s.tracked {
 		h, err := a.hand.Detect(frame, crop)
@@ -387,6 +396,19 @@ func (a *Analyzer) detectHands(frame gocv.Mat, s *Stream) ([]rules.Hand, error) 
 		}
 	}
 	if len(found) < maxHands {
+		var grid changeGrid
+		if err := a.makeChangeGrid(&grid); err != nil {
+			return nil, err
+		}
+		zones := head
+		for _, h := range found {
+			zones = append(zones, handZone(h.Box))
+		}
+		lost := len(found) < len(s.tracked)
+		if !palmNeeded(s, &grid, zones, lost, frame.Cols(), frame.Rows()) {
+			s.palm.skips++
+			return s.keepHands(found), nil
+		}
 		palms, err := a.palm.Detect(frame)
 		if err != nil {
 			return nil, err
@@ -406,7 +428,19 @@ func (a *Analyzer) detectHands(frame gocv.Mat, s *Stream) ([]rules.Hand, error) 
 				found = append(found, h)
 			}
 		}
+		// What this look saw, the hands it found included: until the
+		// picture changes elsewhere, another look would find the same.
+		s.palm = palmLook{valid: true, width: frame.Cols(), height: frame.Rows(), grid: grid, zones: head}
+		for _, h := range found {
+			s.palm.zones = append(s.palm.zones, handZone(h.Box))
+		}
 	}
+	return s.keepHands(found), nil
+}
+
+// keepHands makes the found hands the ones to follow next time and the
+// stream's observation of them.
+func (s *Stream) keepHands(found []runner.Hand) []rules.Hand {
 	s.handRuns++
 	s.tracked = s.tracked[:0]
 	out := make([]rules.Hand, 0, len(found))
@@ -421,7 +455,13 @@ func (a *Analyzer) detectHands(frame gocv.Mat, s *Stream) ([]rules.Hand, error) 
 		}
 		out = append(out, rules.Hand{Box: rules.Rect{X: h.Box.X, Y: h.Box.Y, W: h.Box.W, H: h.Box.H}, Score: h.Presence, Landmarks: lm})
 	}
-	return out, nil
+	return out
+}
+
+// handZone is where a followed hand's own movement shows: its landmarks'
+// box and a quarter of it around (fingers flex, the hand shifts a little).
+func handZone(b runner.Rect) rules.Rect {
+	return rules.Rect{X: b.X - b.W/4, Y: b.Y - b.H/4, W: b.W * 1.5, H: b.H * 1.5}
 }
 
 func overlapsAny(r runner.Rect, hands []runner.Hand) bool {

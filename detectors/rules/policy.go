@@ -70,6 +70,12 @@ type Policy struct {
 	// HandsEvery runs the (expensive) hand detector on every Nth analysed
 	// frame, carrying the last result in between; 0 disables it.
 	HandsEvery int `json:"hands_every"`
+	// PalmStillEvery: while fewer than two hands are followed, the palm
+	// detector (the costliest network) looks for more on every hand
+	// analysis where the picture changed outside the head and the followed
+	// hands, or a followed hand was lost, and otherwise only on every Nth
+	// one; 0 or 1 looks on every hand analysis.
+	PalmStillEvery int `json:"palm_still_every"`
 
 	Rules map[Type]Timing `json:"rules"`
 
@@ -134,6 +140,7 @@ func base() Policy {
 		AnalysisFPS:         5,
 		FaceEvery:           1,
 		HandsEvery:          0,
+		PalmStillEvery:      5,
 		MinVisibleFraction:  0.6,
 		ExtraFaceScore:      0.6,
 		YawLimitDeg:         30,
@@ -230,6 +237,8 @@ func (p *Policy) Validate() error {
 		return fmt.Errorf("policy %s: face_every %d must be ≥ 1", p.Name, p.FaceEvery)
 	case p.HandsEvery < 0:
 		return fmt.Errorf("policy %s: hands_every %d must be ≥ 0", p.Name, p.HandsEvery)
+	case p.PalmStillEvery < 0:
+		return fmt.Errorf("policy %s: palm_still_every %d must be ≥ 0", p.Name, p.PalmStillEvery)
 	case p.RequiredHands < 0 || p.RequiredHands > 2:
 		return fmt.Errorf("policy %s: required_hands %d must be 0, 1 or 2", p.Name, p.RequiredHands)
 	case p.RequiredHands > 0 && p.HandsEvery == 0 && p.Rules[HandsOutOfView].Enabled:
