@@ -154,8 +154,8 @@ func TestCallsMoveTheCandidate(t *testing.T) {
 	ctx := t.Context()
 	assistant, examiner := d.user("as", store.RoleAssistant), d.user("ex", store.RoleExaminer)
 	d.onStaff(assistant, examiner)
-	cand, codes := d.candidate("Li Lei")
-	cand = d.enter(codes[store.CodeInterview], stage.DeviceCheckWaiting)
+	_, codes := d.candidate("Li Lei")
+	cand := d.enter(codes[store.CodeInterview], stage.DeviceCheckWaiting)
 
 	call, err := d.p.PlaceCall(ctx, assistant, cand.ID, store.CallDeviceCheck)
 	if err != nil {
@@ -256,9 +256,9 @@ func TestCallOwnership(t *testing.T) {
 	ctx := t.Context()
 	assistant, colleague := d.user("as", store.RoleAssistant), d.user("as2", store.RoleAssistant)
 	d.onStaff(assistant, colleague)
-	cand, codes := d.candidate("Wang Fang")
+	_, codes := d.candidate("Wang Fang")
 	_, otherCodes := d.candidate("Zhang Wei")
-	cand = d.enter(codes[store.CodeInterview], stage.DeviceCheckWaiting)
+	cand := d.enter(codes[store.CodeInterview], stage.DeviceCheckWaiting)
 	other := d.enter(otherCodes[store.CodeInterview], stage.DeviceCheckWaiting)
 	call, err := d.p.PlaceCall(ctx, assistant, cand.ID, store.CallDeviceCheck)
 	if err != nil {
@@ -283,7 +283,8 @@ func TestCallOwnership(t *testing.T) {
 	_, err = d.p.EndCall(ctx, assistant, call.ID, "done")
 	wantRefusal(t, "ending a declined call", err, Conflict, "call_over")
 
-	// A ringing call ended by its caller is cancelled, and the stage stays.
+	// A ringing call ended before it connected is called off, and the
+	// stage stays.
 	again, err := d.p.PlaceCall(ctx, assistant, cand.ID, store.CallDeviceCheck)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +294,7 @@ func TestCallOwnership(t *testing.T) {
 		t.Fatal(err)
 	}
 	if ended.Outcome != "cancelled" || d.reload(cand).Stage != stage.DeviceCheckWaiting {
-		t.Fatalf("a ringing call ended by an admin: outcome %q, stage %s; want cancelled, still waiting", ended.Outcome, d.reload(cand).Stage)
+		t.Fatalf("a ringing call ended by an admin: outcome %q, stage %s; want %q, still waiting", ended.Outcome, d.reload(cand).Stage, "cancelled")
 	}
 }
 
@@ -302,8 +303,8 @@ func TestCallOwnership(t *testing.T) {
 func (d *day) interviewed(name string, assistant, examiner Actor) store.Candidate {
 	d.t.Helper()
 	ctx := d.t.Context()
-	cand, codes := d.candidate(name)
-	cand = d.enter(codes[store.CodeInterview], stage.DeviceCheckWaiting)
+	_, codes := d.candidate(name)
+	cand := d.enter(codes[store.CodeInterview], stage.DeviceCheckWaiting)
 	for _, step := range []struct {
 		by   Actor
 		kind string
@@ -420,8 +421,8 @@ func TestSendAway(t *testing.T) {
 	ctx := t.Context()
 	assistant, colleague := d.user("as", store.RoleAssistant), d.user("as2", store.RoleAssistant)
 	d.onStaff(assistant, colleague)
-	cand, codes := d.candidate("Zhao Lei")
-	cand = d.enter(codes[store.CodeInterview], stage.DeviceCheckWaiting)
+	_, codes := d.candidate("Zhao Lei")
+	cand := d.enter(codes[store.CodeInterview], stage.DeviceCheckWaiting)
 	call, err := d.p.PlaceCall(ctx, assistant, cand.ID, store.CallDeviceCheck)
 	if err != nil {
 		t.Fatal(err)
