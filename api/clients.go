@@ -27,7 +27,7 @@ var errBodyTimeout = errors.New("the request body did not arrive in time")
 // deadline is set on the connection only while the body is being read and
 // cleared at its end, so a handler that then works for longer (waiting for
 // the database) is not cut off, and requests without a body — the event
-// streams and the signalling WebSocket, which live for hours — never get
+// streams and the signaling WebSocket, which live for hours — never get
 // one.
 func bodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
 	if timeout <= 0 {

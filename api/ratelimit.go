@@ -74,7 +74,7 @@ type failureLimiter struct {
 	overflow  failState
 	lastSweep time.Time
 	// recent counts the keys with a wrong answer within alertWindow; exact
-	// after each sweep, an overestimate by at most a minute's ageing
+	// after each sweep, an overestimate by at most a minute's aging
 	// between sweeps.
 	recent int
 }

@@ -155,7 +155,7 @@ func New(opts Options) (*Server, error) {
 
 // Handle mounts h at pattern (a net/http ServeMux pattern), behind the
 // same metrics and body limit as the API's own routes: how cmd mounts what
-// api must not import, such as the SFU's signalling WebSocket. Call it
+// api must not import, such as the SFU's signaling WebSocket. Call it
 // before Serve.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)

@@ -14,10 +14,6 @@ import (
 // Who may act on which exam is the control plane's rule (control.Plane's
 // access checks); these load the rows a path names for the caller.
 
-func isAdmin(p *principal) bool {
-	return p != nil && !p.isCandidate() && p.user.Role == store.RoleAdmin
-}
-
 // actor is the staff member p, for the control plane; a candidate is the
 // zero Actor, who is on no exam's staff.
 func (p *principal) actor() control.Actor {

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"invigil/store"
 )
@@ -73,6 +74,20 @@ func (p *Plane) hideUnlessStaff(ctx context.Context, a Actor, examID int64, what
 		return fmt.Errorf("%s %d: %w", what, id, store.ErrNotFound)
 	}
 	return nil
+}
+
+// Exams are the exams a may see: every exam for an admin, else those a
+// is on the staff of.
+func (p *Plane) Exams(ctx context.Context, a Actor) ([]store.Exam, error) {
+	exams, err := p.st.ListExams(ctx)
+	if err != nil || a.IsAdmin() {
+		return exams, err
+	}
+	mine, err := p.st.StaffExamIDs(ctx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(exams, func(e store.Exam) bool { return !slices.Contains(mine, e.ID) }), nil
 }
 
 // The loaders of rows for an actor who must be on the row's exam.

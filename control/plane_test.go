@@ -581,3 +581,28 @@ func TestMediaGrants(t *testing.T) {
 		t.Fatalf("a candidate's grant in practice: %+v, %v", g, err)
 	}
 }
+
+// Staff see the exams they are on; admins see every exam; nobody else,
+// even with no exam at all, sees any.
+func TestExamsByStaff(t *testing.T) {
+	d := newDay(t)
+	ctx := t.Context()
+	examiner, idle := d.user("ex", store.RoleExaminer), d.user("idle", store.RoleExaminer)
+	d.onStaff(examiner)
+	now := d.clock.Now()
+	if _, err := d.st.CreateExam(ctx, store.Exam{Name: "Another day", StartsAt: now, EndsAt: now.Add(time.Hour), CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		who  Actor
+		want int
+	}{{d.admin, 2}, {examiner, 1}, {idle, 0}, {Actor{}, 0}} {
+		exams, err := d.p.Exams(ctx, c.who)
+		if err != nil || len(exams) != c.want {
+			t.Errorf("%q sees %d exams (%v), want %d", c.who.Username, len(exams), err, c.want)
+		}
+	}
+	if _, err := d.p.Exam(ctx, idle, d.exam.ID); !IsCode(err, "not_exam_staff") {
+		t.Errorf("an exam one is not on: %v, want not_exam_staff", err)
+	}
+}
