@@ -173,18 +173,7 @@ func New(opts Options) (*Plane, error) {
 	return &Plane{opts: opts, st: opts.Store, log: opts.Logger, now: opts.Now, watchers: newWatchers()}, nil
 }
 
-// Store is the store the plane decides over, for the transport's plain
-// reads and writes that have no rules of their own.
-func (p *Plane) Store() *store.Store { return p.st }
-
-// Now is the plane's clock.
-func (p *Plane) Now() time.Time { return p.now() }
-
-// EarlyLogin is how long before an exam's start its candidates may log in
-// when the exam does not say.
-func (p *Plane) EarlyLogin() time.Duration { return p.opts.EarlyLogin }
-
-// SFU identities and rooms. The SFU sees only these strings; the control
+// SFU identities. The SFU sees only these strings; the control
 // plane maps them back.
 func candidateIdentity(id int64) string { return contract.CandidateIdentity(id) }
 func staffIdentity(id int64) string     { return contract.StaffIdentity(id) }
