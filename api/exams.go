@@ -49,8 +49,6 @@ type examView struct {
 	CreatedAt  time.Time `json:"created_at"`
 }
 
-var policyRooms = []string{"waiting", "interview", "rest_room"}
-
 func (c *handlers) viewExam(e store.Exam) examView {
 	v := examView{ID: e.ID, Name: e.Name, StartsAt: e.StartsAt, EndsAt: e.EndsAt, EarlyLoginMinutes: e.EarlyLoginMinutes,
 		LateLoginMinutes: e.LateLoginMinutes,
@@ -58,7 +56,7 @@ func (c *handlers) viewExam(e store.Exam) examView {
 	if v.EarlyLoginMinutes == 0 {
 		v.EarlyLoginMinutes = int(c.opts.EarlyLogin / time.Minute)
 	}
-	for _, room := range policyRooms {
+	for _, room := range control.PolicyRooms {
 		pol, err := control.PolicyFor(e, room)
 		if err != nil {
 			c.log.Error("stored policy override no longer parses", "exam", e.ID, "room", room, "err", err)
@@ -140,16 +138,12 @@ func (c *handlers) getExam(w http.ResponseWriter, r *http.Request, p *principal)
 	return nil
 }
 
-// setPolicy stores a room's override after checking it parses into a valid
-// policy, then applies it to every candidate now in that room.
+// setPolicy is PUT /exams/{exam}/policies/{room}: the body is the
+// override, checked and applied by the plane.
 func (c *handlers) setPolicy(w http.ResponseWriter, r *http.Request, p *principal) error {
-	e, err := c.examFromPath(r)
+	id, err := pathID(r, "exam")
 	if err != nil {
 		return err
-	}
-	room := r.PathValue("room")
-	if !contains(policyRooms, room) {
-		return errorf(http.StatusNotFound, "bad_room", "room %q: want waiting, interview or rest_room", room)
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -163,25 +157,9 @@ func (c *handlers) setPolicy(w http.ResponseWriter, r *http.Request, p *principa
 	if err := json.Unmarshal(body, &probe); err != nil {
 		return errorf(http.StatusBadRequest, "bad_json", "a policy override is a JSON object: %s", describeDecodeError(err))
 	}
-	pol, err := rules.ParsePolicyOverride(room, body)
-	if err != nil {
-		return errorf(http.StatusBadRequest, "bad_policy", "%v", err)
-	}
-	err = c.plane.Update(r.Context(), func(ctx context.Context, tx *store.Tx) error {
-		if err := tx.SetExamPolicy(ctx, e.ID, room, json.RawMessage(body)); err != nil {
-			return err
-		}
-		return tx.Audit(ctx, p.user.ID, "exam.policy", fmt.Sprintf("exam:%d/%s", e.ID, room), json.RawMessage(body))
-	})
+	pol, err := c.plane.SetRoomPolicy(r.Context(), p.actor(), id, r.PathValue("room"), body)
 	if err != nil {
 		return err
-	}
-	if cands, err := c.st.ListCandidates(r.Context(), e.ID); err == nil {
-		for _, cand := range cands {
-			if cand.Stage.Room() == room {
-				c.plane.ApplyStage(r.Context(), cand)
-			}
-		}
 	}
 	writeJSON(w, http.StatusOK, pol)
 	return nil
