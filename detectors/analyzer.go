@@ -134,6 +134,7 @@ type Stream struct {
 	tracked      []runner.RotatedRect
 	handRuns     int
 	palm         palmLook
+	anchor       faceAnchor
 }
 
 // NewStream starts a stream under a policy.
@@ -162,13 +163,21 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 	o.Brightness, o.Contrast, o.Sharpness = a.light(frame)
 
 	if every := max(s.Policy.FaceEvery, 1); s.analysed%every == 0 || !s.facesChecked {
-		a.face.MinScore = TrackFaceScore
-		faces, err := a.face.Detect(frame)
+		face, followed, err := a.followFace(frame, tMS, s)
 		if err != nil {
-			return o, fmt.Errorf("detect faces: %w", err)
-		}
-		if s.faces, err = a.faceObservations(s.keepFaces(faces, tMS), frame, tMS, s); err != nil {
 			return o, err
+		}
+		if followed {
+			s.faces = []rules.Face{face}
+		} else {
+			a.face.MinScore = TrackFaceScore
+			faces, err := a.face.Detect(frame)
+			if err != nil {
+				return o, fmt.Errorf("detect faces: %w", err)
+			}
+			if s.faces, err = a.faceObservations(s.keepFaces(faces, tMS), frame, tMS, s); err != nil {
+				return o, err
+			}
 		}
 		s.facesChecked = true
 	}
@@ -278,6 +287,7 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 	out := make([]poseFace, 0, len(faces))
 	centre := rules.Point{X: float64(frame.Cols()) / 2, Y: float64(frame.Rows()) / 2}
 	focal := s.Camera.FocalPx(frame.Cols())
+	var mainMesh runner.FaceMesh
 	for i, f := range faces {
 		rf := poseFace{Face: rules.Face{
 			Box:   rules.Rect{X: f.Box.X, Y: f.Box.Y, W: f.Box.W, H: f.Box.H},
@@ -296,6 +306,7 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 			if err != nil {
 				return nil, fmt.Errorf("face landmarks: %w", err)
 			}
+			mainMesh = mesh
 			// Pitch from the mesh, which measures it; yaw from the keypoint
 			// fit, which holds up better in profile, where the mesh (cropped
 			// by eye keypoints that a profile places badly) reads too little.
@@ -314,6 +325,9 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 		result[i] = f.Face
 	}
 	s.calibrate(tMS, out, centre, frame.Cols())
+	if err := a.setAnchor(s, faces, &mainMesh, frame); err != nil {
+		return nil, err
+	}
 	if s.CalibrateUntilMS > 0 && !s.calibrated {
 		for i := range result {
 			result[i].DistanceCM = 0

@@ -3,10 +3,12 @@ package detectors
 import (
 	"fmt"
 	"image"
+	"math"
 
 	"gocv.io/x/gocv"
 
 	"invigil/detectors/rules"
+	"invigil/models/runner"
 )
 
 // The cascades skip an expensive network when what it would look at has
@@ -109,4 +111,238 @@ func palmNeeded(s *Stream, grid *changeGrid, zones []rules.Rect, lost bool, widt
 	}
 	all := append(append([]rules.Rect(nil), zones...), look.zones...)
 	return changedOutside(&look.grid, grid, all, width, height) >= minChangedCells
+}
+
+// The face cascade. MediaPipe follows a face from frame to frame with the
+// landmark model alone, cropping each frame around the last landmarks,
+// and runs the detector only when the face is lost. Invigil must also
+// count people and measure the pose, so while exactly one large face is
+// followed the full-range detector still runs on every face_detect_every-th
+// face analysis (a second person) and at once when the picture changes
+// outside the head, or the landmarks say the face left, moved far, turned
+// or changed size. In between, the face reported is the detector's last
+// one moved with the landmarks: its box and keypoints carried by the
+// similarity (shift, scale, roll) that takes the landmarks then to the
+// landmarks now. The pose fit over those keypoints so gives the yaw the
+// detector's keypoints gave (a similarity does not turn a head) and the
+// distance scaled by the landmarks' change in size: calibration and
+// measurement keep one source, the detector's keypoints.
+const (
+	// minFollowedFaceWidth is the least face box, as a share of the frame
+	// width, the cascade follows: a candidate at 50 cm fills 26–30 % of a
+	// 60° webcam's frame; small faces get the detector every time.
+	minFollowedFaceWidth = 0.1
+	// maxFollowScale is how far (as a ratio) the landmarks may grow or
+	// shrink from the detector's look before it looks again: under half
+	// the distance rule's ±10 %.
+	maxFollowScale = 0.04
+	// maxFollowShift is how far the face may move, in face widths.
+	maxFollowShift = 0.2
+	// maxFollowRollDeg and maxFollowYawDeg bound the head's roll and its
+	// turn (meshTurn) before the detector looks again: a turn must reach
+	// the pose fit within a few degrees.
+	maxFollowRollDeg = 8
+	maxFollowYawDeg  = 4
+	// minMeshPresence is the landmark model's own confidence that a face
+	// is in the crop, below which the face counts as lost (MediaPipe's).
+	minMeshPresence = 0.5
+)
+
+// stableLandmarks are face mesh points that move with the skull, not the
+// jaw or the lips (which move when the candidate talks): forehead, nose,
+// eye corners and lids, cheeks and the face's sides at eye level.
+var stableLandmarks = [...]int{10, 151, 9, 168, 6, 197, 195, 5, 4, 1, 33, 133, 159, 145, 362, 263, 386, 374, 234, 454, 127, 356, 93, 323, 116, 345}
+
+// faceAnchor is the face detector's last look, when it found one large
+// face the cascade can follow.
+type faceAnchor struct {
+	valid         bool
+	width, height int
+	face          runner.Face
+	score         float64
+	points        [len(stableLandmarks)]runner.Point // the landmarks then
+	meshTurn      Pose // meshTurn's pose then
+	grid          changeGrid
+	head          rules.Rect
+	// crop is where the landmark model looks next: the detector's crop
+	// carried along with the face.
+	crop      runner.RotatedRect
+	faceCrop  runner.RotatedRect
+	followBox rules.Rect // the face's box at the last follow
+	skips     int        // face analyses since the detector looked
+}
+
+// setAnchor records the detector's look for the cascade: one face, large,
+// whole in the frame, with landmarks the model is sure of.
+func (a *Analyzer) setAnchor(s *Stream, faces []runner.Face, mesh *runner.FaceMesh, frame gocv.Mat) error {
+	s.anchor = faceAnchor{}
+	if len(faces) != 1 || mesh.Presence < minMeshPresence {
+		return nil
+	}
+	f := faces[0]
+	w, h := float64(frame.Cols()), float64(frame.Rows())
+	if f.Score < NewFaceScore || f.Box.W < minFollowedFaceWidth*w || f.Box.X < 0 || f.Box.Y < 0 || f.Box.X+f.Box.W > w || f.Box.Y+f.Box.H > h {
+		return nil
+	}
+	turn, ok := meshTurn(mesh, frame, s)
+	if !ok {
+		return nil
+	}
+	box := rules.Rect{X: f.Box.X, Y: f.Box.Y, W: f.Box.W, H: f.Box.H}
+	anchor := faceAnchor{valid: true, width: frame.Cols(), height: frame.Rows(), face: f, score: f.Score,
+		meshTurn: turn, head: headZone(box), crop: runner.FaceCrop(f), faceCrop: runner.FaceCrop(f), followBox: box}
+	for i, k := range stableLandmarks {
+		anchor.points[i] = runner.Point{X: mesh.Landmarks[k].X, Y: mesh.Landmarks[k].Y}
+	}
+	if err := a.makeChangeGrid(&anchor.grid); err != nil {
+		return err
+	}
+	s.anchor = anchor
+	return nil
+}
+
+// followFace follows the anchored face with the landmark model alone and
+// reports it (followed true), or reports false when the detector must
+// look: no face to follow, its turn (face_detect_every), calibration (which
+// wants the detector's own keypoints), a change outside the head, or a
+// face that the landmarks say was lost, moved, turned or changed size.
+func (a *Analyzer) followFace(frame gocv.Mat, tMS int64, s *Stream) (rules.Face, bool, error) {
+	an := &s.anchor
+	if !an.valid || s.Policy.FaceDetectEvery <= 1 || an.skips+1 >= s.Policy.FaceDetectEvery ||
+		an.width != frame.Cols() || an.height != frame.Rows() || (s.CalibrateUntilMS > 0 && !s.calibrated) {
+		return rules.Face{}, false, nil
+	}
+	var grid changeGrid
+	if err := a.makeChangeGrid(&grid); err != nil {
+		return rules.Face{}, false, err
+	}
+	if changedOutside(&an.grid, &grid, []rules.Rect{an.head, headZone(an.followBox)}, frame.Cols(), frame.Rows()) >= minChangedCells {
+		return rules.Face{}, false, nil
+	}
+	if !cropInside(an.crop, frame.Cols(), frame.Rows()) {
+		return rules.Face{}, false, nil // the face is leaving: the detector decides
+	}
+	mesh, err := a.mesh.Detect(frame, an.crop)
+	if err != nil {
+		return rules.Face{}, false, fmt.Errorf("face landmarks: %w", err)
+	}
+	if mesh.Presence < minMeshPresence {
+		return rules.Face{}, false, nil
+	}
+	var now [len(stableLandmarks)]runner.Point
+	for i, k := range stableLandmarks {
+		now[i] = runner.Point{X: mesh.Landmarks[k].X, Y: mesh.Landmarks[k].Y}
+	}
+	t := fitSimilarity(an.points[:], now[:])
+	_, pitch, ok := MeshPose(&mesh)
+	turn, turnOK := meshTurn(&mesh, frame, s)
+	if !ok || !turnOK {
+		return rules.Face{}, false, nil
+	}
+	// The size change from the pose fit, not from the similarity: a turn
+	// narrows the face in the picture, which a similarity reads as the
+	// head moving away.
+	t.scale = turn.PxPerMM / an.meshTurn.PxPerMM
+	if math.Abs(t.scale-1) > maxFollowScale || math.Abs(t.angle)*180/math.Pi > maxFollowRollDeg ||
+		math.Abs(turn.YawDeg-an.meshTurn.YawDeg) > maxFollowYawDeg {
+		return rules.Face{}, false, nil
+	}
+	moved := t.apply(an.face.Box.Center())
+	if math.Hypot(moved.X-an.face.Box.Center().X, moved.Y-an.face.Box.Center().Y) > maxFollowShift*an.face.Box.W {
+		return rules.Face{}, false, nil
+	}
+	w, h := an.face.Box.W*t.scale, an.face.Box.H*t.scale
+	box := rules.Rect{X: moved.X - w/2, Y: moved.Y - h/2, W: w, H: h}
+	if box.X < 0 || box.Y < 0 || box.X+box.W > float64(frame.Cols()) || box.Y+box.H > float64(frame.Rows()) {
+		return rules.Face{}, false, nil // at the frame's edge: face_off_screen wants the detector's box
+	}
+	f := rules.Face{Box: box, Score: an.score}
+	for k, p := range an.face.Keypoints {
+		q := t.apply(p)
+		f.Keypoints[k] = rules.Point{X: q.X, Y: q.Y}
+	}
+	center := rules.Point{X: float64(frame.Cols()) / 2, Y: float64(frame.Rows()) / 2}
+	if pose, ok := EstimatePose(f.Keypoints, center, s.Camera.FocalPx(frame.Cols())); ok {
+		f.YawDeg = pose.YawDeg - s.neutralYaw
+		f.DistanceCM = s.Camera.DistanceCM(pose, frame.Cols())
+	}
+	f.PitchDeg = pitch
+	an.crop = t.applyRect(an.faceCrop)
+	an.followBox = box
+	an.skips++
+	s.mainBox = runner.Rect{X: box.X, Y: box.Y, W: box.W, H: box.H}
+	s.mainSeenMS, s.hasMain = tMS, true
+	return f, true, nil
+}
+
+// meshTurn measures the head's yaw and scale on the landmarks to tell,
+// against the detector's look, how far the head has turned and how much
+// nearer or farther it is since: the pose fit over
+// the six points of the detector's keypoints (eye centers, nose tip,
+// mouth, the face's sides at the ears) taken from the landmarks. The
+// landmarks' 2-D places follow a turn better than their depth does
+// (MeshPose reads about half the turn near profile). Only its change is
+// used: its zero and gain are not the detector keypoints'.
+func meshTurn(m *runner.FaceMesh, frame gocv.Mat, s *Stream) (Pose, bool) {
+	p := func(i ...int) rules.Point {
+		var q rules.Point
+		for _, k := range i {
+			q.X += m.Landmarks[k].X / float64(len(i))
+			q.Y += m.Landmarks[k].Y / float64(len(i))
+		}
+		return q
+	}
+	kp := [6]rules.Point{
+		rules.RightEye: p(33, 133), rules.LeftEye: p(362, 263), rules.NoseTip: p(runner.MeshNoseTip),
+		rules.Mouth: p(13, 14), rules.RightEar: p(234), rules.LeftEar: p(454),
+	}
+	center := rules.Point{X: float64(frame.Cols()) / 2, Y: float64(frame.Rows()) / 2}
+	pose, ok := EstimatePose(kp, center, s.Camera.FocalPx(frame.Cols()))
+	return pose, ok && pose.PxPerMM > 0
+}
+
+// cropInside reports whether a crop's center is in the frame (the landmark
+// model refuses crops that are not).
+func cropInside(c runner.RotatedRect, width, height int) bool {
+	return c.Center.X >= 0 && c.Center.Y >= 0 && c.Center.X < float64(width) && c.Center.Y < float64(height) && c.Width > 1
+}
+
+// similarity maps p to scale·R(angle)·(p − from) + to.
+type similarity struct {
+	scale, angle float64
+	from, to     runner.Point
+}
+
+// fitSimilarity is the least-squares similarity taking points a to b
+// (Umeyama's method in the plane).
+func fitSimilarity(a, b []runner.Point) similarity {
+	var ma, mb runner.Point
+	for i := range a {
+		ma.X += a[i].X / float64(len(a))
+		ma.Y += a[i].Y / float64(len(a))
+		mb.X += b[i].X / float64(len(b))
+		mb.Y += b[i].Y / float64(len(b))
+	}
+	var dot, cross, norm float64
+	for i := range a {
+		ax, ay := a[i].X-ma.X, a[i].Y-ma.Y
+		bx, by := b[i].X-mb.X, b[i].Y-mb.Y
+		dot += ax*bx + ay*by
+		cross += ax*by - ay*bx
+		norm += ax*ax + ay*ay
+	}
+	if norm == 0 {
+		return similarity{scale: 1, from: ma, to: mb}
+	}
+	return similarity{scale: math.Hypot(dot, cross) / norm, angle: math.Atan2(cross, dot), from: ma, to: mb}
+}
+
+func (t similarity) apply(p runner.Point) runner.Point {
+	c, s := math.Cos(t.angle)*t.scale, math.Sin(t.angle)*t.scale
+	dx, dy := p.X-t.from.X, p.Y-t.from.Y
+	return runner.Point{X: t.to.X + c*dx - s*dy, Y: t.to.Y + s*dx + c*dy}
+}
+
+func (t similarity) applyRect(r runner.RotatedRect) runner.RotatedRect {
+	return runner.RotatedRect{Center: t.apply(r.Center), Width: r.Width * t.scale, Height: r.Height * t.scale, Angle: r.Angle + t.angle}
 }

@@ -133,15 +133,16 @@ const webcamAnalysisSeconds = 60
 // footage: the evaluation set's webcam recording of a man talking and
 // moving his head (franck.mp4, no hands in view, as in mediatest's
 // BenchmarkCandidates), scaled to cover 640×480 as the simulated cameras
-// do, analyzed under the rest-room policy at its 5 frames per second (the
+// do, analysed under the rest-room policy at its 5 frames per second (the
 // pipeline's change detector would ask for nearly every one of them on this
-// footage). One iteration is one pass over the first minute with a new
-// stream. CPU is the thread's own (OpenCV on one thread, on this locked
-// thread), so other load on the machine does not count. It reports the CPU
-// per analysis and logs each network's runs per analysis.
+// footage), with the policy's cascades and with them off (the face
+// detector on every face analysis, the palm detector on every hand
+// analysis while fewer than two hands are followed). One iteration is one
+// pass over the first minute with a new stream. CPU is the thread's own
+// (OpenCV on one thread, on this locked thread), so other load on the
+// machine does not count. It reports the CPU per analysis and logs each
+// network's runs per analysis.
 func BenchmarkWebcamAnalysis(b *testing.B) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	runner.SetNumThreads(1)
 	defer runner.SetNumThreads(0)
 	sources := filepath.Join(testassets.RepoRoot(b), ".cache", "eval", "sources")
@@ -152,7 +153,7 @@ func BenchmarkWebcamAnalysis(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	frames := webcamFrames(b, SourcePath(sources, "franck.mp4"), policy.AnalysisFPS, webcamAnalysisSeconds)
+	frames := sampleFrames(b, SourcePath(sources, "franck.mp4"), policy.AnalysisFPS, webcamAnalysisSeconds)
 	defer func() {
 		for _, f := range frames {
 			f.Close()
@@ -163,6 +164,21 @@ func BenchmarkWebcamAnalysis(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer a.Close()
+	off := policy
+	off.FaceDetectEvery, off.PalmStillEvery = 1, 1
+	for _, run := range []struct {
+		name   string
+		policy rules.Policy
+	}{{"cascades", policy}, {"no-cascades", off}} {
+		b.Run(run.name, func(b *testing.B) { benchmarkWebcam(b, a, run.policy, frames) })
+	}
+}
+
+func benchmarkWebcam(b *testing.B, a *detectors.Analyzer, policy rules.Policy, frames []gocv.Mat) {
+	// Each sub-benchmark runs on its own goroutine: the thread it measures
+	// is locked here.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	frame := gocv.NewMat()
 	defer frame.Close()
 	step := int64(1000 / policy.AnalysisFPS)
@@ -187,9 +203,9 @@ func BenchmarkWebcamAnalysis(b *testing.B) {
 	b.Logf("%d analyses; per network: %s", analyses, detectors.FormatNetworkRuns(detectors.SubtractRuns(a.Networks(), before), analyses))
 }
 
-// webcamFrames reads the frames of a video that an analysis at fps would
+// sampleFrames reads the frames of a video that an analysis at fps would
 // sample from its first seconds.
-func webcamFrames(b *testing.B, path string, fps float64, seconds int) []gocv.Mat {
+func sampleFrames(b testing.TB, path string, fps float64, seconds int) []gocv.Mat {
 	capture, err := gocv.VideoCaptureFileWithAPI(path, gocv.VideoCaptureFFmpeg)
 	if err != nil {
 		b.Fatal(err)

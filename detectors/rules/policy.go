@@ -76,6 +76,12 @@ type Policy struct {
 	// hands, or a followed hand was lost, and otherwise only on every Nth
 	// one; 0 or 1 looks on every hand analysis.
 	PalmStillEvery int `json:"palm_still_every"`
+	// FaceDetectEvery: while one large face is followed by the face
+	// landmark model, the face detector runs on every Nth face analysis
+	// only (to find a second person), and at once when the picture changes
+	// outside the head or the landmarks say the face left, moved, turned or
+	// changed size; 0 or 1 runs it on every face analysis.
+	FaceDetectEvery int `json:"face_detect_every"`
 
 	Rules map[Type]Timing `json:"rules"`
 
@@ -141,6 +147,7 @@ func base() Policy {
 		FaceEvery:           1,
 		HandsEvery:          0,
 		PalmStillEvery:      5,
+		FaceDetectEvery:     3,
 		MinVisibleFraction:  0.6,
 		ExtraFaceScore:      0.6,
 		YawLimitDeg:         30,
@@ -239,6 +246,8 @@ func (p *Policy) Validate() error {
 		return fmt.Errorf("policy %s: hands_every %d must be ≥ 0", p.Name, p.HandsEvery)
 	case p.PalmStillEvery < 0:
 		return fmt.Errorf("policy %s: palm_still_every %d must be ≥ 0", p.Name, p.PalmStillEvery)
+	case p.FaceDetectEvery < 0:
+		return fmt.Errorf("policy %s: face_detect_every %d must be ≥ 0", p.Name, p.FaceDetectEvery)
 	case p.RequiredHands < 0 || p.RequiredHands > 2:
 		return fmt.Errorf("policy %s: required_hands %d must be 0, 1 or 2", p.Name, p.RequiredHands)
 	case p.RequiredHands > 0 && p.HandsEvery == 0 && p.Rules[HandsOutOfView].Enabled:
