@@ -16,7 +16,7 @@ import (
 
 // registryPlacement is the control plane's api.MediaPlacement with
 // several nodes: the exam's node from the registry of announcing media
-// nodes (placing it first if it has none), as a signalling URL.
+// nodes (placing it first if it has none), as a signaling URL.
 type registryPlacement struct {
 	r  *cluster.Registry
 	st *store.Store
@@ -43,7 +43,7 @@ func signallingURL(base string) string {
 	return base + contract.SignallingPath
 }
 
-// mediaOrigins are the signalling socket origins of the live media nodes,
+// mediaOrigins are the signaling socket origins of the live media nodes,
 // which the control node's pages may connect to.
 func mediaOrigins(r *cluster.Registry) []string {
 	var out []string

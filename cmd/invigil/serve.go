@@ -166,7 +166,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 			StaffSession:       time.Duration(cfg.StaffSession),
 			RiskWeights:        weights,
 
-			// The guessing defences of api/ratelimit.go, and cookies for a
+			// The guessing defenses of api/ratelimit.go, and cookies for a
 			// TLS-terminating proxy.
 			CodeFailuresPerMinute: int(cfg.CodeFailuresPerMinute),
 			LoginAttempts:         int(cfg.LoginAttempts),
@@ -265,7 +265,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	fmt.Fprintf(e.stdout, "Invigil is running:\n  candidate page    %s/\n  staff room        %s/staff\n  proctor dashboard %s/proctor\n  admin console     %s/admin\n  API               %s/api/v1/openapi.json\n  metrics           %s/metrics\nStaff log in with their username and password (first start: user admin, see above); candidates with their 6-digit invitation code.\n",
 		base, base, base, base, base, base)
 	err = srv.Serve(ctx, ln, time.Duration(cfg.ShutdownTimeout))
-	// Media stops after HTTP: the signalling sockets are hijacked
+	// Media stops after HTTP: the signaling sockets are hijacked
 	// connections that http.Server.Shutdown does not wait for; closing the
 	// SFU tells them "shutdown" and ends their handlers.
 	if mp != nil {
@@ -280,7 +280,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
-// sfuPath is where the SFU's signalling WebSocket is mounted; simulate
+// sfuPath is where the SFU's signaling WebSocket is mounted; simulate
 // derives it from the server's URL.
 const sfuPath = contract.SignallingPath
 
@@ -340,7 +340,7 @@ func startMediaPlane(cfg config.Config, reg prometheus.Registerer, log *slog.Log
 
 // Close stops the media plane in dependency order: the SFU ends every
 // track (taps see Close), the pipeline closes the violations still open and
-// hands them to the store, the recorder finalises its files. Safe to call
+// hands them to the store, the recorder finalizes its files. Safe to call
 // twice.
 func (mp *mediaPlane) Close() error {
 	if mp.closed {
