@@ -133,7 +133,7 @@ const webcamAnalysisSeconds = 60
 // footage: the evaluation set's webcam recording of a man talking and
 // moving his head (franck.mp4, no hands in view, as in mediatest's
 // BenchmarkCandidates), scaled to cover 640×480 as the simulated cameras
-// do, analysed under the rest-room policy at its 5 frames per second (the
+// do, analyzed under the rest-room policy at its 5 frames per second (the
 // pipeline's change detector would ask for nearly every one of them on this
 // footage), with the policy's cascades and with them off (the face
 // detector on every face analysis, the palm detector on every hand
