@@ -33,7 +33,7 @@ type HandRecord struct {
 	Score float64 `json:"score"`
 }
 
-// FrameRecord is printed for each analysed frame with --frames.
+// FrameRecord is printed for each analyzed frame with --frames.
 type FrameRecord struct {
 	Kind  string       `json:"kind"` // "frame"
 	TMS   int64        `json:"t_ms"`
@@ -65,7 +65,7 @@ type AnalyzeOptions struct {
 	// CalibrateMS > 0 treats the first CalibrateMS of a video as the device
 	// check at 50 cm (see Stream.CalibrateUntilMS).
 	CalibrateMS int64
-	// Frames also emits a FrameRecord per analysed frame.
+	// Frames also emits a FrameRecord per analyzed frame.
 	Frames bool
 	// AnnotatePath, when set, receives the input with the observations and
 	// open violations drawn on every frame (a video for a video, an image
@@ -97,7 +97,7 @@ var ErrUnreadable = errors.New("unreadable input")
 // in order. Violations are emitted when they close (all are closed at the
 // end of the input).
 //
-// An image is analysed as a camera showing it steadily for as long as the
+// An image is analyzed as a camera showing it steadily for as long as the
 // slowest active rule needs, so a photo of two people reports an
 // extra_person violation just as a video of it would.
 func AnalyzeFile(ctx context.Context, path string, opts AnalyzeOptions, emit func(rec any) error) error {
@@ -166,8 +166,8 @@ func (r *fileRun) audioEnd() int64 {
 	return 0
 }
 
-// analyse observes one frame and emits what follows from it.
-func (r *fileRun) analyse(frame gocv.Mat, tMS int64, emitFrame bool) error {
+// analyze observes one frame and emits what follows from it.
+func (r *fileRun) analyze(frame gocv.Mat, tMS int64, emitFrame bool) error {
 	if err := r.hear(frame, tMS); err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func (r *fileRun) image(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := r.analyse(img, t, t == 0); err != nil {
+		if err := r.analyze(img, t, t == 0); err != nil {
 			return err
 		}
 	}
@@ -317,14 +317,14 @@ func (r *fileRun) video(ctx context.Context) error {
 			break
 		}
 		if frame.Type() != gocv.MatTypeCV8UC3 {
-			return fmt.Errorf("%w: %s frame %d has type %v, want 8-bit colour", ErrUnreadable, r.path, frames, frame.Type())
+			return fmt.Errorf("%w: %s frame %d has type %v, want 8-bit color", ErrUnreadable, r.path, frames, frame.Type())
 		}
 		tMS = int64(math.Round(float64(frames) * 1000 / fps))
 		if float64(tMS) >= next {
 			// Sample on a fixed grid; after a gap, restart it rather than
-			// analysing a burst of frames.
+			// analyzing a burst of frames.
 			next = math.Max(next+interval, float64(tMS)+interval/2)
-			if err := r.analyse(frame, tMS, true); err != nil {
+			if err := r.analyze(frame, tMS, true); err != nil {
 				return err
 			}
 		}

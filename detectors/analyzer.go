@@ -126,7 +126,7 @@ type Stream struct {
 	mainSeenMS int64
 	hasMain    bool
 
-	analysed     int
+	analyzed     int
 	faces        []rules.Face // as last detected
 	facesChecked bool
 	handsChecked bool
@@ -162,7 +162,7 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 	o := rules.Observation{TMS: tMS, Width: frame.Cols(), Height: frame.Rows()}
 	o.Brightness, o.Contrast, o.Sharpness = a.light(frame)
 
-	if every := max(s.Policy.FaceEvery, 1); s.analysed%every == 0 || !s.facesChecked {
+	if every := max(s.Policy.FaceEvery, 1); s.analyzed%every == 0 || !s.facesChecked {
 		face, followed, err := a.followFace(frame, tMS, s)
 		if err != nil {
 			return o, err
@@ -183,7 +183,7 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 	}
 	o.Faces = append([]rules.Face(nil), s.faces...)
 
-	if s.Policy.HandsEvery > 0 && s.analysed%s.Policy.HandsEvery == 0 {
+	if s.Policy.HandsEvery > 0 && s.analyzed%s.Policy.HandsEvery == 0 {
 		var head []rules.Rect
 		if len(o.Faces) > 0 {
 			head = append(head, headZone(o.Faces[0].Box))
@@ -197,7 +197,7 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 	}
 	o.Hands = append([]rules.Hand(nil), s.hands...)
 	o.HandsChecked = s.handsChecked
-	s.analysed++
+	s.analyzed++
 	return o, nil
 }
 
@@ -285,7 +285,7 @@ func (s *Stream) continues(b runner.Rect) bool {
 func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int64, s *Stream) ([]rules.Face, error) {
 	sort.SliceStable(faces, func(i, j int) bool { return faces[i].Box.Area() > faces[j].Box.Area() })
 	out := make([]poseFace, 0, len(faces))
-	centre := rules.Point{X: float64(frame.Cols()) / 2, Y: float64(frame.Rows()) / 2}
+	center := rules.Point{X: float64(frame.Cols()) / 2, Y: float64(frame.Rows()) / 2}
 	focal := s.Camera.FocalPx(frame.Cols())
 	var mainMesh runner.FaceMesh
 	for i, f := range faces {
@@ -296,7 +296,7 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 		for k, p := range f.Keypoints {
 			rf.Keypoints[k] = rules.Point{X: p.X, Y: p.Y}
 		}
-		if pose, ok := EstimatePose(rf.Face.Keypoints, centre, focal); ok {
+		if pose, ok := EstimatePose(rf.Face.Keypoints, center, focal); ok {
 			rf.YawDeg, rf.PitchDeg = pose.YawDeg, pose.PitchDeg
 			rf.DistanceCM = s.Camera.DistanceCM(pose, frame.Cols())
 			rf.pose = pose
@@ -324,7 +324,7 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 	for i, f := range out {
 		result[i] = f.Face
 	}
-	s.calibrate(tMS, out, centre, frame.Cols())
+	s.calibrate(tMS, out, center, frame.Cols())
 	if err := a.setAnchor(s, faces, &mainMesh, frame); err != nil {
 		return nil, err
 	}
@@ -340,7 +340,7 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 type calibFace struct {
 	keypoints [6]rules.Point
 	scale     float64
-	centre    rules.Point
+	center    rules.Point
 	yaw       float64
 }
 
@@ -354,13 +354,13 @@ type poseFace struct {
 // calibrate collects the main face's scale during the device check and,
 // once it is over, sets the camera from the median (robust to a few frames
 // where the candidate leaned in).
-func (s *Stream) calibrate(tMS int64, faces []poseFace, centre rules.Point, frameWidth int) {
+func (s *Stream) calibrate(tMS int64, faces []poseFace, center rules.Point, frameWidth int) {
 	if s.CalibrateUntilMS <= 0 || s.calibrated {
 		return
 	}
 	if tMS < s.CalibrateUntilMS {
 		if len(faces) > 0 && faces[0].pose.PxPerMM > 0 {
-			s.calibFaces = append(s.calibFaces, calibFace{faces[0].Keypoints, faces[0].pose.PxPerMM, centre, faces[0].rawYaw})
+			s.calibFaces = append(s.calibFaces, calibFace{faces[0].Keypoints, faces[0].pose.PxPerMM, center, faces[0].rawYaw})
 		}
 		return
 	}
@@ -381,7 +381,7 @@ func (s *Stream) calibrate(tMS int64, faces []poseFace, centre rules.Point, fram
 	// The pose fit itself depends on the focal length, so settle both
 	// together: a few rounds of fit, then calibrate with the new pose.
 	for i := 0; i < 8; i++ {
-		pose, ok := EstimatePose(median.keypoints, median.centre, s.Camera.FocalPx(frameWidth))
+		pose, ok := EstimatePose(median.keypoints, median.center, s.Camera.FocalPx(frameWidth))
 		if !ok {
 			return
 		}

@@ -174,7 +174,7 @@ func TestObserveBadFrames(t *testing.T) {
 			t.Errorf("%v: %v", size, err)
 		}
 		if max(o.Width, o.Height) > MaxFrameSide {
-			t.Errorf("%v analysed at %d×%d", size, o.Width, o.Height)
+			t.Errorf("%v analyzed at %d×%d", size, o.Width, o.Height)
 		}
 	}
 }
@@ -322,7 +322,7 @@ func TestAnalyzeBadFiles(t *testing.T) {
 	}
 }
 
-// An image with alpha or one channel gives the same faces as the colour
+// An image with alpha or one channel gives the same faces as the color
 // original.
 func TestAnalyzeImageChannels(t *testing.T) {
 	dir := t.TempDir()

@@ -21,7 +21,7 @@ var (
 
 // Annotate draws the observation (faces with keypoints, yaw and distance;
 // hands with their landmarks) and the given violations onto img, which may be larger than the
-// analysed frame.
+// analyzed frame.
 func Annotate(img *gocv.Mat, o *rules.Observation, violations []rules.Violation) {
 	if img.Empty() || o.Width == 0 {
 		return

@@ -19,8 +19,8 @@ import (
 //
 // The six keypoints (eyes, nose tip, mouth, ear tragions) are fitted to a
 // generic 3-D head with a scaled orthographic camera (the "POS" method):
-// centred image points p ≈ M·X for a 2×3 matrix M whose rows are the first
-// two rows of the head's rotation, scaled by s pixels per millimetre. The
+// centered image points p ≈ M·X for a 2×3 matrix M whose rows are the first
+// two rows of the head's rotation, scaled by s pixels per millimeter. The
 // rotation gives yaw (positive when the face turns towards the image's
 // right) and pitch (positive when it looks up); s gives the distance, since
 // a pinhole camera with focal length f pixels sees s = f / Z at depth Z.
@@ -28,7 +28,7 @@ import (
 // sits at 50 cm during the device check) or, without one, from an assumed
 // horizontal field of view (60° by default, typical of laptop webcams).
 
-// headModel holds the generic head in millimetres: x to the image right, y
+// headModel holds the generic head in millimeters: x to the image right, y
 // down, z away from the camera, origin at the nose tip. The frontal layout
 // (x, y) is not textbook anthropometry but where MediaPipe's detector puts
 // its six keypoints on real faces: averaged over the 23 faces of the test
@@ -45,7 +45,7 @@ var headModel = [6][3]float64{
 	rules.LeftEar:  {69, -33, 95},
 }
 
-// modelPinv is (XᵀX)⁻¹Xᵀ for the centred head model, fixed at start.
+// modelPinv is (XᵀX)⁻¹Xᵀ for the centered head model, fixed at start.
 var modelCentred, modelPinv = func() ([6][3]float64, [3][6]float64) {
 	var mean [3]float64
 	for _, p := range headModel {
@@ -103,7 +103,7 @@ type Pose struct {
 	// PxPerMM is the head's scale in the image (focal length over depth).
 	PxPerMM float64
 	// EyeDepthMM is the depth of the eyes relative to the head model's
-	// centre along the camera axis (negative: nearer than the centre).
+	// center along the camera axis (negative: nearer than the center).
 	EyeDepthMM float64
 }
 
@@ -113,15 +113,15 @@ type Pose struct {
 const poseIterations = 6
 
 // EstimatePose fits the head model to keypoints given in pixels, for a
-// camera with its principal point at centre and the given focal length in
+// camera with its principal point at center and the given focal length in
 // pixels. ok is false for degenerate input.
-func EstimatePose(kp [6]rules.Point, centre rules.Point, focalPx float64) (Pose, bool) {
+func EstimatePose(kp [6]rules.Point, center rules.Point, focalPx float64) (Pose, bool) {
 	var eps [6]float64
 	var pose Pose
 	for iter := 0; iter < poseIterations; iter++ {
 		var q [6]rules.Point
 		for i, p := range kp {
-			q[i] = rules.Point{X: (p.X - centre.X) * (1 + eps[i]), Y: (p.Y - centre.Y) * (1 + eps[i])}
+			q[i] = rules.Point{X: (p.X - center.X) * (1 + eps[i]), Y: (p.Y - center.Y) * (1 + eps[i])}
 		}
 		r1, r2, r3, scale, ok := fitRotation(q)
 		if !ok {

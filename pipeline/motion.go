@@ -39,7 +39,7 @@ func newThumbnailer() *thumbnailer { return &thumbnailer{small: gocv.NewMat()} }
 func (t *thumbnailer) close() { t.small.Close() }
 
 // make writes the thumbnail of an I420 picture ((h*3/2)×w, 8UC1) into th.
-// It reads the Y plane only: colour adds nothing to "did anything move".
+// It reads the Y plane only: color adds nothing to "did anything move".
 func (t *thumbnailer) make(i420 gocv.Mat, th *thumbnail) error {
 	rows, cols := i420.Rows(), i420.Cols()
 	if i420.Empty() || i420.Type() != gocv.MatTypeCV8UC1 || rows%3 != 0 || rows < 3 || cols < 2 {

@@ -3,7 +3,7 @@ package eval
 // The audio evaluation set: clips of real recorded voices (Debian
 // alsa-utils), synthetic Chinese and English speech (espeak-ng) at several
 // levels and distances, and sounds that are not speech (silence, noise,
-// clicks, knocks, synthesised music, a single short word), each labelled
+// clicks, knocks, synthesized music, a single short word), each labeled
 // "talking" or not. Like the video set it is built at eval time into the
 // cache (never committed) and reused while its content hash holds.
 
@@ -30,7 +30,7 @@ const alsaSounds = "/usr/share/sounds/alsa"
 
 // AudioSources are the recorded sounds the clips use, pinned like the
 // photos: alsa-utils' channel-test voices (one man's voice saying "front
-// centre", "rear left" …, about 1.4 s each, 48 kHz mono) and its noise.
+// center", "rear left" …, about 1.4 s each, 48 kHz mono) and its noise.
 var AudioSources = []Source{
 	{Name: "Front_Center.wav", SHA256: "0d61518bcd3f13b0c709a5298e939caf698b80d31d71d50475365ee0e5536cc9", Origin: "Debian alsa-utils, a man saying \"front center\""},
 	{Name: "Front_Left.wav", SHA256: "9f97e8458785da2f0aa0ec60bf9cc81520cbf80a4683e83eca9cb5f2958e9fef", Origin: "Debian alsa-utils, \"front left\""},
@@ -43,7 +43,7 @@ var AudioSources = []Source{
 	{Name: "Noise.wav", SHA256: "0d897df3862192ea078efc1dd8fdc4f51fae9e93d3ed4c15e049829b0386729e", Origin: "Debian alsa-utils, broadband noise"},
 }
 
-// AudioClip is one labelled clip: Steps are the commands that make it
+// AudioClip is one labeled clip: Steps are the commands that make it
 // (espeak-ng and sox), run in a scratch folder where $SRC/NAME is a
 // pinned source and $OUT the clip (48 kHz mono 16-bit WAV).
 type AudioClip struct {
@@ -163,9 +163,9 @@ func AudioSet() []AudioClip {
 		Steps: clickSteps("typing", []float64{0.12, 0.09, 0.21, 0.15, 0.35, 0.08, 0.18, 0.11, 0.27, 0.14, 0.1, 0.32}, "0.003", "bandpass 3000 2000", 8)})
 	add(AudioClip{Name: "knocks", Kind: "clicks", Description: "Knocks on a desk: 40 ms decaying 150 Hz thumps with a noise attack, 0.3–1.1 s apart for 8 s, peak -6 dBFS.",
 		Steps: knockSteps()})
-	add(AudioClip{Name: "music_chords", Kind: "music", Description: "Synthesised music (sox pluck chords C–Am–F–G, two beats each, at 100 bpm), 8 s, peak -12 dBFS; no Debian package the install script lists ships a music file.",
+	add(AudioClip{Name: "music_chords", Kind: "music", Description: "Synthesized music (sox pluck chords C–Am–F–G, two beats each, at 100 bpm), 8 s, peak -12 dBFS; no Debian package the install script lists ships a music file.",
 		Steps: musicSteps()})
-	add(AudioClip{Name: "music_melody", Kind: "music", Description: "Synthesised melody of sine notes with vibrato over a sustained chord, 8 s, peak -16 dBFS.",
+	add(AudioClip{Name: "music_melody", Kind: "music", Description: "Synthesized melody of sine notes with vibrato over a sustained chord, 8 s, peak -16 dBFS.",
 		Steps: melodySteps()})
 
 	// Short speech that must not alert: one word, then quiet.

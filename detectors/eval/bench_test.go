@@ -20,12 +20,12 @@ import (
 	"invigil/models/runner"
 )
 
-// BenchmarkRestRoomFrame measures what one analysed frame costs under the
+// BenchmarkRestRoomFrame measures what one analyzed frame costs under the
 // rest-room policy on one core (OpenCV limited to one thread): a real
 // candidate at her desk with both hands in view, from the evaluation set,
-// analysed on the policy's schedule (faces and face landmarks every frame,
+// analyzed on the policy's schedule (faces and face landmarks every frame,
 // hands every third). It reports the median and mean cost per frame, how
-// many analysed frames per second one core sustains, the share of a core
+// many analyzed frames per second one core sustains, the share of a core
 // one candidate takes at the policy's 5 frames per second (target < 10 %),
 // and the ratio of the whole cost to the bare inference of the networks it
 // ran, so that overhead is visible.

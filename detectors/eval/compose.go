@@ -51,7 +51,7 @@ type alpha struct {
 }
 
 // sprite is a cut-out (a head and shoulders, or a hand) with its mask and
-// the point that placements refer to (the face centre, or the wrist).
+// the point that placements refer to (the face center, or the wrist).
 type sprite struct {
 	img    *bgr
 	mask   *alpha
@@ -94,7 +94,7 @@ func (dst *bgr) scaleBrightness(f float64) {
 	}
 }
 
-// coverResize scales and centre-crops src to exactly w×h.
+// coverResize scales and center-crops src to exactly w×h.
 func coverResize(src gocv.Mat, w, h int) (*bgr, error) {
 	f := math.Max(float64(w)/float64(src.Cols()), float64(h)/float64(src.Rows()))
 	scaled := gocv.NewMat()
@@ -218,7 +218,7 @@ func (s *sprite) scaled(size float64) (*sprite, error) {
 // light grey desk, wrist at the photo's left edge): the skin is told from
 // the unsaturated desk by its saturation. The photo is turned so the wrist
 // is at the bottom, as a hand resting on the desk in front of a webcam
-// enters the frame from below. The anchor is the wrist's centre.
+// enters the frame from below. The anchor is the wrist's center.
 func makeHandSprite(photo gocv.Mat) (*sprite, error) {
 	rot := gocv.NewMat()
 	defer rot.Close()
@@ -292,8 +292,8 @@ func (s *sprite) rotated(deg float64) (*sprite, error) {
 		r = math.Max(r, math.Hypot(float64(c.X-s.anchor.X), float64(c.Y-s.anchor.Y)))
 	}
 	side := 2*int(math.Ceil(r)) + 1
-	centre := image.Pt(side/2, side/2)
-	ox, oy := centre.X-s.anchor.X, centre.Y-s.anchor.Y
+	center := image.Pt(side/2, side/2)
+	ox, oy := center.X-s.anchor.X, center.Y-s.anchor.Y
 	img := newBGR(side, side)
 	m8 := make([]uint8, side*side)
 	for y := 0; y < s.img.h; y++ {
@@ -312,7 +312,7 @@ func (s *sprite) rotated(deg float64) (*sprite, error) {
 		return nil, err
 	}
 	defer msrc.Close()
-	rot := gocv.GetRotationMatrix2D(centre, deg, 1)
+	rot := gocv.GetRotationMatrix2D(center, deg, 1)
 	defer rot.Close()
 	dst, mdst := gocv.NewMat(), gocv.NewMat()
 	defer dst.Close()
@@ -323,7 +323,7 @@ func (s *sprite) rotated(deg float64) (*sprite, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sprite{img: out, mask: alphaFromMat(mdst), anchor: centre, size: s.size}, nil
+	return &sprite{img: out, mask: alphaFromMat(mdst), anchor: center, size: s.size}, nil
 }
 
 // fadeBottom fades the mask out over the bottom share of the sprite's size

@@ -1,4 +1,4 @@
-// Package eval measures the detectors on a labelled evaluation set: short
+// Package eval measures the detectors on a labeled evaluation set: short
 // scenario videos built from real photos and webcam recordings that the
 // registries serve, each with its ground-truth violation intervals. It
 // scores every violation type by event-level precision and recall and

@@ -19,7 +19,7 @@ func (l testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestEvaluationMeetsThresholds builds the labelled set (or reuses the
+// TestEvaluationMeetsThresholds builds the labeled set (or reuses the
 // one `make eval` built, when its content hash is the same), runs the
 // detectors on it and holds every violation type to precision and recall
 // ≥ Threshold. When a type falls short it prints what the detectors saw in

@@ -129,9 +129,9 @@ func (r *renderer) handSprite(mirror bool) (*sprite, error) {
 const liftHalfWidth = 0.38
 
 // liftGeometry is how a lifted hand is drawn, in face widths W of the
-// candidate's face box (centre X, Y): the hand's height (wrist to
+// candidate's face box (center X, Y): the hand's height (wrist to
 // fingertips; a real hand is about 1.3 face widths long), where its wrist
-// is (dx outwards from the face centre, towards the hand's side; dy down),
+// is (dx outwards from the face center, towards the hand's side; dy down),
 // and its tilt (degrees, fingertips outwards).
 type liftGeometry struct{ height, dx, dy, tilt float64 }
 

@@ -88,9 +88,9 @@ func TestSpritesAreSane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The face centre is fully opaque and the crop's corners transparent.
+	// The face center is fully opaque and the crop's corners transparent.
 	if a := f.mask.a[f.anchor.Y*f.mask.w+f.anchor.X]; a < 0.99 {
-		t.Errorf("mask at the face centre %.2f", a)
+		t.Errorf("mask at the face center %.2f", a)
 	}
 	if a := f.mask.a[0]; a > 0.01 {
 		t.Errorf("mask at the corner %.2f", a)

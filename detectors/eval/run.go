@@ -59,7 +59,7 @@ func Analyze(ctx context.Context, set *BuiltSet, modelsDir string, log io.Writer
 			return nil, fmt.Errorf("analyze %s: %w", v.Path, err)
 		}
 		if log != nil {
-			fmt.Fprintf(log, "eval: analysed %s in %.1f s: %d true, %d detected\n",
+			fmt.Fprintf(log, "eval: analyzed %s in %.1f s: %d true, %d detected\n",
 				v.Scenario.Name, time.Since(start).Seconds(), len(res.Truth), len(res.Detected))
 		}
 		analyses += len(res.Frames)

@@ -8,7 +8,7 @@ import (
 	"invigil/detectors/rules"
 )
 
-// Faces are the real faces the scenarios are made of, labelled by looking
+// Faces are the real faces the scenarios are made of, labeled by looking
 // at them. Boxes are in the source photo's pixels.
 var Faces = map[string]FaceCrop{
 	"man":       {Source: "face_swapped.jpg", Box: image.Rect(91, 77, 217, 203), Label: "a man looking into the camera"},
@@ -25,7 +25,7 @@ var Faces = map[string]FaceCrop{
 }
 
 // Placement puts a face at a point of the frame: (X, Y) is the face box
-// centre and W its width, both in frame pixels.
+// center and W its width, both in frame pixels.
 type Placement struct {
 	Face   string
 	Mirror bool
@@ -93,7 +93,7 @@ type Segment struct {
 }
 
 // Scenario is one evaluation video: a background (a photo or a real
-// webcam video), a timeline of scenes, and the policy it is analysed with.
+// webcam video), a timeline of scenes, and the policy it is analyzed with.
 type Scenario struct {
 	Name        string
 	Description string

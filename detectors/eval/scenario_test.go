@@ -102,7 +102,7 @@ func TestSetCoversEveryType(t *testing.T) {
 			}
 		}
 		if s.isVideo() && s.VideoFromMS+s.DurationMS() > 31000 {
-			t.Errorf("%s: uses the webcam video beyond 31 s, where the man moves (not labelled)", s.Name)
+			t.Errorf("%s: uses the webcam video beyond 31 s, where the man moves (not labeled)", s.Name)
 		}
 	}
 	for _, typ := range rules.AllTypes {
@@ -129,7 +129,7 @@ func TestSetCoversEveryType(t *testing.T) {
 		total += s.DurationMS()
 	}
 	if total > 12*60*1000 {
-		t.Errorf("the set lasts %d s: too long to analyse in a few minutes", total/1000)
+		t.Errorf("the set lasts %d s: too long to analyze in a few minutes", total/1000)
 	}
 }
 

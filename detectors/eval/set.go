@@ -3,7 +3,7 @@ package eval
 import "image"
 
 // Handy placements: a candidate at 50 cm has a face box about 28–30 % of
-// the frame width, centred a little above the middle.
+// the frame width, centered a little above the middle.
 func at(face string, x, y, w float64) *Placement { return &Placement{Face: face, X: x, Y: y, W: w} }
 
 func mirrored(p *Placement) *Placement { q := *p; q.Mirror = true; return &q }

@@ -175,7 +175,7 @@ func (e *Engine) Finish(tMS int64) []Event {
 // after its minimum duration, or a clearing one closing after its clear
 // duration. ok is false when no rule is pending or clearing. The pipeline
 // analyses a still picture at a low rate and looks again at this time, so
-// the rules' timings hold without analysing every frame in between.
+// the rules' timings hold without analyzing every frame in between.
 func (e *Engine) NextDeadline() (tMS int64, ok bool) {
 	for _, r := range e.rules {
 		var at int64

@@ -61,7 +61,7 @@ type Hand struct {
 	Landmarks []Point `json:"-"`
 }
 
-// Observation is what the detectors saw in one analysed frame.
+// Observation is what the detectors saw in one analyzed frame.
 type Observation struct {
 	TMS    int64 // frame time in milliseconds since the stream started
 	Width  int

@@ -2,11 +2,11 @@ package rules
 
 import "testing"
 
-// The candidate's face box in phoneObs: 140 px wide, centred at (320, 170).
+// The candidate's face box in phoneObs: 140 px wide, centered at (320, 170).
 const phoneFaceX, phoneFaceY, phoneFaceW = 320.0, 170.0, 140.0
 
 // handPose is where phoneObs puts a hand, in face widths from the face
-// box's centre (x outwards to the image's left, y down): its 21 landmarks
+// box's center (x outwards to the image's left, y down): its 21 landmarks
 // spread over a hand 1.2 face widths tall, wrist at the bottom.
 type handPose struct{ x, y float64 }
 
@@ -19,7 +19,7 @@ var (
 	oneDesk = []handPose{onDesk}
 )
 
-// handAt lays 21 landmarks out in a hand-shaped column around centre c.
+// handAt lays 21 landmarks out in a hand-shaped column around center c.
 func handAt(c Point, w float64) []Point {
 	pts := make([]Point, 21)
 	h := 1.2 * w

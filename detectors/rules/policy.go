@@ -64,10 +64,10 @@ type Policy struct {
 	// AnalysisFPS is how many frames per second the pipeline analyses.
 	AnalysisFPS float64 `json:"analysis_fps"`
 	// FaceEvery runs the face detector and face landmarks on every Nth
-	// analysed frame (the light measures run on all), carrying the last
+	// analyzed frame (the light measures run on all), carrying the last
 	// faces in between; 1 means every frame.
 	FaceEvery int `json:"face_every"`
-	// HandsEvery runs the (expensive) hand detector on every Nth analysed
+	// HandsEvery runs the (expensive) hand detector on every Nth analyzed
 	// frame, carrying the last result in between; 0 disables it.
 	HandsEvery int `json:"hands_every"`
 	// PalmStillEvery: while fewer than two hands are followed, the palm
@@ -377,7 +377,7 @@ func (p *Policy) DistanceOK(f Face) bool {
 	return f.DistanceCM > 0 && math.Abs(f.DistanceCM-p.DistanceCM) <= p.DistanceToleranceCM
 }
 
-// Where a hand at the ear or cheek is, in face widths from the centre of
+// Where a hand at the ear or cheek is, in face widths from the center of
 // the candidate's face box (x measured outwards, towards the side the hand
 // is on; y downwards). The ears' tragions sit near x = 0.5 and the mouth
 // near y = 0.25, so the zone covers the ear, the cheek beside the mouth
@@ -388,7 +388,7 @@ const (
 	earZoneMinX, earZoneMaxX = 0.2, 1.0
 	earZoneMinY, earZoneMaxY = -0.7, 0.55
 	// earZonePoints of the 21 landmarks must lie in the zone, and the
-	// hand's centre too: a hand against the face, not one passing by.
+	// hand's center too: a hand against the face, not one passing by.
 	earZonePoints = 11
 )
 

@@ -1,4 +1,4 @@
-// Command evalreport builds the labelled evaluation set, runs the
+// Command evalreport builds the labeled evaluation set, runs the
 // detectors on every video, prints the per-type scores and writes
 // docs/EVAL.md. `make eval` runs it.
 package main
