@@ -20,6 +20,8 @@ const FIELDS = [
   ['min_visible_fraction', 'pol.min_visible_fraction', 0.05],
   ['required_hands', 'pol.required_hands', 1],
   ['hands_every', 'pol.hands_every', 1],
+  ['face_detect_every', 'pol.face_detect_every', 1],
+  ['palm_still_every', 'pol.palm_still_every', 1],
   ['talk_window_ms', 'pol.talk_window_ms', 100],
   ['phone_speech_ms', 'pol.phone_speech_ms', 100],
   ['phone_silent_ms', 'pol.phone_silent_ms', 100],
