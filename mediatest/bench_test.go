@@ -43,7 +43,7 @@ const (
 	settle         = 4 * time.Second  // after candidates join, before measuring
 	window         = 12 * time.Second // one measurement: a whole scenario loop
 	costWindow     = 8 * time.Second
-	rampBudget     = 3 * time.Minute // each ramp stops when it would go beyond
+	rampBudget     = 5 * time.Minute // each ramp stops when it would go beyond
 	stallGap       = 500 * time.Millisecond
 	latencyLimit   = 1.0 // s, p99
 	onsetSlackMS   = 1000
@@ -70,6 +70,9 @@ func BenchmarkCandidates(b *testing.B) {
 	moving, still, empty := movingFace(b), scene(b, dir, "a", []person{personA}), scene(b, dir, "empty", nil)
 	quietMic, speakingMic := benchMics(b, dir)
 	cores := runtime.NumCPU()
+	if os.Getenv(cascadesEnv) == "off" {
+		fmt.Printf("%s=off: the face and palm detectors run on every face and hand analysis\n", cascadesEnv)
+	}
 	var sustained, sustainedStill int
 	var rows, stillRows []benchStep
 
@@ -531,7 +534,13 @@ func printSummary(rows []benchStep, sustained, cores int) {
 			r.byTrigger["change"], r.byTrigger["calm"], r.byTrigger["deadline"], r.byTrigger["refresh"], r.rssPerCand/(1<<20),
 			r.maxGap.Round(time.Millisecond), r.maxOnset(), r.verdict())
 	}
-	fmt.Printf("\nSustained: %d candidates on %d cores = %.1f candidates per core (target 30).\n", sustained, cores, float64(sustained)/float64(cores))
+	// A ramp that ended with every step within the limits (its time budget
+	// or its steps ran out) found a floor, not the limit.
+	atLeast := ""
+	if len(rows) > 0 && rows[len(rows)-1].ok() {
+		atLeast = "at least "
+	}
+	fmt.Printf("\nSustained: %s%d candidates on %d cores = %s%.1f candidates per core (target 30).\n", atLeast, sustained, cores, atLeast, float64(sustained)/float64(cores))
 	fmt.Printf("(The cores are shared with the load generator and whatever else runs here: \"machine busy\" counts it all.)\n\n")
 }
 

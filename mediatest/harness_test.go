@@ -94,7 +94,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 			o.workers = runtime.NumCPU()
 		}
 		s.pipe, err = pipeline.New(pipeline.Config{Workers: o.workers, ModelsDir: testassets.ModelsDir(t), Sink: s.sink,
-			Registry: s.reg, Logger: log})
+			Registry: s.reg, Logger: log, DefaultPolicy: benchPolicy(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,6 +119,24 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	s.url = "ws://" + ln.Addr().String() + "/sfu/ws"
 	t.Cleanup(s.close)
 	return s
+}
+
+// cascadesEnv=off runs the stack's analysis without the detector cascades
+// (the face and palm detectors on every face and hand analysis), to compare
+// their cost on the same machine in the same session.
+const cascadesEnv = "MEDIATEST_CASCADES"
+
+// benchPolicy is the rest-room policy the pipeline applies, with the
+// cascades off when cascadesEnv says so.
+func benchPolicy(t testing.TB) rules.Policy {
+	p, err := rules.DefaultPolicy(rules.PolicyRestRoom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv(cascadesEnv) == "off" {
+		p.FaceDetectEvery, p.PalmStillEvery = 1, 1
+	}
+	return p
 }
 
 // close stops everything in the order serve does.
