@@ -16,6 +16,7 @@ import (
 	"invigil/detectors/rules"
 	"invigil/models"
 	"invigil/models/runner"
+	"invigil/motion"
 )
 
 // MaxFrameSide bounds the frame the detectors look at: larger frames are
@@ -34,9 +35,9 @@ type Analyzer struct {
 	palm *runner.PalmDetector
 	hand *runner.HandLandmarker
 
-	gray, small, laplace gocv.Mat // scratch for the light measures
-	grid                 gocv.Mat // scratch for the change grid
-	scaled               gocv.Mat // scratch for oversized frames
+	gray, small, laplace gocv.Mat        // scratch for the light measures
+	grid                 *motion.Gridder // for the cascades' change grid
+	scaled               gocv.Mat        // scratch for oversized frames
 }
 
 // AnalyzerOptions picks the model variants.
@@ -59,7 +60,7 @@ func NewAnalyzer(opts AnalyzerOptions) (*Analyzer, error) {
 	if err := models.CheckPresent(opts.ModelsDir); err != nil {
 		return nil, err
 	}
-	a := &Analyzer{gray: gocv.NewMat(), small: gocv.NewMat(), scaled: gocv.NewMat(), laplace: gocv.NewMat(), grid: gocv.NewMat()}
+	a := &Analyzer{gray: gocv.NewMat(), small: gocv.NewMat(), scaled: gocv.NewMat(), laplace: gocv.NewMat(), grid: motion.NewGridder()}
 	var err error
 	if a.face, err = runner.NewFaceDetector(models.ONNXPath(opts.ModelsDir, models.FaceFullRange), runner.FaceFullRange); err != nil {
 		a.Close()
@@ -104,7 +105,7 @@ func (a *Analyzer) Close() error {
 	a.small.Close()
 	a.laplace.Close()
 	a.scaled.Close()
-	a.grid.Close()
+	_ = a.grid.Close()
 	return nil
 }
 
@@ -410,7 +411,7 @@ func (a *Analyzer) detectHands(frame gocv.Mat, s *Stream, head []rules.Rect) ([]
 		}
 	}
 	if len(found) < maxHands {
-		var grid changeGrid
+		var grid motion.Grid
 		if err := a.makeChangeGrid(&grid); err != nil {
 			return nil, err
 		}

@@ -2,74 +2,40 @@ package detectors
 
 import (
 	"fmt"
-	"image"
 	"math"
 
 	"gocv.io/x/gocv"
 
 	"invigil/detectors/rules"
 	"invigil/models/runner"
+	"invigil/motion"
 )
 
 // The cascades skip an expensive network when what it would look at has
-// not changed since it last looked. "Changed" is judged on a coarse grid of
-// the frame's luma, the same measure as the pipeline's change detector:
-// changeGridW×changeGridH cells (20×20 pixels of a 640×480 frame), made
+// not changed since it last looked, judged by package motion's grid of the
+// frame's luma (the same measure as the pipeline's change detector), made
 // from the light measures' 160×120 thumbnail, so it costs a few
-// microseconds. A cell counts as changed when its mean moves by more than
-// changeCellDelta levels; sensor noise and the codec stay under 5.
-const (
-	changeGridW     = 32
-	changeGridH     = 24
-	changeCellDelta = 10
-	// minChangedCells is how many cells outside the excluded zones must
-	// change for a network to look again: under 1 % of the frame, less than
-	// a hand at its edge or a face in a corner.
-	minChangedCells = 6
-)
+// microseconds.
 
-// changeGrid is a frame's luma on the coarse grid.
-type changeGrid [changeGridW * changeGridH]uint8
-
-// makeChangeGrid averages the light measures' gray thumbnail into cells.
-func (a *Analyzer) makeChangeGrid(g *changeGrid) error {
-	gocv.Resize(a.gray, &a.grid, image.Pt(changeGridW, changeGridH), 0, 0, gocv.InterpolationArea)
-	data, err := a.grid.DataPtrUint8()
-	if err != nil {
+// makeChangeGrid averages the light measures' gray thumbnail into g.
+func (a *Analyzer) makeChangeGrid(g *motion.Grid) error {
+	if err := a.grid.FromGray(a.gray, g); err != nil {
 		return fmt.Errorf("change grid: %w", err)
 	}
-	if len(data) != len(g) {
-		return fmt.Errorf("change grid: %d cells, want %d", len(data), len(g))
-	}
-	copy(g[:], data)
 	return nil
 }
 
 // changedOutside counts the cells that changed from ref to now whose
 // centers lie outside every zone (in pixels of a width×height frame).
-func changedOutside(ref, now *changeGrid, zones []rules.Rect, width, height int) int {
-	cw, ch := float64(width)/changeGridW, float64(height)/changeGridH
-	n := 0
-	for y := 0; y < changeGridH; y++ {
-		for x := 0; x < changeGridW; x++ {
-			i := y*changeGridW + x
-			if d := int(now[i]) - int(ref[i]); d <= changeCellDelta && d >= -changeCellDelta {
-				continue
-			}
-			px, py := (float64(x)+0.5)*cw, (float64(y)+0.5)*ch
-			inside := false
-			for _, z := range zones {
-				if px >= z.X && px <= z.X+z.W && py >= z.Y && py <= z.Y+z.H {
-					inside = true
-					break
-				}
-			}
-			if !inside {
-				n++
+func changedOutside(ref, now *motion.Grid, zones []rules.Rect, width, height int) int {
+	return motion.ChangedOutside(ref, now, width, height, func(x, y float64) bool {
+		for _, z := range zones {
+			if x >= z.X && x <= z.X+z.W && y >= z.Y && y <= z.Y+z.H {
+				return true
 			}
 		}
-	}
-	return n
+		return false
+	})
 }
 
 // headZone is where a face's own movement shows: the head and hair, the
@@ -91,7 +57,7 @@ type palmLook struct {
 	valid  bool
 	width  int
 	height int
-	grid   changeGrid
+	grid   motion.Grid
 	zones  []rules.Rect
 	skips  int // hand analyses since, on which it did not run
 }
@@ -103,14 +69,14 @@ type palmLook struct {
 // last looked (a hand may have come in or risen to the ear), or when it
 // has not looked for the policy's palm_still_every hand analyses (slow
 // drifts, a hand that came in within an excluded zone).
-func palmNeeded(s *Stream, grid *changeGrid, zones []rules.Rect, lost bool, width, height int) bool {
+func palmNeeded(s *Stream, grid *motion.Grid, zones []rules.Rect, lost bool, width, height int) bool {
 	every := s.Policy.PalmStillEvery
 	look := &s.palm
 	if every <= 1 || lost || !look.valid || look.width != width || look.height != height || look.skips+1 >= every {
 		return true
 	}
 	all := append(append([]rules.Rect(nil), zones...), look.zones...)
-	return changedOutside(&look.grid, grid, all, width, height) >= minChangedCells
+	return changedOutside(&look.grid, grid, all, width, height) >= motion.MinChangedCells
 }
 
 // The face cascade. MediaPipe follows a face from frame to frame with the
@@ -161,8 +127,8 @@ type faceAnchor struct {
 	face          runner.Face
 	score         float64
 	points        [len(stableLandmarks)]runner.Point // the landmarks then
-	meshTurn      Pose // meshTurn's pose then
-	grid          changeGrid
+	meshTurn      Pose                               // meshTurn's pose then
+	grid          motion.Grid
 	head          rules.Rect
 	// crop is where the landmark model looks next: the detector's crop
 	// carried along with the face.
@@ -212,11 +178,11 @@ func (a *Analyzer) followFace(frame gocv.Mat, tMS int64, s *Stream) (rules.Face,
 		an.width != frame.Cols() || an.height != frame.Rows() || (s.CalibrateUntilMS > 0 && !s.calibrated) {
 		return rules.Face{}, false, nil
 	}
-	var grid changeGrid
+	var grid motion.Grid
 	if err := a.makeChangeGrid(&grid); err != nil {
 		return rules.Face{}, false, err
 	}
-	if changedOutside(&an.grid, &grid, []rules.Rect{an.head, headZone(an.followBox)}, frame.Cols(), frame.Rows()) >= minChangedCells {
+	if changedOutside(&an.grid, &grid, []rules.Rect{an.head, headZone(an.followBox)}, frame.Cols(), frame.Rows()) >= motion.MinChangedCells {
 		return rules.Face{}, false, nil
 	}
 	if !cropInside(an.crop, frame.Cols(), frame.Rows()) {

@@ -3,6 +3,7 @@ package detectors
 import (
 	"image"
 	"math"
+	"slices"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -104,7 +105,7 @@ func TestFaceCascadeCadence(t *testing.T) {
 	still := cropPhoto(t, faceCrops[0])
 	s := cascadeStream(t, 3)
 	ran, obs := observeFaces(t, a, s, 0, still, still, still, still, still, still, still)
-	if !equalBools(ran, []bool{true, false, false, true, false, false, true}) {
+	if !slices.Equal(ran, []bool{true, false, false, true, false, false, true}) {
 		t.Errorf("detector ran on %v, want every 3rd face analysis", ran)
 	}
 	for i, o := range obs {
@@ -116,11 +117,11 @@ func TestFaceCascadeCadence(t *testing.T) {
 	defer empty.Close()
 	gocv.Resize(readPhoto(t, "building.jpg"), &empty, image.Pt(still.Cols(), still.Rows()), 0, 0, gocv.InterpolationArea)
 	ran, obs = observeFaces(t, a, s, 1400, still, empty)
-	if !equalBools(ran, []bool{false, true}) || len(obs[1].Faces) != 0 {
+	if !slices.Equal(ran, []bool{false, true}) || len(obs[1].Faces) != 0 {
 		t.Errorf("detector ran on %v with %d faces left: want it at once when the candidate is gone", ran, len(obs[1].Faces))
 	}
 	ran, _ = observeFaces(t, a, cascadeStream(t, 1), 0, still, still, still)
-	if !equalBools(ran, []bool{true, true, true}) {
+	if !slices.Equal(ran, []bool{true, true, true}) {
 		t.Errorf("cascade off: detector ran on %v, want every analysis", ran)
 	}
 }
@@ -178,7 +179,7 @@ func TestFaceCascadePoseMatchesDetector(t *testing.T) {
 		followed, detected := cascadeStream(t, 3), cascadeStream(t, 1)
 		ranF, obsF := observeFaces(t, a, followed, 0, still, still, noisy)
 		_, obsD := observeFaces(t, a, detected, 0, still, still, noisy)
-		if !equalBools(ranF, []bool{true, false, false}) {
+		if !slices.Equal(ranF, []bool{true, false, false}) {
 			t.Errorf("%v: detector ran on %v, want on the first analysis only", c, ranF)
 			continue
 		}

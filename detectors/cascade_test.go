@@ -2,9 +2,12 @@ package detectors
 
 import (
 	"image"
+	"slices"
 	"testing"
 
 	"gocv.io/x/gocv"
+
+	"invigil/motion"
 )
 
 // palmRuns is how often the analyzer's palm detector has run.
@@ -61,11 +64,11 @@ func TestPalmBacksOffOnStillPicture(t *testing.T) {
 	frames := []gocv.Mat{still, still, still, still, still, still, still}
 	ran, _ := observeAll(t, a, handsStream(t, 3), frames)
 	want := []bool{true, false, false, true, false, false, true}
-	if !equalBools(ran, want) {
+	if !slices.Equal(ran, want) {
 		t.Errorf("palm ran on %v, want %v", ran, want)
 	}
 	ran, _ = observeAll(t, a, handsStream(t, 1), frames)
-	if !equalBools(ran, []bool{true, true, true, true, true, true, true}) {
+	if !slices.Equal(ran, []bool{true, true, true, true, true, true, true}) {
 		t.Errorf("back-off off: palm ran on %v, want every analysis", ran)
 	}
 }
@@ -77,7 +80,7 @@ func TestPalmLooksAtOnceWhenAHandComes(t *testing.T) {
 	still := readPhoto(t, "messi5.jpg")
 	hand := withHand(t, still)
 	ran, hands := observeAll(t, a, handsStream(t, 5), []gocv.Mat{still, still, hand, hand})
-	if !equalBools(ran, []bool{true, false, true, false}) {
+	if !slices.Equal(ran, []bool{true, false, true, false}) {
 		t.Errorf("palm ran on %v, want on the first frame and at once when the hand came", ran)
 	}
 	// messi5.jpg shows one hand already.
@@ -112,7 +115,7 @@ func TestPalmIgnoresTheHead(t *testing.T) {
 	region := moved.Region(image.Rect(int(head.X)+1, int(head.Y)+1, int(head.X+head.W), int(head.Y+head.H)).Intersect(image.Rect(0, 0, still.Cols(), still.Rows())))
 	gocv.BitwiseNot(region, &region)
 	region.Close()
-	var grid, ref changeGrid
+	var grid, ref motion.Grid
 	before := palmRuns(a)
 	if _, err := a.Observe(moved, 200, s); err != nil {
 		t.Fatal(err)
@@ -126,7 +129,7 @@ func TestPalmIgnoresTheHead(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref = s.palm.grid
-	if n := changedOutside(&ref, &grid, nil, still.Cols(), still.Rows()); n < minChangedCells {
+	if n := changedOutside(&ref, &grid, nil, still.Cols(), still.Rows()); n < motion.MinChangedCells {
 		t.Errorf("the inverted face changed only %d cells", n)
 	}
 }
@@ -138,7 +141,7 @@ func TestPalmLooksWhenAHandIsLost(t *testing.T) {
 	hand := readPhoto(t, "handSrc.jpg")
 	s := handsStream(t, 5)
 	ran, hands := observeAll(t, a, s, []gocv.Mat{hand, hand})
-	if !equalBools(ran, []bool{true, false}) || hands[0] != 1 || hands[1] != 1 {
+	if !slices.Equal(ran, []bool{true, false}) || hands[0] != 1 || hands[1] != 1 {
 		t.Fatalf("palm ran on %v, hands %v: want it once, then the hand followed", ran, hands)
 	}
 	// The hand is covered where it was followed (grey): the landmark
@@ -161,16 +164,4 @@ func TestPalmLooksWhenAHandIsLost(t *testing.T) {
 	if palmRuns(a) == before {
 		t.Error("palm detector did not look when the followed hand was lost")
 	}
-}
-
-func equalBools(a, b []bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -13,6 +13,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"invigil/detectors/rules"
+	"invigil/motion"
 	"invigil/vpx"
 )
 
@@ -91,9 +92,9 @@ func TestPictureChanged(t *testing.T) {
 						t.Fatal(err)
 					}
 					if n > 0 {
-						worst = max(worst, changedCells(&prev, &cur))
-						if pictureChanged(&prev, &cur) {
-							t.Errorf("%s at %d kbps: frame %d counts as changed (%d cells)", name, kbps, i, changedCells(&prev, &cur))
+						worst = max(worst, motion.Changed(&prev, &cur))
+						if motion.PictureChanged(&prev, &cur) {
+							t.Errorf("%s at %d kbps: frame %d counts as changed (%d cells)", name, kbps, i, motion.Changed(&prev, &cur))
 						}
 					}
 					prev, n = cur, n+1
@@ -128,9 +129,9 @@ func TestPictureChanged(t *testing.T) {
 	patch.Close()
 	withHand := thumbOfBGR(t, th, hand)
 	for what, th := range map[string]*thumbnail{"the person leaving": &empty, "a 5 px shift": &moved, "a hand coming into view": &withHand} {
-		t.Logf("%s: %d cells changed", what, changedCells(&ref, th))
-		if !pictureChanged(&ref, th) {
-			t.Errorf("%s does not count as a change (%d cells)", what, changedCells(&ref, th))
+		t.Logf("%s: %d cells changed", what, motion.Changed(&ref, th))
+		if !motion.PictureChanged(&ref, th) {
+			t.Errorf("%s does not count as a change (%d cells)", what, motion.Changed(&ref, th))
 		}
 	}
 }

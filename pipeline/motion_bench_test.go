@@ -7,6 +7,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"invigil/models/runner"
+	"invigil/motion"
 	"invigil/vpx"
 )
 
@@ -43,7 +44,7 @@ func BenchmarkMotion(b *testing.B) {
 		if err := th.make(i420, &cur); err != nil {
 			b.Fatal(err)
 		}
-		if pictureChanged(&ref, &cur) {
+		if motion.PictureChanged(&ref, &cur) {
 			changed++
 		}
 	}

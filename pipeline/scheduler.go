@@ -11,6 +11,7 @@ import (
 	"invigil/detectors"
 	"invigil/detectors/rules"
 	"invigil/media"
+	"invigil/motion"
 )
 
 // frame is a decoded picture waiting in a candidate's newest-frame slot.
@@ -214,7 +215,7 @@ func (s *scheduler) publish(c *candidate, f *frame) {
 	}
 	old := c.frame
 	c.frame = f
-	if !f.hasThumb || !c.haveRef || pictureChanged(&c.ref, &f.thumb) {
+	if !f.hasThumb || !c.haveRef || motion.PictureChanged(&c.ref, &f.thumb) {
 		c.hold = holdAnalyses(c.policy)
 	}
 	if now := time.Now(); !c.busy {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"invigil/detectors/rules"
+	"invigil/motion"
 )
 
 // schedulerRun feeds every candidate a fresh frame every 10 ms and runs
@@ -143,7 +144,7 @@ func movedThumb() thumbnail {
 	th := stillThumb()
 	for y := 8; y < 16; y++ {
 		for x := 12; x < 20; x++ {
-			th[y*thumbW+x] += 40
+			th[y*motion.GridW+x] += 40
 		}
 	}
 	return th
