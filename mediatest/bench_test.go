@@ -208,9 +208,11 @@ type benchStep struct {
 	workerUtil     float64
 	framesPerCandS float64
 	// analyses per candidate per second by what asked for them
-	byTrigger  map[string]float64
-	carried    float64 // of those, repeats of the last observation
-	rssPerCand float64 // bytes of server RSS per candidate (see ramp)
+	byTrigger map[string]float64
+	carried   float64 // of those, repeats of the last observation
+	// networks' runs per analysis (invigil_pipeline_network_runs_total)
+	networkRuns map[string]float64
+	rssPerCand  float64 // bytes of server RSS per candidate (see ramp)
 }
 
 func (r benchStep) maxOnset() int64 {
@@ -269,6 +271,12 @@ func measureStep(b *testing.B, st *stack, gen *loadGen, n int) benchStep {
 		row.byTrigger[trig] = (v - before.byTrigger[trig]) / secs / float64(n)
 	}
 	row.carried = (after.carried - before.carried) / secs / float64(n)
+	row.networkRuns = map[string]float64{}
+	if analyses := after.analyzed - before.analyzed; analyses > 0 {
+		for _, net := range benchNetworks {
+			row.networkRuns[net] = (after.networkRuns[net] - before.networkRuns[net]) / analyses
+		}
+	}
 	for _, gap := range g.Gaps {
 		row.maxGap = max(row.maxGap, time.Duration(gap)*time.Millisecond)
 	}
@@ -303,8 +311,13 @@ type benchSnapshot struct {
 	sfuDropped                                float64
 	byTrigger                                 map[string]float64
 	carried                                   float64
+	networkRuns                               map[string]float64
 	latency                                   *dto.Histogram
 }
+
+// benchNetworks are the detector networks whose runs the pipeline counts
+// (invigil_pipeline_network_runs_total's network label).
+var benchNetworks = []string{"face", "face_mesh", "palm", "hand"}
 
 // analysisTriggers are the scheduler's reasons for an analysis
 // (invigil_pipeline_analyses_total's trigger label).
@@ -313,13 +326,17 @@ var analysisTriggers = []string{"refresh", "change", "deadline", "calm"}
 func snapshot(b *testing.B, st *stack, gen *loadGen) benchSnapshot {
 	b.Helper()
 	s := benchSnapshot{at: time.Now(), cpu: processCPU(b), genCPU: gen.cpu(), machine: machineBusy(),
-		analyzed:   st.metric("invigil_pipeline_frames_analysed_total"),
-		decoded:    st.metric("invigil_pipeline_frames_decoded_total"),
-		superseded: st.metric("invigil_pipeline_frames_dropped_total", "reason", "superseded"),
-		queueDrops: st.metric("invigil_pipeline_packets_dropped_total", "reason", "queue_full"),
-		sfuDropped: st.metric("invigil_sfu_rtp_packets_dropped_total"),
-		carried:    st.metric("invigil_pipeline_analyses_carried_total"),
-		byTrigger:  map[string]float64{},
+		analyzed:    st.metric("invigil_pipeline_frames_analysed_total"),
+		decoded:     st.metric("invigil_pipeline_frames_decoded_total"),
+		superseded:  st.metric("invigil_pipeline_frames_dropped_total", "reason", "superseded"),
+		queueDrops:  st.metric("invigil_pipeline_packets_dropped_total", "reason", "queue_full"),
+		sfuDropped:  st.metric("invigil_sfu_rtp_packets_dropped_total"),
+		carried:     st.metric("invigil_pipeline_analyses_carried_total"),
+		byTrigger:   map[string]float64{},
+		networkRuns: map[string]float64{},
+	}
+	for _, net := range benchNetworks {
+		s.networkRuns[net] = st.metric("invigil_pipeline_network_runs_total", "network", net)
 	}
 	for _, trig := range analysisTriggers {
 		s.byTrigger[trig] = st.metric("invigil_pipeline_analyses_total", "trigger", trig)
@@ -521,8 +538,12 @@ func printStep(r benchStep) {
 	for _, trig := range analysisTriggers {
 		triggers = append(triggers, fmt.Sprintf("%s %.2f", trig, r.byTrigger[trig]))
 	}
-	fmt.Printf("%4d candidates: server %.2f cores, load generator %.2f, whole machine %.2f; latency p50 %.3f s p99 %.3f s; analyzed %.2f fps/candidate (%.1f superseded; by trigger %s; %.2f carried); RSS %.1f MiB/candidate; workers %.0f%% busy; max forwarding gap %v, SFU drops %.0f; onsets %d (max +%d ms over the minimum), missed %d → %s\n",
-		r.n, r.serverCPU, r.genCPU, r.machineCPU, r.p50, r.p99, r.analysedFPS, r.superseded, strings.Join(triggers, ", "), r.carried, r.rssPerCand/(1<<20),
+	var runs []string
+	for _, net := range benchNetworks {
+		runs = append(runs, fmt.Sprintf("%s %.2f", net, r.networkRuns[net]))
+	}
+	fmt.Printf("%4d candidates: server %.2f cores, load generator %.2f, whole machine %.2f; latency p50 %.3f s p99 %.3f s; analyzed %.2f fps/candidate (%.1f superseded; by trigger %s; %.2f carried; network runs per analysis: %s); RSS %.1f MiB/candidate; workers %.0f%% busy; max forwarding gap %v, SFU drops %.0f; onsets %d (max +%d ms over the minimum), missed %d → %s\n",
+		r.n, r.serverCPU, r.genCPU, r.machineCPU, r.p50, r.p99, r.analysedFPS, r.superseded, strings.Join(triggers, ", "), r.carried, strings.Join(runs, ", "), r.rssPerCand/(1<<20),
 		100*r.workerUtil, r.maxGap.Round(time.Millisecond), r.sfuDropped, len(r.onsets), r.maxOnset(), r.missed, r.verdict())
 }
 

@@ -54,6 +54,7 @@ type metrics struct {
 	keyframeRequests *prometheus.CounterVec
 	framesAnalysed   prometheus.Counter
 	carried          prometheus.Counter
+	networkRuns      *prometheus.CounterVec
 	analyses         *prometheus.CounterVec
 	framesDropped    *prometheus.CounterVec
 	latency          prometheus.Histogram
@@ -100,8 +101,12 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 		}),
 		carried: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "invigil_pipeline_analyses_carried_total",
-			Help: "Analyses of a picture unchanged since the detectors last ran: their observation was repeated and only the rules ran (included in frames_analyzed).",
+			Help: "Analyses of a picture unchanged since the detectors last ran: their observation was repeated and only the rules ran (included in invigil_pipeline_frames_analysed_total).",
 		}),
+		networkRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invigil_pipeline_network_runs_total",
+			Help: "Runs of each detector network (face, face_mesh, palm, hand): with invigil_pipeline_frames_analysed_total, how often the cascades let the costly ones run.",
+		}, []string{"network"}),
 		analyses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invigil_pipeline_analyses_total",
 			Help: "Frames handed to a worker, by what made the candidate due (full_rate: adaptation off; refresh: a new track, settings or a retry; change: the picture changed; deadline: a rule opens or closes at this frame; calm: the periodic look at a still picture).",
@@ -163,7 +168,7 @@ func newMetrics(reg prometheus.Registerer, workers int, sinkQueueLen func() floa
 	m.workers.Set(float64(workers))
 	collectors := []prometheus.Collector{
 		m.packets, m.packetsDropped, m.framesDecoded, m.framesSkipped, m.decodeErrors, m.keyframeRequests,
-		m.framesAnalysed, m.carried, m.analyses, m.framesDropped, m.latency, m.stageSeconds, m.workers, m.workersBusy,
+		m.framesAnalysed, m.carried, m.networkRuns, m.analyses, m.framesDropped, m.latency, m.stageSeconds, m.workers, m.workersBusy,
 		m.candidatesActive, m.tracksActive, m.violations, m.sinkErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "invigil_pipeline_worker_utilisation",

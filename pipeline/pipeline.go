@@ -44,7 +44,9 @@
 //	                                                 incomplete, track_ended, stale, analysis_error
 //	invigil_pipeline_analysis_latency_seconds        last packet of a frame → its observation done
 //	invigil_pipeline_stage_seconds_total{stage}      depacketize, decode, thumbnail, convert, inference, rules, evidence
-//	invigil_pipeline_workers, _workers_busy, _worker_utilization (last 10 s), _worker_busy_seconds_total
+//	invigil_pipeline_workers, _workers_busy, _worker_busy_seconds_total
+//	invigil_pipeline_worker_utilisation              share of worker time busy over the last 10 s
+//	invigil_pipeline_network_runs_total{network}     face, face_mesh, palm, hand: how often the detectors' cascades let each run
 //	invigil_pipeline_candidates_active, _tracks_active
 //	invigil_pipeline_violations_total{type,event}, _sink_errors_total, _sink_queue
 package pipeline
@@ -260,7 +262,11 @@ func New(cfg Config) (*Pipeline, error) {
 			}
 			return nil, fmt.Errorf("pipeline: worker %d: %w", i, err)
 		}
-		p.workers = append(p.workers, &worker{id: i, p: p, a: a, bgr: gocv.NewMat()})
+		w := &worker{id: i, p: p, a: a, bgr: gocv.NewMat(), runs: a.Networks()}
+		for _, n := range w.runs {
+			m.networkRuns.WithLabelValues(n.Name) // shown at 0 before the first run
+		}
+		p.workers = append(p.workers, w)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.sink.start()

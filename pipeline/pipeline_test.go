@@ -94,6 +94,20 @@ func TestFaceLeavesView(t *testing.T) {
 	if latency != analyzed {
 		t.Errorf("latency histogram has %v samples for %v analyzed frames", latency, analyzed)
 	}
+	// The networks' runs are counted: the face detector and the landmark
+	// model at most once per analysis of a new picture, and the rest room
+	// looks for the hands, which this candidate never shows, so the palm
+	// detector runs, though not on every analysis.
+	carried := metricValue(t, reg, "invigil_pipeline_analyses_carried_total")
+	faceRuns, meshRuns := metricValue(t, reg, "invigil_pipeline_network_runs_total", "network", "face"), metricValue(t, reg, "invigil_pipeline_network_runs_total", "network", "face_mesh")
+	t.Logf("network runs: face %v, face_mesh %v, palm %v for %v analyses (%v carried)", faceRuns, meshRuns,
+		metricValue(t, reg, "invigil_pipeline_network_runs_total", "network", "palm"), analyzed, carried)
+	if faceRuns < 1 || faceRuns > analyzed-carried || meshRuns < 1 || meshRuns > analyzed-carried {
+		t.Errorf("network runs: face %v, face_mesh %v for %v analyses (%v carried)", faceRuns, meshRuns, analyzed, carried)
+	}
+	if palm := metricValue(t, reg, "invigil_pipeline_network_runs_total", "network", "palm"); palm < 1 || palm >= analyzed-carried {
+		t.Errorf("palm detector ran %v times in %v analyses (%v carried)", palm, analyzed, carried)
+	}
 	if n := metricValue(t, reg, "invigil_pipeline_violations_total", "type", "face_off_screen", "event", "opened"); n != 1 {
 		t.Errorf("violations metric %v", n)
 	}

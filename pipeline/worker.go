@@ -17,6 +17,20 @@ type worker struct {
 	p   *Pipeline
 	a   *detectors.Analyzer
 	bgr gocv.Mat
+	// runs are the analyzer's network runs as last counted into the
+	// metrics.
+	runs []detectors.NetworkRuns
+}
+
+// countRuns adds the networks' runs since the last count to the metrics.
+func (w *worker) countRuns(m *metrics) {
+	now := w.a.Networks()
+	for i, n := range detectors.SubtractRuns(now, w.runs) {
+		if n.Runs > 0 {
+			m.networkRuns.WithLabelValues(now[i].Name).Add(float64(n.Runs))
+		}
+	}
+	w.runs = now
 }
 
 func (w *worker) close() {
@@ -92,6 +106,7 @@ func (w *worker) process(ctx context.Context, j job) (r analysisResult) {
 		var err error
 		obs, err = w.a.Observe(w.bgr, f.tMS, c.stream)
 		m.stage(stageInference, time.Since(start))
+		w.countRuns(m)
 		if err != nil {
 			p.log.Warn("cannot analyze frame", "identity", c.identity, "t_ms", f.tMS, "err", err)
 			m.framesDropped.WithLabelValues(dropAnalysisError).Inc()
