@@ -19,18 +19,6 @@ import (
 	"invigil/store"
 )
 
-// The control plane's collaborators and what it reports, as package
-// control defines them; named here too so that cmd wires the server with
-// api's names alone.
-type (
-	MediaPlacement   = control.MediaPlacement
-	MediaControl     = control.MediaControl
-	Analysis         = control.Analysis
-	AnalysisSnapshot = control.AnalysisSnapshot
-	AnalysisChecks   = control.AnalysisChecks
-	EventNotifier    = control.EventNotifier
-)
-
 // ControlOptions configures the control plane.
 type ControlOptions struct {
 	Store *store.Store
@@ -39,8 +27,8 @@ type ControlOptions struct {
 	DataDir string
 	// Media and Analysis may be nil (an API-only server, tests of the flow
 	// without media): calls then connect nobody and policies go nowhere.
-	Media    MediaControl
-	Analysis Analysis
+	Media    control.MediaControl
+	Analysis control.Analysis
 	// MediaKey signs the SFU join tokens the API hands out (≥ 16 bytes).
 	MediaKey []byte
 	// EarlyLogin is how long before an exam's start candidates may log in
@@ -84,11 +72,11 @@ type ControlOptions struct {
 	// other control nodes sharing the store wake their event streams too
 	// (they call Server.NudgeEvents); nil: one node, whose own streams are
 	// all there is.
-	Events EventNotifier
+	Events control.EventNotifier
 	// Placement, if set, says which media node an exam's rooms live on
 	// (several nodes): the media token then answers that node's
 	// WebSocket URL. Nil: this process's own SFU, at SignallingPath.
-	Placement MediaPlacement
+	Placement control.MediaPlacement
 	// Node is this node's name among several: a violation's evidence
 	// written here is stored as this node's, and a file stored as another
 	// node's is fetched through Files. Empty: one process, every file is

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"invigil/contract"
+	"invigil/control"
 )
 
 // Who may call a route besides the staff roles of store.Roles.
@@ -53,7 +54,7 @@ func (c *handlers) routes() []route {
 		{"GET", "/api/v1/candidate/me", cand, "The candidate's stage, message, current call, score and rest-room code.", nil, candidateMe{}, "", nil, c.candidateMe},
 		{"POST", "/api/v1/candidate/leave", cand, "The candidate leaves for good.", nil, candidateMe{}, "", nil, c.candidateLeave},
 		{"POST", "/api/v1/candidate/help", cand, "Ask the staff for help.", helpRequest{}, nil, "", nil, c.candidateHelp},
-		{"GET", "/api/v1/candidate/analysis", cand, "The server's live analysis of the candidate's camera (device check feedback).", nil, AnalysisSnapshot{}, "", nil, c.candidateAnalysis},
+		{"GET", "/api/v1/candidate/analysis", cand, "The server's live analysis of the candidate's camera (device check feedback).", nil, control.AnalysisSnapshot{}, "", nil, c.candidateAnalysis},
 		{"GET", "/api/v1/candidate/events", cand, "Server-Sent Events for this candidate (calls, stages, score).", nil, nil, "text/event-stream", []string{"since"}, c.candidateEvents},
 		{"POST", "/api/v1/candidate/signals", cand, "Report what the candidate's browser noticed (left_page, second_screen, headphones); stored as a violation with details.source browser. Without duration_ms it opens, with it it ends (or is stored whole); the same key again stores nothing more. 400 bad_signal, 409 signal_not_watched (stage), 429 too_many_signals.", signalRequest{}, signalAnswer{}, "", nil, c.candidateSignal},
 		{"POST", "/api/v1/calls/{call}/accept", cand, "Accept an incoming call.", nil, callView{}, "", nil, c.acceptCall},

@@ -6,7 +6,7 @@
 // loses none.
 //
 // The api package knows nothing of NATS: it owns the small interfaces this
-// package fills (api.EventNotifier) and cmd/invigil wires the two together.
+// package fills (control.EventNotifier) and cmd/invigil wires the two together.
 // Without a NATS URL none of this runs and a node keeps both inside its
 // process.
 package bus

@@ -23,7 +23,7 @@ type nudge struct {
 }
 
 // EventsCommitted tells the other nodes that exam's event log grew to seq
-// (api.EventNotifier). It never blocks: the client buffers, also while
+// (control.EventNotifier). It never blocks: the client buffers, also while
 // reconnecting, and a nudge that is lost delays the other nodes' streams
 // only until their next keep-alive read.
 func (c *Conn) EventsCommitted(exam, seq int64) {

@@ -14,6 +14,7 @@ import (
 	"invigil/api"
 	"invigil/config"
 	"invigil/contract"
+	"invigil/control"
 	"invigil/detectors/rules"
 	"invigil/pipeline"
 	"invigil/sfu"
@@ -50,15 +51,15 @@ func (c *pipelineControl) Calibrate(identity string, until time.Time) error {
 
 func (c *pipelineControl) Forget(identity string) { c.p.Forget(identity) }
 
-func (c *pipelineControl) Latest(identity string) (api.AnalysisSnapshot, bool) {
+func (c *pipelineControl) Latest(identity string) (control.AnalysisSnapshot, bool) {
 	s, ok := c.p.Latest(identity)
 	if !ok {
-		return api.AnalysisSnapshot{}, false
+		return control.AnalysisSnapshot{}, false
 	}
-	return api.AnalysisSnapshot{At: s.At, Width: s.Width, Height: s.Height, Faces: s.Faces, DistanceCM: s.DistanceCM,
+	return control.AnalysisSnapshot{At: s.At, Width: s.Width, Height: s.Height, Faces: s.Faces, DistanceCM: s.DistanceCM,
 		YawDeg: s.YawDeg, PitchDeg: s.PitchDeg, Hands: s.Hands, Brightness: s.Brightness, Sharpness: s.Sharpness,
 		TargetDistanceCM: s.TargetDistanceCM, Calibrating: s.Calibrating,
-		Checks: api.AnalysisChecks{Face: s.FaceInView, Distance: s.DistanceOK, Light: !s.TooDark && !s.Blocked, Alone: s.Alone}}, true
+		Checks: control.AnalysisChecks{Face: s.FaceInView, Distance: s.DistanceOK, Light: !s.TooDark && !s.Blocked, Alone: s.Alone}}, true
 }
 
 // controlTokens is the SFU's token verifier: the control plane decides

@@ -14,7 +14,7 @@ import (
 	"invigil/store"
 )
 
-// registryPlacement is the control plane's api.MediaPlacement with
+// registryPlacement is the control plane's control.MediaPlacement with
 // several nodes: the exam's node from the registry of announcing media
 // nodes (placing it first if it has none), as a signaling URL.
 type registryPlacement struct {

@@ -9,9 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"invigil/api"
 	"invigil/cluster"
 	"invigil/contract"
+	"invigil/control"
 	"invigil/detectors/rules"
 	"invigil/store"
 )
@@ -20,8 +20,8 @@ import (
 // what arrives over NATS (cluster.ServeCommands) runs on this node's SFU
 // and pipeline through the same adapters the single process uses.
 type mediaCommands struct {
-	media    api.MediaControl
-	analysis api.Analysis
+	media    control.MediaControl
+	analysis control.Analysis
 }
 
 var _ cluster.MediaCommands = mediaCommands{}
@@ -77,8 +77,8 @@ type remoteControl struct {
 }
 
 var (
-	_ api.MediaControl = (*remoteControl)(nil)
-	_ api.Analysis     = (*remoteControl)(nil)
+	_ control.MediaControl = (*remoteControl)(nil)
+	_ control.Analysis     = (*remoteControl)(nil)
 )
 
 // errNoCandidate: a command that names no candidate has no exam to find
@@ -161,18 +161,18 @@ func (r *remoteControl) Forget(identity string) {
 	}
 }
 
-func (r *remoteControl) Latest(identity string) (api.AnalysisSnapshot, bool) {
+func (r *remoteControl) Latest(identity string) (control.AnalysisSnapshot, bool) {
 	n, err := r.node(identity)
 	if err != nil {
-		return api.AnalysisSnapshot{}, false
+		return control.AnalysisSnapshot{}, false
 	}
 	b, ok := n.Latest(identity)
 	if !ok {
-		return api.AnalysisSnapshot{}, false
+		return control.AnalysisSnapshot{}, false
 	}
-	var snap api.AnalysisSnapshot
+	var snap control.AnalysisSnapshot
 	if err := json.Unmarshal(b, &snap); err != nil {
-		return api.AnalysisSnapshot{}, false
+		return control.AnalysisSnapshot{}, false
 	}
 	return snap, true
 }

@@ -20,6 +20,7 @@ import (
 	"invigil/cluster"
 	"invigil/config"
 	"invigil/contract"
+	"invigil/control"
 	"invigil/media"
 	"invigil/models"
 	"invigil/pipeline"
@@ -81,7 +82,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	// hands its violations over through JetStream (bus); without it both
 	// stay inside the process.
 	var nb *bus.Conn
-	var events api.EventNotifier // nil, not a nil *bus.Conn, without NATS
+	var events control.EventNotifier // nil, not a nil *bus.Conn, without NATS
 	if cfg.NATSURL != "" {
 		if nb, err = bus.Connect(ctx, cfg.NATSURL, bus.Options{Name: node, Logger: log, Registry: reg}); err != nil {
 			return err
@@ -94,9 +95,9 @@ func runServe(ctx context.Context, e env, args []string) error {
 	// nodes announcing themselves; a media node runs them (below).
 	role := cfg.NodeRole()
 	media, analysis := &sfuControl{}, &pipelineControl{}
-	var apiMedia api.MediaControl = media
-	var apiAnalysis api.Analysis = analysis
-	var placement api.MediaPlacement
+	var apiMedia control.MediaControl = media
+	var apiAnalysis control.Analysis = analysis
+	var placement control.MediaPlacement
 	var registry *cluster.Registry
 	if role == config.RoleControl {
 		remote := &remoteControl{nc: nb.NATS(), st: st, timeout: cluster.DefaultCommandTimeout, key: cluster.Key(cfg.ClusterKey)}
