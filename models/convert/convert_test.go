@@ -211,3 +211,42 @@ func FuzzConvert(f *testing.F) {
 		_, _ = convert.Convert(data)
 	})
 }
+
+// TestDepthwise5x5Split checks which 5×5 depthwise layers become four 3×3
+// ones (their numbers are checked against the reference evaluator by
+// TestCasesInOpenCV): the ones OpenCV then runs on its fast path, not the
+// small one.
+func TestDepthwise5x5Split(t *testing.T) {
+	for _, c := range tflitetest.Cases() {
+		if !strings.HasPrefix(c.Name, "depthwise5x5_") {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			tm, err := tflite.Parse(c.Model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := convert.ConvertModel(tm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kernels := map[int64]int{}
+			ops := map[string]int{}
+			for _, n := range m.Graph.Nodes {
+				ops[n.OpType]++
+				for _, a := range n.Attrs {
+					if n.OpType == "Conv" && a.Name == "kernel_shape" {
+						kernels[a.Ints[0]]++
+					}
+				}
+			}
+			want3, want5 := 4, 0
+			if strings.Contains(c.Name, "kept") {
+				want3, want5 = 0, 1
+			}
+			if kernels[3] != want3 || kernels[5] != want5 || ops["Slice"] != want3 || ops["Sum"] != want3/4 {
+				t.Errorf("3×3 convolutions %d, 5×5 %d, ops %v; want %d 3×3 and %d 5×5", kernels[3], kernels[5], ops, want3, want5)
+			}
+		})
+	}
+}

@@ -81,6 +81,34 @@ func Cases() []Case {
 			Options: opts(U8(tflite.PaddingSame), I32(2), I32(2), I32(2), U8(tflite.ActRelu))}},
 		Inputs: []int32{0}, Outputs: []int32{3},
 	})
+	// DEPTHWISE_CONV_2D 5×5, which the converter splits into four 3×3
+	// depthwise convolutions where OpenCV runs those fast: stride 1 SAME
+	// with a fused RELU6, stride 2 SAME on an even size (pads 1 and 2),
+	// stride 2 VALID on an odd size; and one too small to be split.
+	for _, dw := range []struct {
+		name            string
+		in, out, stride int32
+		padding         uint8
+		act             uint8
+	}{
+		{"depthwise5x5_split_stride1_relu6", 16, 16, 1, uint8(tflite.PaddingSame), uint8(tflite.ActRelu6)},
+		{"depthwise5x5_split_stride2_same", 20, 10, 2, uint8(tflite.PaddingSame), uint8(tflite.ActNone)},
+		{"depthwise5x5_split_stride2_valid", 19, 8, 2, uint8(tflite.PaddingValid), uint8(tflite.ActNone)},
+		{"depthwise5x5_small_kept", 9, 9, 1, uint8(tflite.PaddingSame), uint8(tflite.ActNone)},
+	} {
+		const ch = 3
+		add(dw.name, Graph{
+			Tensors: []t{
+				{Name: "input", Shape: []int32{1, dw.in, dw.in, ch}, Type: f32},
+				{Name: "w", Shape: []int32{1, 5, 5, ch}, Type: f32, Data: Float32Bytes(randFloats(rng, 25*ch, 1)...)},
+				{Name: "b", Shape: []int32{ch}, Type: f32, Data: Float32Bytes(randFloats(rng, ch, 1)...)},
+				{Name: "out", Shape: []int32{1, dw.out, dw.out, ch}, Type: f32},
+			},
+			Ops: []Op{{Code: tflite.OpDepthwiseConv2D, Inputs: []int32{0, 1, 2}, Outputs: []int32{3}, OptionsType: 2,
+				Options: opts(U8(dw.padding), I32(dw.stride), I32(dw.stride), I32(1), U8(dw.act))}},
+			Inputs: []int32{0}, Outputs: []int32{3},
+		})
+	}
 	// PAD on the channel axis (residual widening), then ADD with a conv
 	// branch of the wider width, then RELU.
 	add("pad_channels_add_relu", Graph{
