@@ -3,8 +3,9 @@ package pipeline
 // The listening path. Every candidate's Opus microphone track gets its own
 // goroutine, fed through a bounded queue as the video tracks are:
 // RTP → one Opus packet per payload → libopus decode at 48 kHz (lost
-// packets concealed) → 16 kHz → Silero VAD (energy-gated) → the
-// candidate's rules engine (Engine.ObserveAudio), on the candidate's
+// packets concealed) → 16 kHz → Silero VAD (energy-gated; several
+// candidates' chunks share a model run, vad/batch.go) → the candidate's
+// rules engine (Engine.ObserveAudio), on the candidate's
 // stream clock. The audio goroutine takes the candidate's analysis lock
 // only to step the rules (microseconds), and only when no worker holds it
 // (TryLock), so a busy worker never makes the audio queue wait behind an
@@ -102,7 +103,7 @@ func newAudioMetrics(reg prometheus.Registerer) (*audioMetrics, error) {
 		unjudged: prometheus.NewCounter(prometheus.CounterOpts{Name: "invigil_pipeline_audio_chunks_unjudged_total",
 			Help: "Chunks heard before the candidate's rules started (no analyzed frame yet)."}),
 		busy: prometheus.NewCounter(prometheus.CounterOpts{Name: "invigil_pipeline_audio_busy_seconds_total",
-			Help: "Time the audio goroutines spent decoding, resampling and detecting speech."}),
+			Help: "Time the audio goroutines spent decoding, resampling and detecting speech (not waiting for a shared model run)."}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "invigil_pipeline_audio_tracks_active",
 			Help: "Candidate microphone tracks being listened to."}),
 		stalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "invigil_pipeline_audio_stalls_total",
@@ -292,10 +293,12 @@ func (a *audioTrack) drain() {
 }
 
 func (a *audioTrack) handle(q queuedPacket) {
-	start := time.Now()
+	start, waited := time.Now(), a.det.Stats().Waited
 	a.depacketize(q.p)
 	a.flush(false)
-	a.p.am.busy.Add(time.Since(start).Seconds())
+	// The wait for other candidates' chunks to share a model run is not
+	// work (vad/batch.go).
+	a.p.am.busy.Add((time.Since(start) - (a.det.Stats().Waited - waited)).Seconds())
 }
 
 // depacketize decodes one RTP packet in order, concealing what was lost

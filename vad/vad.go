@@ -15,10 +15,7 @@ import (
 	"math"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	ort "github.com/yalue/onnxruntime_go"
 
 	"invigil/models"
 )
@@ -115,6 +112,9 @@ type Stats struct {
 	ModelRuns uint64 // chunks the model ran on
 	Gated     uint64 // chunks the energy gate skipped
 	Clipped   uint64 // samples outside [-1, 1] clipped to it
+	// Waited is the time chunks spent waiting for other streams' chunks
+	// to share a model run (batch.go), not working.
+	Waited time.Duration
 }
 
 // Detector finds speech in one audio stream. Its methods may be called from
@@ -125,12 +125,9 @@ type Detector struct {
 	closed  bool
 	gateRMS float64
 
-	session *ort.AdvancedSession
-	input   *ort.Tensor[float32] // [1, 512]
-	state   *ort.Tensor[float32] // [2, 1, 128]
-	sr      *ort.Scalar[int64]
-	output  *ort.Tensor[float32] // [1, 1]
-	stateN  *ort.Tensor[float32] // [2, 1, 128]
+	model *model
+	input [ChunkSamples]float32 // the model's copy of a chunk (gain applied)
+	state [stateSize]float32    // the model's recurrent state, [2, 1, 128]
 
 	pending  [ChunkSamples]float32
 	npending int
@@ -140,13 +137,9 @@ type Detector struct {
 	stats    Stats
 }
 
-// liveNative counts the ONNX Runtime objects (sessions, tensors) detectors
-// hold, so the lifetime test can show Close releases all of them.
-var liveNative atomic.Int64
-
-// New loads the ONNX Runtime environment (once per process) and makes a
-// Detector with its own session and tensors, all made here so Process
-// allocates nothing in the runtime.
+// New loads the ONNX Runtime environment and the model's session (once per
+// process each, batch.go) and makes a Detector, which holds its stream's
+// state in Go memory.
 func New(cfg Config) (*Detector, error) {
 	if err := InitRuntime(cfg.LibraryPath); err != nil {
 		return nil, fmt.Errorf("speech detector: %w", err)
@@ -161,81 +154,13 @@ func New(cfg Config) (*Detector, error) {
 	if d.gateRMS == 0 {
 		d.gateRMS = DefaultGateRMS
 	}
-	if err := d.open(cfg.ModelPath); err != nil {
-		d.release()
+	m, err := sharedModel(cfg.ModelPath)
+	if err != nil {
 		return nil, fmt.Errorf("speech detector %s: %w", cfg.ModelPath, err)
 	}
+	d.model = m
+	m.open()
 	return d, nil
-}
-
-func (d *Detector) open(modelPath string) error {
-	var err error
-	if d.input, err = ort.NewEmptyTensor[float32](ort.NewShape(1, ChunkSamples)); err != nil {
-		return fmt.Errorf("input tensor: %w", err)
-	}
-	liveNative.Add(1)
-	if d.state, err = ort.NewEmptyTensor[float32](ort.NewShape(2, 1, 128)); err != nil {
-		return fmt.Errorf("state tensor: %w", err)
-	}
-	liveNative.Add(1)
-	if d.sr, err = ort.NewScalar(int64(SampleRate)); err != nil {
-		return fmt.Errorf("sample rate scalar: %w", err)
-	}
-	liveNative.Add(1)
-	if d.output, err = ort.NewEmptyTensor[float32](ort.NewShape(1, 1)); err != nil {
-		return fmt.Errorf("output tensor: %w", err)
-	}
-	liveNative.Add(1)
-	if d.stateN, err = ort.NewEmptyTensor[float32](ort.NewShape(2, 1, 128)); err != nil {
-		return fmt.Errorf("stateN tensor: %w", err)
-	}
-	liveNative.Add(1)
-
-	opts, err := ort.NewSessionOptions()
-	if err != nil {
-		return fmt.Errorf("session options: %w", err)
-	}
-	defer opts.Destroy()
-	// One thread each: a server runs one detector per candidate, so
-	// parallelism comes from the streams, and ONNX Runtime's default of a
-	// thread per core would make every stream fight for every core.
-	if err := opts.SetIntraOpNumThreads(1); err != nil {
-		return fmt.Errorf("session options: intra-op threads: %w", err)
-	}
-	if err := opts.SetInterOpNumThreads(1); err != nil {
-		return fmt.Errorf("session options: inter-op threads: %w", err)
-	}
-	d.session, err = ort.NewAdvancedSession(modelPath,
-		[]string{"input", "state", "sr"}, []string{"output", "stateN"},
-		[]ort.Value{d.input, d.state, d.sr}, []ort.Value{d.output, d.stateN}, opts)
-	if err != nil {
-		return fmt.Errorf("load model: %w", err)
-	}
-	liveNative.Add(1)
-	return nil
-}
-
-// release destroys whatever open made. The binding's Destroy methods return
-// nil or free nothing twice, so their errors carry no information.
-func (d *Detector) release() {
-	// The session first: it refers to the tensors.
-	if d.session != nil {
-		_ = d.session.Destroy()
-		d.session = nil
-		liveNative.Add(-1)
-	}
-	for _, t := range []**ort.Tensor[float32]{&d.input, &d.state, &d.output, &d.stateN} {
-		if *t != nil {
-			_ = (*t).Destroy()
-			*t = nil
-			liveNative.Add(-1)
-		}
-	}
-	if d.sr != nil {
-		_ = d.sr.Destroy()
-		d.sr = nil
-		liveNative.Add(-1)
-	}
 }
 
 // Process takes the stream's next samples (16 kHz mono, any count, nominally
@@ -306,20 +231,21 @@ func (d *Detector) chunk() (Chunk, error) {
 		d.stats.Gated++
 		return c, nil
 	}
-	in := d.input.GetData()
 	gain := float32(1)
 	if d.level > 0 {
 		gain = float32(min(max(gainTargetRMS/d.level, 1), gainMax))
 	}
 	for i, s := range d.pending {
-		in[i] = min(max(s*gain, -1), 1)
+		d.input[i] = min(max(s*gain, -1), 1)
 	}
-	if err := d.session.Run(); err != nil {
-		return c, fmt.Errorf("vad: run model on chunk at %v: %w", c.Start, err)
+	req := &request{input: &d.input, state: &d.state}
+	d.model.run(req)
+	d.stats.Waited += req.waited
+	if req.err != nil {
+		return c, fmt.Errorf("vad: run model on chunk at %v: %w", c.Start, req.err)
 	}
 	d.stats.ModelRuns++
-	copy(d.state.GetData(), d.stateN.GetData())
-	p := d.output.GetData()[0]
+	p := req.prob
 	// A probability outside [0, 1] would mean a different model than pinned.
 	if math.IsNaN(float64(p)) || p < 0 || p > 1 {
 		return c, fmt.Errorf("vad: model gave probability %v at %v", p, c.Start)
@@ -336,7 +262,7 @@ func (d *Detector) Reset() {
 	if d.closed {
 		return
 	}
-	clear(d.state.GetData())
+	clear(d.state[:])
 	d.npending = 0
 	d.chunks = 0
 	d.quietRun = gateHangover
@@ -358,6 +284,6 @@ func (d *Detector) Close() error {
 		return nil
 	}
 	d.closed = true
-	d.release()
+	d.model.close()
 	return nil
 }
