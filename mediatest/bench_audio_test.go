@@ -97,10 +97,10 @@ func printAudioCost(n int, none, quiet, speaking costResult, quietCPU, speakingC
 	fmt.Printf("\nAudio path per candidate-second (Opus 20 ms, 32 kb/s mono), alone on one thread: decode + resample + VAD %s ms CPU with a quiet microphone, %s ms speaking half the time\n",
 		ms(quietCPU), ms(speakingCPU))
 	fmt.Printf("In the full stack as above, measured with %d candidates:\n", n)
-	fmt.Printf("  %-30s %s ms audio goroutines busy (wall) per candidate-second; server CPU %+.1f ms over no microphone; chunks: %.0f%% speech, %.0f%% gated\n",
-		"quiet microphone", ms(quiet.audioBusy), (quiet.cpu-none.cpu)*1000, 100*quiet.speechShare, 100*quiet.gatedShare)
-	fmt.Printf("  %-30s %s ms audio goroutines busy (wall) per candidate-second; server CPU %+.1f ms over no microphone; chunks: %.0f%% speech, %.0f%% gated\n",
-		"speaking half the time", ms(speaking.audioBusy), (speaking.cpu-none.cpu)*1000, 100*speaking.speechShare, 100*speaking.gatedShare)
+	fmt.Printf("  %-30s %s ms audio goroutines busy (wall) per candidate-second; server CPU %+.1f ms over no microphone; %.1f chunks per candidate-second: %.0f%% speech, %.0f%% gated\n",
+		"quiet microphone", ms(quiet.audioBusy), (quiet.cpu-none.cpu)*1000, quiet.chunksPerSec, 100*quiet.speechShare, 100*quiet.gatedShare)
+	fmt.Printf("  %-30s %s ms audio goroutines busy (wall) per candidate-second; server CPU %+.1f ms over no microphone; %.1f chunks per candidate-second: %.0f%% speech, %.0f%% gated\n",
+		"speaking half the time", ms(speaking.audioBusy), (speaking.cpu-none.cpu)*1000, speaking.chunksPerSec, 100*speaking.speechShare, 100*speaking.gatedShare)
 	fmt.Printf("  (server CPU per candidate-second: no microphone %s ms, quiet %s ms, speaking %s ms; whole machine busy %.2f, %.2f, %.2f cores)\n",
 		ms(none.cpu), ms(quiet.cpu), ms(speaking.cpu), none.machine, quiet.machine, speaking.machine)
 }
