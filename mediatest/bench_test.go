@@ -50,7 +50,9 @@ const (
 	loadGenEnv    = "MEDIATEST_LOADGEN"
 	// rampsEnv=off measures only the cost split (about 2 minutes instead
 	// of 12), for quick comparisons while tuning a stage.
-	rampsEnv       = "MEDIATEST_RAMPS"
+	rampsEnv = "MEDIATEST_RAMPS"
+	// holdEnv=N holds N candidates for three windows instead (holdAt).
+	holdEnv        = "MEDIATEST_HOLD"
 	loadGenTimeout = 15 * time.Minute
 )
 
@@ -79,6 +81,14 @@ func BenchmarkCandidates(b *testing.B) {
 	var sustained, sustainedStill int
 	var rows, stillRows []benchStep
 
+	if hold := os.Getenv(holdEnv); hold != "" {
+		n, err := strconv.Atoi(hold)
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a number of candidates", holdEnv, hold)
+		}
+		holdAt(b, cores, n, moving, empty, speakingMic)
+		return
+	}
 	for i := 0; i < b.N; i++ {
 		// Cost split at a load every machine sustains, on the moving
 		// footage.
@@ -131,6 +141,24 @@ func movingFace(b *testing.B) string {
 	return eval.SourcePath(sources, "franck.mp4")
 }
 
+// holdAt runs n candidates on moving footage, speaking half the time, for
+// three measurement windows: a steady load to profile (-cpuprofile,
+// -memprofile) at a chosen size.
+func holdAt(b *testing.B, cores, n int, face, empty, mic string) {
+	st := newStack(b, stackOptions{workers: cores})
+	defer st.close()
+	baseRSS := processRSS(b)
+	gen := startLoadGen(b, st.url, face, empty, mic)
+	defer gen.quit(b)
+	gen.add(b, n)
+	fmt.Printf("%s=%d: moving footage, microphones speaking half the time\n", holdEnv, n)
+	for range 3 {
+		row := measureStep(b, st, gen, n)
+		row.rssPerCand = float64(processRSS(b)-baseRSS) / float64(n)
+		printStep(row)
+	}
+}
+
 // ramp adds candidates step by step until one step misses a limit (or the
 // time budget is spent) and returns the steps and the last one sustained.
 func ramp(b *testing.B, cores int, face, empty, mic string) ([]benchStep, int) {
@@ -144,7 +172,7 @@ func ramp(b *testing.B, cores int, face, empty, mic string) ([]benchStep, int) {
 	sustained := 0
 	var firstRSS int64
 	var firstN int
-	for _, n := range []int{2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 64} {
+	for _, n := range []int{2, 4, 8, 16, 24, 32, 36, 40, 44, 48, 52, 56, 60, 64, 72} {
 		if time.Since(start)+settle+window+10*time.Second > rampBudget {
 			fmt.Printf("ramp stopped at %d candidates: its time budget (%v) is spent\n", gen.total, rampBudget)
 			break
