@@ -95,14 +95,20 @@ func (d *Downsampler3) Process(dst, src []float32) []float32 {
 	d.work = append(append(d.work[:0], d.hist...), src...)
 	// src[i] is work[n+i]; the output at src[i] weighs work[i … n+i]. The
 	// filter is symmetric, so which end of the window meets which tap does
-	// not matter.
+	// not matter, and each pair of samples that share a tap is added first:
+	// half the multiplications. Four sums break the chain of dependent
+	// additions (BenchmarkDownsample20ms: 0.66 → 0.36 ms per audio-second).
+	h := downsampleFilter[:downsampleTaps/2+1]
 	for i := d.skip; i < len(src); i += 3 {
-		window := d.work[i : i+n+1]
-		var acc float32
-		for k, h := range downsampleFilter {
-			acc += h * window[k]
+		w := d.work[i : i+downsampleTaps]
+		var a0, a1, a2, a3 float32
+		for k := 0; k+3 < downsampleTaps/2; k += 4 {
+			a0 += h[k] * (w[k] + w[downsampleTaps-1-k])
+			a1 += h[k+1] * (w[k+1] + w[downsampleTaps-2-k])
+			a2 += h[k+2] * (w[k+2] + w[downsampleTaps-3-k])
+			a3 += h[k+3] * (w[k+3] + w[downsampleTaps-4-k])
 		}
-		dst = append(dst, acc)
+		dst = append(dst, (a0+a1)+(a2+a3)+h[downsampleTaps/2]*w[downsampleTaps/2])
 	}
 	d.skip = ((d.skip-len(src))%3 + 3) % 3
 	copy(d.hist, d.work[len(d.work)-n:])

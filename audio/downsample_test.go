@@ -173,3 +173,13 @@ func BenchmarkDownsample20ms(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)*50/1e3, "µs/audio-s")
 }
+
+// TestFilterSymmetric: Process adds the samples that share a tap before
+// multiplying, which is right only for a filter that is exactly symmetric.
+func TestFilterSymmetric(t *testing.T) {
+	for k := range downsampleFilter {
+		if a, b := downsampleFilter[k], downsampleFilter[len(downsampleFilter)-1-k]; a != b {
+			t.Fatalf("tap %d is %v, its mirror %v", k, a, b)
+		}
+	}
+}
