@@ -19,7 +19,7 @@ import (
 
 // Version identifies the converter's output; bump it whenever the emitted
 // graph changes so that provisioned models are converted again.
-const Version = "2"
+const Version = "3"
 
 // Convert converts a TFLite flatbuffer to a serialized ONNX model.
 func Convert(tfliteData []byte) ([]byte, error) {
@@ -441,72 +441,93 @@ func (c *converter) depthwise(op *tflite.Operator) error {
 			}
 		}
 	}
-	if kh == 5 && kw == 5 && oc == ci && splitPays(c.shape(op.Inputs[0]), c.shape(out), op.Options) {
-		return c.depthwise5x5(op, cm, oc)
+	if oc == ci {
+		if margin, ok := fastLayout(kh, kw, c.shape(in), c.shape(out), op.Options); ok {
+			return c.fastDepthwise(op, cm, kh, oc, margin)
+		}
 	}
 	wname := c.addInit(onnx.FloatTensor(c.name(w)+"_c1hw", []int64{int64(oc), 1, int64(kh), int64(kw)}, cm))
 	return c.emitConv(op, wname, oc, kh, kw, ci)
 }
 
-// splitPays says whether OpenCV 4.6 runs the four 3×3 convolutions of
-// depthwise5x5 on its vectorized path, measured on this machine: at
-// stride 1 only for outputs at least 16 wide (the 3×3 blocks' outputs are 2
-// wider than the layer's), at stride 2 for inputs at least 18 wide (5.7
-// GMAC/s against 1.6 for the 5×5 convolution). Below that the four blocks
-// are each as slow as the 5×5 layer was, so the split costs more than it
-// saves (the hand landmark model's last stages, 9×9 and 11×11).
-func splitPays(in, out []int, o tflite.Options) bool {
-	if o.DilationH != 1 || o.DilationW != 1 || len(in) != 4 || len(out) != 4 {
-		return false
+// OpenCV 4.6 runs a depthwise convolution on its vectorized path only if
+// it is 3×3 with at most one pixel of padding and, at stride 1, at least
+// fastWidth outputs wide; anything else takes its generic path, 8 to 26
+// times slower (measured on this machine, one thread: a 5×5 layer of 32
+// channels at 96×96 3.3 ms, the same as 3×3 0.13 ms; 3×3 at 256 channels
+// 1.2–1.4 GMAC/s up to 14 wide, 14–20 from 16 wide). The palm detector and
+// the hand landmark model are mostly 5×5 depthwise layers, and all the
+// models end in small ones, so fastDepthwise rewrites the layers into what
+// the fast path takes.
+const fastWidth = 16
+
+// fastLayout says whether a kh×kw depthwise layer is worth rewriting, and
+// the zero margin its 3×3 convolutions need on the left and right to be
+// fastWidth wide: a 5×5 layer at stride 1 becomes 3×3 blocks 2 wider than
+// its output, at stride 2 it pays from 18 inputs wide (5.7 GMAC/s against
+// 1.6); a narrow 3×3 or 5×5 layer at stride 1 is widened by zeros, which
+// costs more multiplications (up to 2× at 8 wide) but at ten times the
+// speed. Narrower than 8 the zeros would cost more than the speed gives.
+func fastLayout(kh, kw int, in, out []int, o tflite.Options) (margin int, ok bool) {
+	if kh != kw || (kh != 3 && kh != 5) || o.DilationH != 1 || o.DilationW != 1 || len(in) != 4 || len(out) != 4 {
+		return 0, false
 	}
-	switch o.StrideW {
-	case 1:
-		return out[2]+2 >= 16
-	case 2:
-		return in[2] >= 18
+	if o.StrideH == 2 && o.StrideW == 2 {
+		return 0, kh == 5 && in[2] >= fastWidth+2
 	}
-	return false
+	if o.StrideH != 1 || o.StrideW != 1 || out[2] < 8 {
+		return 0, false
+	}
+	blocks := out[2] + kh - 3 // the 3×3 convolutions' width without a margin
+	if blocks >= fastWidth {
+		return 0, kh == 5 // a wide 3×3 layer is fast as it is
+	}
+	return (fastWidth - blocks + 1) / 2, true
 }
 
-// depthwise5x5 emits a 5×5 depthwise convolution as four 3×3 depthwise
-// convolutions whose outputs are shifted into place and summed. OpenCV 4.6
-// has a vectorized kernel for 3×3 depthwise convolutions with at most one
-// pixel of padding; anything else falls back to its generic path, 26 times
-// slower per layer (3.3 ms against 0.13 for 32 channels at 96×96 on one
-// thread), and the palm detector and the hand landmark model are mostly
-// 5×5 depthwise layers. So the input is padded once as the 5×5 convolution
-// would pad it (a Pad node: uneven padding is fine there, not in a
-// convolution), and the kernel is cut into 3×3 blocks at rows and columns
-// {0, 2} (the middle row and column, which two blocks cover, belong to the
-// first). Block (a, b) of output y reads padded input s·y+a+i, which is the
-// unpadded 3×3 convolution's output y+a/s: a slice of it.
-func (c *converter) depthwise5x5(op *tflite.Operator, kernel []float32, channels int) error {
+// fastDepthwise emits a 3×3 or 5×5 depthwise convolution as fastLayout
+// found OpenCV runs fast. The input is padded once as the layer would pad
+// it, plus margin zero columns on either side (a Pad node: uneven padding
+// is fine there, not in a convolution). A 5×5 kernel is cut into 3×3
+// blocks at rows and columns {0, 2} (the middle row and column, which two
+// blocks cover, belong to the first); a 3×3 kernel is its own block. Block
+// (a, b) of output (y, x) reads padded input (s·y+a+i, s·x+b+margin+j),
+// which is the unpadded 3×3 convolution's output (y+a/s, x+b/s+margin): a
+// slice of it. The blocks' slices are summed.
+func (c *converter) fastDepthwise(op *tflite.Operator, kernel []float32, k, channels, margin int) error {
 	in, out := op.Inputs[0], op.Outputs[0]
 	sh, sw := op.Options.StrideH, op.Options.StrideW
-	if (sh != 1 && sh != 2) || (sw != 1 && sw != 2) {
-		return fmt.Errorf("5×5 depthwise convolution with strides %d×%d is not supported", sh, sw)
+	if (sh != 1 && sh != 2) || (sw != 1 && sw != 2) || (margin > 0 && sw != 1) {
+		return fmt.Errorf("%d×%d depthwise convolution with strides %d×%d and margin %d is not supported", k, k, sh, sw, margin)
 	}
 	is, os := c.shape(in), c.shape(out)         // NHWC
-	pads := c.spatialPads(is, 5, 5, op.Options) // top, left, bottom, right
+	pads := c.spatialPads(is, k, k, op.Options) // top, left, bottom, right
+	pads[1] += int64(margin)
+	pads[3] += int64(margin)
 	padded := c.name(in)
 	if pads[0]+pads[1]+pads[2]+pads[3] > 0 {
 		padded = c.fresh(c.name(out) + "_padded")
 		c.addNode("Pad", []string{c.name(in), c.int64Const("pads", 0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3])},
 			[]string{padded}, onnx.StringAttr("mode", "constant"))
 	}
-	// The unpadded 3×3 convolutions' outputs must reach past the 5×5 one's
+	offsets := []int{0}
+	if k == 5 {
+		offsets = []int{0, 2}
+	}
+	last := offsets[len(offsets)-1]
+	// The unpadded 3×3 convolutions' outputs must reach past the layer's
 	// by the largest shift.
 	ph, pw := is[1]+int(pads[0]+pads[2]), is[2]+int(pads[1]+pads[3])
-	if (ph-3)/sh+1 < os[1]+2/sh || (pw-3)/sw+1 < os[2]+2/sw {
-		return fmt.Errorf("5×5 depthwise convolution of %v to %v cannot be split", is, os)
+	if (ph-3)/sh+1 < os[1]+last/sh || (pw-3)/sw+1 < os[2]+last/sw+2*margin {
+		return fmt.Errorf("%d×%d depthwise convolution of %v to %v cannot be rewritten", k, k, is, os)
 	}
 	bias, err := c.bias(op, channels)
 	if err != nil {
 		return err
 	}
 	var parts []string
-	for _, by := range []int{0, 2} {
-		for _, bx := range []int{0, 2} {
+	for _, by := range offsets {
+		for _, bx := range offsets {
 			block := make([]float32, channels*9)
 			for ch := 0; ch < channels; ch++ {
 				for y := 0; y < 3; y++ {
@@ -514,7 +535,7 @@ func (c *converter) depthwise5x5(op *tflite.Operator, kernel []float32, channels
 						if (by == 2 && y == 0) || (bx == 2 && x == 0) {
 							continue // the middle row or column: the first block's
 						}
-						block[(ch*3+y)*3+x] = kernel[(ch*5+by+y)*5+bx+x]
+						block[(ch*3+y)*3+x] = kernel[(ch*k+by+y)*k+bx+x]
 					}
 				}
 			}
@@ -529,7 +550,7 @@ func (c *converter) depthwise5x5(op *tflite.Operator, kernel []float32, channels
 				onnx.IntsAttr("strides", int64(sh), int64(sw)),
 				onnx.IntsAttr("pads", 0, 0, 0, 0),
 				onnx.IntAttr("group", int64(channels)))
-			dy, dx := by/sh, bx/sw
+			dy, dx := by/sh, bx/sw+margin
 			shifted := c.fresh(c.name(out) + "_shifted")
 			c.addNode("Slice", []string{conv,
 				c.int64Const("starts", int64(dy), int64(dx)),
@@ -538,9 +559,13 @@ func (c *converter) depthwise5x5(op *tflite.Operator, kernel []float32, channels
 			parts = append(parts, shifted)
 		}
 	}
-	// One Sum of the four (OpenCV's Eltwise reads them in one pass).
 	dst, finish := c.activated(op.Options.Activation, out)
-	c.addNode("Sum", parts, []string{dst})
+	if len(parts) == 1 {
+		c.addNode("Identity", parts, []string{dst})
+	} else {
+		// One Sum of the four (OpenCV's Eltwise reads them in one pass).
+		c.addNode("Sum", parts, []string{dst})
+	}
 	return finish()
 }
 

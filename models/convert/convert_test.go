@@ -212,13 +212,14 @@ func FuzzConvert(f *testing.F) {
 	})
 }
 
-// TestDepthwise5x5Split checks which 5×5 depthwise layers become four 3×3
-// ones (their numbers are checked against the reference evaluator by
-// TestCasesInOpenCV): the ones OpenCV then runs on its fast path, not the
-// small one.
-func TestDepthwise5x5Split(t *testing.T) {
+// TestFastDepthwise checks which depthwise layers are rewritten for
+// OpenCV's fast path (their numbers are checked against the reference
+// evaluator by TestCasesInOpenCV): a 5×5 layer becomes four 3×3 ones summed,
+// a narrow layer is widened by zeros and cut back by a slice, and a layer
+// too narrow to gain, or a wide 3×3 one, stays as it is.
+func TestFastDepthwise(t *testing.T) {
 	for _, c := range tflitetest.Cases() {
-		if !strings.HasPrefix(c.Name, "depthwise5x5_") {
+		if !strings.HasPrefix(c.Name, "depthwise3x3_") && !strings.HasPrefix(c.Name, "depthwise5x5_") {
 			continue
 		}
 		t.Run(c.Name, func(t *testing.T) {
@@ -240,12 +241,20 @@ func TestDepthwise5x5Split(t *testing.T) {
 					}
 				}
 			}
-			want3, want5 := 4, 0
-			if strings.Contains(c.Name, "kept") {
-				want3, want5 = 0, 1
+			var want3, want5, slices, sums int
+			switch {
+			case strings.Contains(c.Name, "_split"):
+				want3, slices, sums = 4, 4, 1
+			case strings.HasPrefix(c.Name, "depthwise3x3_widened"):
+				want3, slices = 1, 1
+			case strings.HasPrefix(c.Name, "depthwise3x3_kept"):
+				want3 = 1
+			default:
+				want5 = 1
 			}
-			if kernels[3] != want3 || kernels[5] != want5 || ops["Slice"] != want3 || ops["Sum"] != want3/4 {
-				t.Errorf("3×3 convolutions %d, 5×5 %d, ops %v; want %d 3×3 and %d 5×5", kernels[3], kernels[5], ops, want3, want5)
+			if kernels[3] != want3 || kernels[5] != want5 || ops["Slice"] != slices || ops["Sum"] != sums {
+				t.Errorf("3×3 convolutions %d, 5×5 %d, ops %v; want %d 3×3, %d 5×5, %d slices, %d sums",
+					kernels[3], kernels[5], ops, want3, want5, slices, sums)
 			}
 		})
 	}

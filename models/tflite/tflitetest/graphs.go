@@ -81,31 +81,36 @@ func Cases() []Case {
 			Options: opts(U8(tflite.PaddingSame), I32(2), I32(2), I32(2), U8(tflite.ActRelu))}},
 		Inputs: []int32{0}, Outputs: []int32{3},
 	})
-	// DEPTHWISE_CONV_2D 5×5, which the converter splits into four 3×3
-	// depthwise convolutions where OpenCV runs those fast: stride 1 SAME
-	// with a fused RELU6, stride 2 SAME on an even size (pads 1 and 2),
-	// stride 2 VALID on an odd size; and one too small to be split.
+	// DEPTHWISE_CONV_2D 3×3 and 5×5 in the shapes the converter rewrites
+	// for OpenCV's fast path (split into 3×3 blocks, widened by zeros) and
+	// in those it keeps: 5×5 at stride 1 SAME 16 wide with a fused RELU6,
+	// at stride 2 SAME on an even size (pads 1 and 2), at stride 2 VALID
+	// on an odd size, at stride 1 9 wide (split and widened); 3×3 12 wide
+	// (widened) and 20 wide (kept); 5×5 and 3×3 6 wide (kept).
 	for _, dw := range []struct {
-		name            string
-		in, out, stride int32
-		padding         uint8
-		act             uint8
+		name                string
+		k, in, out, stride  int32
+		padding, activation uint8
 	}{
-		{"depthwise5x5_split_stride1_relu6", 16, 16, 1, uint8(tflite.PaddingSame), uint8(tflite.ActRelu6)},
-		{"depthwise5x5_split_stride2_same", 20, 10, 2, uint8(tflite.PaddingSame), uint8(tflite.ActNone)},
-		{"depthwise5x5_split_stride2_valid", 19, 8, 2, uint8(tflite.PaddingValid), uint8(tflite.ActNone)},
-		{"depthwise5x5_small_kept", 9, 9, 1, uint8(tflite.PaddingSame), uint8(tflite.ActNone)},
+		{"depthwise5x5_split_stride1_relu6", 5, 16, 16, 1, uint8(tflite.PaddingSame), uint8(tflite.ActRelu6)},
+		{"depthwise5x5_split_stride2_same", 5, 20, 10, 2, uint8(tflite.PaddingSame), uint8(tflite.ActNone)},
+		{"depthwise5x5_split_stride2_valid", 5, 19, 8, 2, uint8(tflite.PaddingValid), uint8(tflite.ActNone)},
+		{"depthwise5x5_split_widened", 5, 9, 9, 1, uint8(tflite.PaddingSame), uint8(tflite.ActRelu)},
+		{"depthwise3x3_widened", 3, 12, 12, 1, uint8(tflite.PaddingSame), uint8(tflite.ActRelu6)},
+		{"depthwise3x3_kept_wide", 3, 20, 20, 1, uint8(tflite.PaddingSame), uint8(tflite.ActNone)},
+		{"depthwise5x5_kept_narrow", 5, 6, 6, 1, uint8(tflite.PaddingSame), uint8(tflite.ActNone)},
+		{"depthwise3x3_kept_narrow", 3, 6, 6, 1, uint8(tflite.PaddingSame), uint8(tflite.ActNone)},
 	} {
 		const ch = 3
 		add(dw.name, Graph{
 			Tensors: []t{
 				{Name: "input", Shape: []int32{1, dw.in, dw.in, ch}, Type: f32},
-				{Name: "w", Shape: []int32{1, 5, 5, ch}, Type: f32, Data: Float32Bytes(randFloats(rng, 25*ch, 1)...)},
+				{Name: "w", Shape: []int32{1, dw.k, dw.k, ch}, Type: f32, Data: Float32Bytes(randFloats(rng, int(dw.k*dw.k*ch), 1)...)},
 				{Name: "b", Shape: []int32{ch}, Type: f32, Data: Float32Bytes(randFloats(rng, ch, 1)...)},
 				{Name: "out", Shape: []int32{1, dw.out, dw.out, ch}, Type: f32},
 			},
 			Ops: []Op{{Code: tflite.OpDepthwiseConv2D, Inputs: []int32{0, 1, 2}, Outputs: []int32{3}, OptionsType: 2,
-				Options: opts(U8(dw.padding), I32(dw.stride), I32(dw.stride), I32(1), U8(dw.act))}},
+				Options: opts(U8(dw.padding), I32(dw.stride), I32(dw.stride), I32(1), U8(dw.activation))}},
 			Inputs: []int32{0}, Outputs: []int32{3},
 		})
 	}
