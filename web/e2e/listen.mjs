@@ -107,7 +107,12 @@ run('listen', async () => {
   await pr.waitForFunction(() => document.querySelector('#clip').currentTime > 0.2, null, { timeout: 10000 });
   await shot(pr, 'proctor-talking-clip');
   await pr.click('#detail-close');
-  check(await pr.evaluate(() => document.querySelector('#clip').paused), 'closing the detail stops the clip');
+  // The dialog's close event, which pauses the players, is dispatched as a
+  // task after close(): wait for it rather than read the state at once
+  // (read at once it failed 1 run in many).
+  const stopped = await pr.waitForFunction(() => document.querySelector('#clip').paused, null, { timeout: 3000 })
+    .then(() => true, () => false);
+  check(stopped, 'closing the detail stops the clip');
 
   // The browser's own reports.
   for (const type of ['headphones', 'second_screen']) {
