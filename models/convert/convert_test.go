@@ -111,14 +111,7 @@ func TestConvertRealModels(t *testing.T) {
 func TestConvertCases(t *testing.T) {
 	for _, c := range tflitetest.Cases() {
 		t.Run(c.Name, func(t *testing.T) {
-			tm, err := tflite.Parse(c.Model)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := convert.ConvertModel(tm)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := convertCase(t, c)
 			checkWellFormed(t, m)
 			if len(m.Marshal()) == 0 {
 				t.Fatal("empty encoding")
@@ -223,14 +216,7 @@ func TestFastDepthwise(t *testing.T) {
 			continue
 		}
 		t.Run(c.Name, func(t *testing.T) {
-			tm, err := tflite.Parse(c.Model)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := convert.ConvertModel(tm)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := convertCase(t, c)
 			kernels := map[int64]int{}
 			ops := map[string]int{}
 			for _, n := range m.Graph.Nodes {
@@ -258,4 +244,18 @@ func TestFastDepthwise(t *testing.T) {
 			}
 		})
 	}
+}
+
+// convertCase parses and converts one single-op graph.
+func convertCase(t *testing.T, c tflitetest.Case) *onnx.Model {
+	t.Helper()
+	tm, err := tflite.Parse(c.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := convert.ConvertModel(tm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
