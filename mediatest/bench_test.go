@@ -245,6 +245,8 @@ type benchStep struct {
 	// analyses per candidate per second by what asked for them
 	byTrigger map[string]float64
 	carried   float64 // of those, repeats of the last observation
+	// speechBatch is the speech chunks judged per run of the model.
+	speechBatch float64
 	// networks' runs per analysis (invigil_pipeline_network_runs_total)
 	networkRuns map[string]float64
 	rssPerCand  float64 // bytes of server RSS per candidate (see ramp)
@@ -306,6 +308,9 @@ func measureStep(b *testing.B, st *stack, gen *loadGen, n int) benchStep {
 		row.byTrigger[trig] = (v - before.byTrigger[trig]) / secs / float64(n)
 	}
 	row.carried = (after.carried - before.carried) / secs / float64(n)
+	if runs := after.modelRuns - before.modelRuns; runs > 0 {
+		row.speechBatch = (after.judged - before.judged) / runs
+	}
 	row.networkRuns = map[string]float64{}
 	if analyses := after.analyzed - before.analyzed; analyses > 0 {
 		for _, net := range benchNetworks {
@@ -346,6 +351,7 @@ type benchSnapshot struct {
 	sfuDropped                                float64
 	byTrigger                                 map[string]float64
 	carried                                   float64
+	modelRuns, judged                         float64 // speech model runs, chunks they judged
 	networkRuns                               map[string]float64
 	latency                                   *dto.Histogram
 }
@@ -361,12 +367,15 @@ var analysisTriggers = []string{"refresh", "change", "deadline", "calm"}
 func snapshot(b *testing.B, st *stack, gen *loadGen) benchSnapshot {
 	b.Helper()
 	s := benchSnapshot{at: time.Now(), cpu: processCPU(b), genCPU: gen.cpu(), machine: machineBusy(),
-		analyzed:    st.metric("invigil_pipeline_frames_analysed_total"),
-		decoded:     st.metric("invigil_pipeline_frames_decoded_total"),
-		superseded:  st.metric("invigil_pipeline_frames_dropped_total", "reason", "superseded"),
-		queueDrops:  st.metric("invigil_pipeline_packets_dropped_total", "reason", "queue_full"),
-		sfuDropped:  st.metric("invigil_sfu_rtp_packets_dropped_total"),
-		carried:     st.metric("invigil_pipeline_analyses_carried_total"),
+		analyzed:   st.metric("invigil_pipeline_frames_analysed_total"),
+		decoded:    st.metric("invigil_pipeline_frames_decoded_total"),
+		superseded: st.metric("invigil_pipeline_frames_dropped_total", "reason", "superseded"),
+		queueDrops: st.metric("invigil_pipeline_packets_dropped_total", "reason", "queue_full"),
+		sfuDropped: st.metric("invigil_sfu_rtp_packets_dropped_total"),
+		carried:    st.metric("invigil_pipeline_analyses_carried_total"),
+		modelRuns:  st.metric("invigil_pipeline_audio_model_runs_total"),
+		judged: st.metric("invigil_pipeline_audio_chunks_total", "verdict", "speech") +
+			st.metric("invigil_pipeline_audio_chunks_total", "verdict", "no_speech"),
 		byTrigger:   map[string]float64{},
 		networkRuns: map[string]float64{},
 	}
@@ -581,8 +590,8 @@ func printStep(r benchStep) {
 	for _, net := range benchNetworks {
 		runs = append(runs, fmt.Sprintf("%s %.2f", net, r.networkRuns[net]))
 	}
-	fmt.Printf("%4d candidates: server %.2f cores, load generator %.2f, whole machine %.2f; latency p50 %.3f s p99 %.3f s; analyzed %.2f fps/candidate (%.1f superseded; by trigger %s; %.2f carried; network runs per analysis: %s); RSS %.1f MiB/candidate; workers %.0f%% busy; max forwarding gap %v, SFU drops %.0f; onsets %d (max +%d ms over the minimum), missed %d → %s\n",
-		r.n, r.serverCPU, r.genCPU, r.machineCPU, r.p50, r.p99, r.analysedFPS, r.superseded, strings.Join(triggers, ", "), r.carried, strings.Join(runs, ", "), r.rssPerCand/(1<<20),
+	fmt.Printf("%4d candidates: server %.2f cores, load generator %.2f, whole machine %.2f; latency p50 %.3f s p99 %.3f s; analyzed %.2f fps/candidate (%.1f superseded; by trigger %s; %.2f carried; network runs per analysis: %s; speech chunks per model run %.1f); RSS %.1f MiB/candidate; workers %.0f%% busy; max forwarding gap %v, SFU drops %.0f; onsets %d (max +%d ms over the minimum), missed %d → %s\n",
+		r.n, r.serverCPU, r.genCPU, r.machineCPU, r.p50, r.p99, r.analysedFPS, r.superseded, strings.Join(triggers, ", "), r.carried, strings.Join(runs, ", "), r.speechBatch, r.rssPerCand/(1<<20),
 		100*r.workerUtil, r.maxGap.Round(time.Millisecond), r.sfuDropped, len(r.onsets), r.maxOnset(), r.missed, r.verdict())
 }
 

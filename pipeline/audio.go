@@ -30,6 +30,7 @@ package pipeline
 //	invigil_pipeline_audio_decoded_seconds_total
 //	invigil_pipeline_audio_chunks_total{verdict}         speech, no_speech, gated
 //	invigil_pipeline_audio_chunks_unjudged_total         chunks before the candidate's rules started
+//	invigil_pipeline_audio_model_runs_total              speech model runs, process-wide (chunks share them)
 //	invigil_pipeline_audio_busy_seconds_total            CPU-side time of the audio goroutines
 //	invigil_pipeline_audio_tracks_active
 //	invigil_pipeline_audio_stalls_total                  tracks whose packets stopped for 3 s without ending

@@ -143,6 +143,7 @@ func loop(clip []float32, seconds float64) []float32 {
 func TestListening(t *testing.T) {
 	sink := newRecordingSink()
 	p, reg := newTestPipeline(t, Config{Sink: sink})
+	runs0 := metricValue(t, reg, "invigil_pipeline_audio_model_runs_total")
 	rest, interview := mustPolicy(t, rules.PolicyRestRoom), mustPolicy(t, rules.PolicyInterview)
 	if err := p.SetPolicy("talker-interview", interview); err != nil {
 		t.Fatal(err)
@@ -201,6 +202,16 @@ func TestListening(t *testing.T) {
 	}
 	if n := metricValue(t, reg, "invigil_pipeline_audio_decode_errors_total"); n != 0 {
 		t.Errorf("%v decode errors on clean Opus", n)
+	}
+	// Every judged chunk went through a model run, and a run judges one
+	// chunk or several (how many is up to timing: vad's own test holds the
+	// batching).
+	judged := metricValue(t, reg, "invigil_pipeline_audio_chunks_total", "verdict", "speech") +
+		metricValue(t, reg, "invigil_pipeline_audio_chunks_total", "verdict", "no_speech")
+	runs := metricValue(t, reg, "invigil_pipeline_audio_model_runs_total") - runs0
+	t.Logf("%.0f chunks judged in %.0f model runs", judged, runs)
+	if runs <= 0 || runs > judged {
+		t.Errorf("%v chunks judged in %v model runs", judged, runs)
 	}
 }
 

@@ -254,6 +254,13 @@ func New(cfg Config) (*Pipeline, error) {
 	if p.vadCfg, err = loadListening(cfg.ModelsDir); err != nil {
 		return nil, err
 	}
+	vadCfg := p.vadCfg
+	if err := cfg.Registry.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "invigil_pipeline_audio_model_runs_total",
+		Help: "Runs of the speech model (process-wide); candidates' chunks share runs, so the judged chunks (audio_chunks_total without gated) over this are the mean batch.",
+	}, func() float64 { runs, _ := vad.ModelRuns(vadCfg); return float64(runs) })); err != nil {
+		return nil, fmt.Errorf("pipeline: register audio metrics: %w", err)
+	}
 	for i := 0; i < cfg.Workers; i++ {
 		a, err := detectors.NewAnalyzer(detectors.AnalyzerOptions{ModelsDir: cfg.ModelsDir, FullHands: cfg.FullHands})
 		if err != nil {

@@ -221,3 +221,16 @@ func sharedModel(modelPath string) (*model, error) {
 	loaded.byPath[modelPath] = m
 	return m, nil
 }
+
+// ModelRuns counts the runs of the model cfg names since the process
+// started, and the chunks they judged (both 0 before a detector loaded
+// it): chunks/runs is the mean batch size.
+func ModelRuns(cfg Config) (runs, chunks int64) {
+	loaded.mu.Lock()
+	m := loaded.byPath[cfg.ModelPath]
+	loaded.mu.Unlock()
+	if m == nil {
+		return 0, 0
+	}
+	return m.runs.Load(), m.chunks.Load()
+}
