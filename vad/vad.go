@@ -5,7 +5,8 @@
 // package models (`invigil models fetch`); ../shared/AUDIO.md holds the facts.
 //
 // One Detector serves one audio stream: the model is recurrent, so its state
-// belongs to the stream. A chunk too quiet to hold speech skips the model (the
+// belongs to the stream; the detectors share the model's one session and
+// run their chunks together in batches (batch.go). A chunk too quiet to hold speech skips the model (the
 // energy gate), so a silent room costs a few hundred nanoseconds per 32 ms.
 package vad
 

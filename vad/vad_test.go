@@ -407,7 +407,7 @@ func TestDetectorLifetime(t *testing.T) {
 	growth := rssBytes(t) - rss0
 	t.Logf("RSS growth after %d detectors made and closed: %.1f MiB", cycles, float64(growth)/(1<<20))
 	if growth > 40<<20 {
-		t.Errorf("RSS grew %.1f MiB over %d detectors: sessions leak", float64(growth)/(1<<20), cycles)
+		t.Errorf("RSS grew %.1f MiB over %d detectors: detectors leak", float64(growth)/(1<<20), cycles)
 	}
 }
 
