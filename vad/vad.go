@@ -6,8 +6,9 @@
 //
 // One Detector serves one audio stream: the model is recurrent, so its state
 // belongs to the stream; the detectors share the model's one session and
-// run their chunks together in batches (batch.go). A chunk too quiet to hold speech skips the model (the
-// energy gate), so a silent room costs a few hundred nanoseconds per 32 ms.
+// run their chunks together in batches (batch.go). A chunk too quiet to hold
+// speech skips the model (the energy gate), so a silent room costs a few
+// hundred nanoseconds per 32 ms.
 package vad
 
 import (
