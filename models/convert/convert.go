@@ -454,8 +454,8 @@ func (c *converter) depthwise(op *tflite.Operator) error {
 // it is 3×3 with at most one pixel of padding and, at stride 1, at least
 // fastWidth outputs wide; anything else takes its generic path, 8 to 26
 // times slower (measured on this machine, one thread: a 5×5 layer of 32
-// channels at 96×96 3.3 ms, the same as 3×3 0.13 ms; 3×3 at 256 channels
-// 1.2–1.4 GMAC/s up to 14 wide, 14–20 from 16 wide). The palm detector and
+// channels at 96×96 takes 3.3 ms, a 3×3 one 0.13 ms; 3×3 layers of 256
+// channels run at 1.2–1.4 GMAC/s up to 14 wide, 14–20 from 16 wide). The palm detector and
 // the hand landmark model are mostly 5×5 depthwise layers, and all the
 // models end in small ones, so fastDepthwise rewrites the layers into what
 // the fast path takes.
