@@ -122,15 +122,7 @@ func TestConvertCases(t *testing.T) {
 
 func TestSamePadsUneven(t *testing.T) {
 	// MODELS.md: a 5×5 stride-2 conv on an even size needs pads (1,2).
-	c := tflitetest.Cases()[1]
-	tm, err := tflite.Parse(c.Model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := convert.ConvertModel(tm)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := convertCase(t, tflitetest.Cases()[1])
 	for _, n := range m.Graph.Nodes {
 		if n.OpType != "Conv" {
 			continue
