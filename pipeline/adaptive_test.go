@@ -32,18 +32,26 @@ func addNoise(t testing.TB, pic gocv.Mat, sigma float64) gocv.Mat {
 	return out
 }
 
-// thumbOfBGR is the thumbnail the pipeline makes of a picture.
-func thumbOfBGR(t testing.TB, th *thumbnailer, bgr gocv.Mat) thumbnail {
+// i420OfBGR is a picture as a decoder hands it over (the caller closes it).
+func i420OfBGR(t testing.TB, bgr gocv.Mat) gocv.Mat {
 	t.Helper()
 	img, err := vpx.BGRToImage(bgr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	i420 := gocv.NewMat()
-	defer i420.Close()
 	if err := img.ToI420Mat(&i420); err != nil {
+		i420.Close()
 		t.Fatal(err)
 	}
+	return i420
+}
+
+// thumbOfBGR is the thumbnail the pipeline makes of a picture.
+func thumbOfBGR(t testing.TB, th *thumbnailer, bgr gocv.Mat) thumbnail {
+	t.Helper()
+	i420 := i420OfBGR(t, bgr)
+	defer i420.Close()
 	var out thumbnail
 	if err := th.make(i420, &out); err != nil {
 		t.Fatal(err)

@@ -4,11 +4,8 @@ import (
 	"runtime"
 	"testing"
 
-	"gocv.io/x/gocv"
-
 	"invigil/models/runner"
 	"invigil/motion"
-	"invigil/vpx"
 )
 
 // BenchmarkMotion measures the change detector's cost per decoded frame:
@@ -22,15 +19,8 @@ func BenchmarkMotion(b *testing.B) {
 	defer runtime.UnlockOSThread()
 	runner.SetNumThreads(1)
 	defer runner.SetNumThreads(0)
-	img, err := vpx.BGRToImage(picture(b, "messi5.jpg"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	i420 := gocv.NewMat()
+	i420 := i420OfBGR(b, picture(b, "messi5.jpg"))
 	defer i420.Close()
-	if err := img.ToI420Mat(&i420); err != nil {
-		b.Fatal(err)
-	}
 	th := newThumbnailer()
 	defer th.close()
 	var ref, cur thumbnail
