@@ -145,25 +145,11 @@ const webcamAnalysisSeconds = 60
 func BenchmarkWebcamAnalysis(b *testing.B) {
 	runner.SetNumThreads(1)
 	defer runner.SetNumThreads(0)
-	sources := filepath.Join(testassets.RepoRoot(b), ".cache", "eval", "sources")
-	if err := ProvisionSources(b.Context(), sources, io.Discard); err != nil {
-		b.Fatalf("the webcam recordings: %v", err)
-	}
 	policy, err := rules.DefaultPolicy(rules.PolicyRestRoom)
 	if err != nil {
 		b.Fatal(err)
 	}
-	frames := sampleFrames(b, SourcePath(sources, "franck.mp4"), policy.AnalysisFPS, webcamAnalysisSeconds)
-	defer func() {
-		for _, f := range frames {
-			f.Close()
-		}
-	}()
-	a, err := detectors.NewAnalyzer(detectors.AnalyzerOptions{ModelsDir: testassets.ModelsDir(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
+	frames, a := webcamFrames(b, policy.AnalysisFPS)
 	off := policy
 	off.FaceDetectEvery, off.PalmStillEvery = 1, 1
 	for _, run := range []struct {
@@ -172,6 +158,30 @@ func BenchmarkWebcamAnalysis(b *testing.B) {
 	}{{"cascades", policy}, {"no-cascades", off}} {
 		b.Run(run.name, func(b *testing.B) { benchmarkWebcam(b, a, run.policy, frames) })
 	}
+}
+
+// webcamFrames provisions the evaluation's sources and returns the first
+// webcamAnalysisSeconds of the webcam recording (franck.mp4) sampled at
+// fps, and an analyzer on the provisioned models; both are closed when the
+// test ends.
+func webcamFrames(t testing.TB, fps float64) ([]gocv.Mat, *detectors.Analyzer) {
+	t.Helper()
+	sources := filepath.Join(testassets.RepoRoot(t), ".cache", "eval", "sources")
+	if err := ProvisionSources(t.Context(), sources, io.Discard); err != nil {
+		t.Fatalf("the webcam recordings: %v", err)
+	}
+	frames := sampleFrames(t, SourcePath(sources, "franck.mp4"), fps, webcamAnalysisSeconds)
+	t.Cleanup(func() {
+		for _, f := range frames {
+			f.Close()
+		}
+	})
+	a, err := detectors.NewAnalyzer(detectors.AnalyzerOptions{ModelsDir: testassets.ModelsDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return frames, a
 }
 
 func benchmarkWebcam(b *testing.B, a *detectors.Analyzer, policy rules.Policy, frames []gocv.Mat) {

@@ -2,9 +2,7 @@ package eval
 
 import (
 	"fmt"
-	"io"
 	"math"
-	"path/filepath"
 	"sort"
 	"testing"
 
@@ -12,7 +10,6 @@ import (
 
 	"invigil/detectors"
 	"invigil/detectors/rules"
-	"invigil/internal/testassets"
 )
 
 // TestFaceCascadeOnWebcam follows the man of the webcam recording
@@ -25,10 +22,6 @@ import (
 // cascade must report the same number of faces on every frame and save
 // at least a third of the detector's runs.
 func TestFaceCascadeOnWebcam(t *testing.T) {
-	sources := filepath.Join(testassets.RepoRoot(t), ".cache", "eval", "sources")
-	if err := ProvisionSources(t.Context(), sources, io.Discard); err != nil {
-		t.Fatalf("the webcam recordings: %v", err)
-	}
 	policy, err := rules.DefaultPolicy(rules.PolicyInterview)
 	if err != nil {
 		t.Fatal(err)
@@ -36,17 +29,7 @@ func TestFaceCascadeOnWebcam(t *testing.T) {
 	if policy.FaceDetectEvery < 2 {
 		t.Fatalf("face_detect_every %d: the cascade is off by default", policy.FaceDetectEvery)
 	}
-	frames := sampleFrames(t, SourcePath(sources, "franck.mp4"), policy.AnalysisFPS, webcamAnalysisSeconds)
-	defer func() {
-		for _, f := range frames {
-			f.Close()
-		}
-	}()
-	a, err := detectors.NewAnalyzer(detectors.AnalyzerOptions{ModelsDir: testassets.ModelsDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	frames, a := webcamFrames(t, policy.AnalysisFPS)
 	everyTime := policy
 	everyTime.FaceDetectEvery = 1
 	cascade, detector := detectors.NewStream(policy, detectors.Camera{}), detectors.NewStream(everyTime, detectors.Camera{})
