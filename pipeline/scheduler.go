@@ -60,6 +60,10 @@ type candidate struct {
 	calmDue     time.Time // when a still picture is looked at again
 	deadline    int64     // stream time at which a rule opens or closes if nothing changes
 	hasDeadline bool
+	// metDeadline is the deadline last handed out ahead of its turn (see
+	// urgentLocked); hasMet is false before any.
+	metDeadline int64
+	hasMet      bool
 	fullAt      time.Time // when the detectors last ran (a job that was not carried)
 
 	// snapshot is the newest analyzed observation (Pipeline.Latest):
@@ -140,7 +144,10 @@ const carryLimit = 5 * time.Second
 // minimum duration, an open one closing): the rules work on stream time,
 // so a violation opens at the same frame time as at the full rate.
 // Under saturation the calm candidates, wanting little, get their rate
-// first and the changing ones share the rest.
+// first and the changing ones share the rest; ahead of all of them goes a
+// candidate whose frame has reached its rules' deadline (urgentLocked),
+// so a violation opens when it should and not a round of the workers
+// later.
 type scheduler struct {
 	mu         sync.Mutex
 	candidates map[string]*candidate
@@ -186,10 +193,19 @@ func (s *scheduler) readyLocked(c *candidate, now time.Time) (time.Time, string)
 	return maxTime(c.nextDue, c.calmDue), triggerCalm
 }
 
+// urgentLocked says whether the candidate's waiting frame is at or past
+// its rules' deadline, not yet handed out for it: the analysis that opens
+// a pending violation (or closes a clearing one). It goes ahead of the
+// others' turns once per deadline, so a deadline the rules keep (the
+// condition changed meanwhile) cannot claim the workers for itself.
+func (c *candidate) urgentLocked() bool {
+	return c.hasDeadline && c.frame.tMS >= c.deadline && !(c.hasMet && c.metDeadline == c.deadline)
+}
+
 // resetScheduleLocked starts a new activation's schedule (scheduler.mu held).
 func (c *candidate) resetScheduleLocked() {
 	c.nextDue, c.calmDue, c.fullAt = time.Time{}, time.Time{}, time.Time{}
-	c.haveRef, c.hold, c.hasDeadline = false, 0, false
+	c.haveRef, c.hold, c.hasDeadline, c.hasMet = false, 0, false, false
 	c.refresh = true
 }
 
@@ -248,6 +264,7 @@ func (s *scheduler) next(ctx context.Context) (job, bool) {
 		now := time.Now()
 		var best *candidate
 		var bestTrigger string
+		var bestUrgent bool
 		var wakeAt time.Time
 		for _, c := range s.candidates {
 			if c.frame == nil || c.busy {
@@ -260,8 +277,9 @@ func (s *scheduler) next(ctx context.Context) (job, bool) {
 				}
 				continue
 			}
-			if best == nil || c.lastServed.Before(best.lastServed) {
-				best, bestTrigger = c, trigger
+			urgent := c.urgentLocked()
+			if best == nil || (urgent && !bestUrgent) || (urgent == bestUrgent && c.lastServed.Before(best.lastServed)) {
+				best, bestTrigger, bestUrgent = c, trigger, urgent
 			}
 		}
 		if best != nil {
@@ -271,6 +289,9 @@ func (s *scheduler) next(ctx context.Context) (job, bool) {
 			// last (no change since): it only needs the rules to move on.
 			j.carry = (bestTrigger == triggerCalm || bestTrigger == triggerDeadline) &&
 				!best.fullAt.IsZero() && now.Sub(best.fullAt) < carryLimit
+			if bestUrgent {
+				best.metDeadline, best.hasMet = best.deadline, true
+			}
 			best.frame = nil
 			best.busy = true
 			// On schedule, the next analysis is one interval later (late

@@ -328,3 +328,65 @@ func TestSchedulerCalmAnalysedLess(t *testing.T) {
 		}
 	})
 }
+
+// TestSchedulerDeadlineFirst: with several candidates due, the one whose
+// frame has reached its rules' deadline (a violation about to open) goes
+// ahead of the ones waiting longer, once per deadline; otherwise the one
+// served longest ago goes first.
+func TestSchedulerDeadlineFirst(t *testing.T) {
+	m, err := newMetrics(prometheus.NewRegistry(), 1, func() float64 { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newScheduler(m, time.Second)
+	pool := newMatPool(8)
+	defer pool.close()
+	policy := mustPolicy(t, rules.PolicyRestRoom)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cands []*candidate
+	for i := range 3 {
+		c := s.candidateLocked(fmt.Sprintf("c%d", i), policy)
+		c.tracks, c.gen = 1, 1
+		cands = append(cands, c)
+	}
+	const none = -1
+	for _, step := range []struct {
+		frameMS, deadline, met int64
+		want                   string
+	}{
+		{800, none, none, "c0"}, // no deadline: the one served longest ago
+		{600, 800, none, "c0"},  // c2's frame is before its deadline
+		{800, 800, none, "c2"},  // at it: c2 first
+		{1000, 800, none, "c2"}, // past it
+		{1000, 800, 800, "c0"},  // this deadline was already met ahead of turn
+		{1200, 1200, 800, "c2"}, // a new deadline
+	} {
+		base := time.Now().Add(-time.Minute)
+		for i, c := range cands {
+			s.mu.Lock()
+			c.resetScheduleLocked()
+			c.refresh = false
+			c.lastServed = base.Add(time.Duration(i) * time.Second) // c0 longest ago
+			c.hasDeadline, c.deadline = false, 0
+			if c == cands[2] && step.deadline != none {
+				c.hasDeadline, c.deadline = true, step.deadline
+			}
+			c.hasMet, c.metDeadline = step.met != none, step.met
+			s.mu.Unlock()
+			s.publish(c, &frame{i420: pool.get(), pool: pool, gen: 1, tMS: step.frameMS})
+		}
+		j, ok := s.next(ctx)
+		if !ok {
+			t.Fatal("no job")
+		}
+		if j.c.identity != step.want {
+			t.Errorf("frames at %d ms, c2's deadline %d (met %d): %s served first, want %s", step.frameMS, step.deadline, step.met, j.c.identity, step.want)
+		}
+		j.f.release()
+		s.done(j.c, analysisResult{analyzed: true, deadline: j.c.deadline, hasDeadline: j.c.hasDeadline})
+	}
+	for _, f := range s.close() {
+		f.release()
+	}
+}
