@@ -1,8 +1,9 @@
 // Package listen judges recorded audio offline the way the live pipeline
 // judges a candidate's microphone (pipeline/audio.go): 48 kHz mono →
-// optionally an Opus encoder and decoder at a browser's settings (so the
-// codec's effect on speech is part of the result) → audio.Downsampler3 to
-// 16 kHz → vad.Detector (energy-gated Silero VAD) → rules.Engine's
+// optionally an Opus encoder at a browser's settings and a decoder straight
+// to 16 kHz, as the pipeline decodes (so the codec's effect on speech is
+// part of the result; without the codec, audio.Downsampler3 makes the
+// 16 kHz) → vad.Detector (energy-gated Silero VAD) → rules.Engine's
 // ObserveAudio. `invigil analyze --audio` and the audio evaluation set use
 // it.
 package listen
@@ -81,20 +82,20 @@ func Listen(pcm []float32, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer det.Close()
+	res := &Result{DurationMS: int64(len(pcm)) * 1000 / Rate}
+	var heard []float32 // at the detector's rate
 	if opts.Opus {
-		if pcm, err = codecRoundTrip(pcm, opts.Bitrate); err != nil {
+		if heard, err = codecRoundTrip(pcm, opts.Bitrate, vad.SampleRate); err != nil {
 			return nil, err
 		}
+	} else {
+		heard = audio.Resample48to16(pcm)
 	}
-	ds := audio.NewDownsampler3()
-	res := &Result{DurationMS: int64(len(pcm)) * 1000 / Rate}
 	var pending []rules.AudioChunk
 	// 20 ms at a time, as decoded packets arrive in the pipeline.
-	const step = Rate / 50
-	var buf []float32
-	for pos := 0; pos < len(pcm); pos += step {
-		buf = ds.Process(buf[:0], pcm[pos:min(pos+step, len(pcm))])
-		chunks, err := det.Process(buf)
+	const step = vad.SampleRate / 50
+	for pos := 0; pos < len(heard); pos += step {
+		chunks, err := det.Process(heard[pos:min(pos+step, len(heard))])
 		if err != nil {
 			return nil, err
 		}
@@ -150,15 +151,16 @@ func (r *Result) summarize(window int64) {
 	}
 }
 
-// codecRoundTrip encodes pcm to Opus and decodes it again, dropping the
-// encoder's lookahead so the output keeps the input's clock.
-func codecRoundTrip(pcm []float32, bitrate int) ([]float32, error) {
+// codecRoundTrip encodes pcm (at Rate) to Opus and decodes it again at
+// rate, dropping the encoder's lookahead so the output keeps the input's
+// clock.
+func codecRoundTrip(pcm []float32, bitrate, rate int) ([]float32, error) {
 	enc, err := opus.NewEncoder(opus.EncoderOptions{Bitrate: bitrate})
 	if err != nil {
 		return nil, err
 	}
 	defer enc.Close()
-	dec, err := opus.NewDecoder()
+	dec, err := opus.NewDecoderAt(rate)
 	if err != nil {
 		return nil, err
 	}
@@ -180,11 +182,12 @@ func codecRoundTrip(pcm []float32, bitrate int) ([]float32, error) {
 			return nil, fmt.Errorf("opus decode at sample %d: %w", pos, err)
 		}
 	}
+	look, want := look*rate/Rate, len(pcm)*rate/Rate
 	if len(out) < look {
 		return nil, nil
 	}
 	out = out[look:]
-	return out[:min(len(out), len(pcm))], nil
+	return out[:min(len(out), want)], nil
 }
 
 // ErrNoAudio reports a media file without an audio stream.

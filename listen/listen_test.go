@@ -75,8 +75,8 @@ func TestListenTalkingAndSilence(t *testing.T) {
 	}
 }
 
-// The codec round trip keeps the clock: as many samples out as in, and
-// the voice where it was.
+// The codec round trip keeps the clock: as many samples out as in (at the
+// output's rate), and the voice where it was.
 func TestCodecRoundTripKeepsLength(t *testing.T) {
 	pcm := make([]float32, Rate+123)
 	for i := range pcm {
@@ -84,23 +84,25 @@ func TestCodecRoundTripKeepsLength(t *testing.T) {
 			pcm[i] = 0.3 * float32((i/24)%2*2-1) // a 1 kHz square wave from 0.5 s
 		}
 	}
-	out, err := codecRoundTrip(pcm, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(out) != len(pcm) {
-		t.Fatalf("%d samples out, want %d", len(out), len(pcm))
-	}
-	var before, after float64
-	for i, v := range out {
-		if i < Rate/2-Rate/100 {
-			before += float64(v * v)
-		} else if i > Rate/2+Rate/100 {
-			after += float64(v * v)
+	for _, rate := range []int{Rate, vad.SampleRate} {
+		out, err := codecRoundTrip(pcm, 0, rate)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if before > after/1000 {
-		t.Errorf("energy before the onset %.3g vs after %.3g: the codec's delay was not removed", before, after)
+		if want := len(pcm) * rate / Rate; len(out) != want {
+			t.Fatalf("at %d Hz: %d samples out, want %d", rate, len(out), want)
+		}
+		var before, after float64
+		for i, v := range out {
+			if i < rate/2-rate/100 {
+				before += float64(v * v)
+			} else if i > rate/2+rate/100 {
+				after += float64(v * v)
+			}
+		}
+		if before > after/1000 {
+			t.Errorf("at %d Hz: energy before the onset %.3g vs after %.3g: the codec's delay was not removed", rate, before, after)
+		}
 	}
 }
 

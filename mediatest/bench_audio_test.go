@@ -117,7 +117,7 @@ func threadCPU(b testing.TB) time.Duration {
 
 // audioPathCPU runs the pipeline's listening chain on one microphone file's
 // packets, as the benchmark's candidates send them (simulate.FileAudio):
-// libopus decode → 48 → 16 kHz down-sampler → Silero VAD with its energy
+// libopus decode straight to 16 kHz → Silero VAD with its energy
 // gate (ONNX Runtime on the calling thread), for secs seconds of audio on
 // one locked OS thread, and returns that thread's CPU per second of audio.
 // Unlike the audio goroutines' busy time in the full stack, this is CPU
@@ -130,7 +130,7 @@ func audioPathCPU(b testing.TB, mic string, secs int) float64 {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	dec, err := opus.NewDecoder()
+	dec, err := opus.NewDecoderAt(vad.SampleRate)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -140,16 +140,14 @@ func audioPathCPU(b testing.TB, mic string, secs int) float64 {
 		b.Fatal(err)
 	}
 	defer det.Close()
-	ds := audio.NewDownsampler3()
-	var pcm, pcm16 []float32
+	var pcm []float32
 	packets := secs * 50
 	c0 := threadCPU(b)
 	for i := 0; i < packets; i++ {
 		if pcm, err = dec.AppendDecode(pcm[:0], a.Packets[i%len(a.Packets)]); err != nil {
 			b.Fatal(err)
 		}
-		pcm16 = ds.Process(pcm16[:0], pcm)
-		if _, err := det.Process(pcm16); err != nil {
+		if _, err := det.Process(pcm); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -4,8 +4,8 @@
 
 static int live;
 
-OpusDecoder *inv_opus_dec_new(int *err) {
-	OpusDecoder *d = opus_decoder_create(48000, 1, err);
+OpusDecoder *inv_opus_dec_new(int rate, int *err) {
+	OpusDecoder *d = opus_decoder_create(rate, 1, err);
 	if (d) __atomic_add_fetch(&live, 1, __ATOMIC_RELAXED);
 	return d;
 }

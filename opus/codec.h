@@ -5,9 +5,10 @@
 
 #include <opus.h>
 
-// inv_opus_dec_new makes a 48 kHz mono decoder (stereo streams are mixed
-// down by libopus); NULL with *err set on failure.
-OpusDecoder *inv_opus_dec_new(int *err);
+// inv_opus_dec_new makes a mono decoder whose output is at rate (8000,
+// 12000, 16000, 24000 or 48000; stereo streams are mixed down by libopus);
+// NULL with *err set on failure.
+OpusDecoder *inv_opus_dec_new(int rate, int *err);
 void inv_opus_dec_free(OpusDecoder *d);
 int inv_opus_dec_reset(OpusDecoder *d);
 

@@ -8,27 +8,50 @@ import "C"
 
 import (
 	"fmt"
+	"slices"
 	"time"
 	"unsafe"
 )
 
-// Decoder decodes one Opus stream (one RTP track) to 48 kHz mono float32
-// samples in [-1, 1]; stereo packets are mixed down by libopus. Packets
-// must come in order; report each lost one with DecodeLost so the output
-// keeps time. A Decoder is not safe for concurrent use.
+// Decoder decodes one Opus stream (one RTP track) to mono float32 samples
+// in [-1, 1] at its rate (48 kHz unless made by NewDecoderAt); stereo
+// packets are mixed down by libopus. Packets must come in order; report
+// each lost one with DecodeLost so the output keeps time. A Decoder is not
+// safe for concurrent use.
 type Decoder struct {
-	d *C.OpusDecoder
+	d    *C.OpusDecoder
+	rate int
 }
 
-// NewDecoder makes a decoder at the start of a stream.
-func NewDecoder() (*Decoder, error) {
+// NewDecoder makes a 48 kHz decoder at the start of a stream.
+func NewDecoder() (*Decoder, error) { return NewDecoderAt(SampleRate) }
+
+// DecoderRates are the output rates libopus decodes to.
+var DecoderRates = []int{8000, 12000, 16000, 24000, 48000}
+
+// NewDecoderAt makes a decoder whose output is at rate, one of
+// DecoderRates. Below 48 kHz libopus decodes only the bands under half the
+// rate and, for speech coded at that bandwidth (SILK's wideband is 16 kHz),
+// skips its own resampling: a listener that wants 16 kHz gets it for less
+// than decoding at 48 kHz and filtering down.
+func NewDecoderAt(rate int) (*Decoder, error) {
+	if !slices.Contains(DecoderRates, rate) {
+		return nil, fmt.Errorf("opus: create decoder: rate %d Hz, want one of %v", rate, DecoderRates)
+	}
 	var cerr C.int
-	d := C.inv_opus_dec_new(&cerr)
+	d := C.inv_opus_dec_new(C.int(rate), &cerr)
 	if d == nil {
 		return nil, fmt.Errorf("opus: create decoder: %s", C.GoString(C.opus_strerror(cerr)))
 	}
-	return &Decoder{d: d}, nil
+	return &Decoder{d: d, rate: rate}, nil
 }
+
+// Rate is the decoder's output rate in Hz.
+func (d *Decoder) Rate() int { return d.rate }
+
+// samples is how many output samples n samples at 48 kHz make (n is a
+// multiple of 2.5 ms, so the division is exact at every DecoderRates).
+func (d *Decoder) samples(n int) int { return n * d.rate / SampleRate }
 
 // Close frees the decoder; it is safe to call more than once.
 func (d *Decoder) Close() error {
@@ -52,7 +75,8 @@ func (d *Decoder) Reset() error {
 }
 
 // Decode decodes one packet (one RTP payload) into new samples:
-// PacketInfo.Samples() of them, 120 to 5760.
+// PacketInfo.Samples() of them (120 to 5760) at 48 kHz, proportionally
+// fewer at a lower rate.
 func (d *Decoder) Decode(packet []byte) ([]float32, error) {
 	return d.AppendDecode(nil, packet)
 }
@@ -68,13 +92,14 @@ func (d *Decoder) AppendDecode(dst []float32, packet []byte) ([]float32, error) 
 	if err != nil {
 		return dst, err
 	}
-	return d.decode(dst, packet, info.Samples(), false)
+	return d.decode(dst, packet, d.samples(info.Samples()), false)
 }
 
 // DecodeLost conceals lost audio (packet-loss concealment): it returns
 // lost's worth of samples that continue the stream smoothly and fade to
 // silence. lost must be a positive multiple of 2.5 ms up to MaxConcealment;
-// the gap between RTP timestamps gives it (960 samples per 20 ms packet).
+// the gap between RTP timestamps gives it (960 samples of Opus's 48 kHz RTP
+// clock per 20 ms packet).
 func (d *Decoder) DecodeLost(lost time.Duration) ([]float32, error) {
 	return d.AppendDecodeLost(nil, lost)
 }
@@ -88,7 +113,7 @@ func (d *Decoder) AppendDecodeLost(dst []float32, lost time.Duration) ([]float32
 	if err != nil {
 		return dst, err
 	}
-	return d.decode(dst, nil, n, false)
+	return d.decode(dst, nil, d.samples(n), false)
 }
 
 // AppendDecodeFEC recovers a lost packet from the forward error correction
@@ -109,9 +134,10 @@ func (d *Decoder) AppendDecodeFEC(dst []float32, next []byte, lost time.Duration
 	if _, err := ParsePacket(next); err != nil {
 		return dst, fmt.Errorf("opus: FEC from the next packet: %w", err)
 	}
-	return d.decode(dst, next, n, true)
+	return d.decode(dst, next, d.samples(n), true)
 }
 
+// concealSamples is lost at 48 kHz, checked.
 func concealSamples(lost time.Duration) (int, error) {
 	if lost <= 0 || lost > MaxConcealment {
 		return 0, fmt.Errorf("opus: conceal %v of lost audio: want more than 0 and at most %v", lost, MaxConcealment)

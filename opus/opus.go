@@ -2,7 +2,9 @@
 // the pipeline decodes candidates' Opus microphone tracks with it, and
 // tests and simulated candidates encode audio with it the way a browser does.
 //
-// Everything runs at 48 kHz, Opus's native rate and the one WebRTC uses.
+// Everything runs at 48 kHz, Opus's native rate and the one WebRTC uses,
+// but for a decoder made to output at a lower rate (NewDecoderAt: the
+// pipeline's speech detector takes 16 kHz).
 // Packets are checked in Go against RFC 6716's framing rules before libopus
 // sees them, so a corrupt or hostile RTP payload gives an error, never a
 // crash; codec state lives in C memory that libopus allocates. Decoders and
@@ -16,7 +18,8 @@ import (
 	"time"
 )
 
-// SampleRate is the rate of every decoder's output and encoder's input.
+// SampleRate is Opus's RTP clock, every encoder's input rate and a
+// decoder's output rate unless made with NewDecoderAt.
 const SampleRate = 48000
 
 // Limits of what a Decoder accepts.

@@ -56,6 +56,10 @@ import (
 const (
 	// audioClock is Opus's RTP clock (RFC 7587: always 48 kHz).
 	audioClock = opus.SampleRate
+	// audioClockPerSample is how many RTP clock ticks one decoded sample
+	// spans: the decoder outputs straight at the speech detector's rate,
+	// which costs less than decoding at 48 kHz and filtering down.
+	audioClockPerSample = audioClock / vad.SampleRate
 	// audioPacketQueue holds about 10 s of 20 ms packets.
 	audioPacketQueue = 512
 	// maxAudioJump is the largest RTP timestamp step believed; beyond it
@@ -153,17 +157,15 @@ type audioTrack struct {
 	closeOnce sync.Once
 
 	// Owned by run.
-	dec     *opus.Decoder
-	ds      *audio.Downsampler3
+	dec     *opus.Decoder // at vad.SampleRate
 	det     *vad.Detector
 	haveSeq bool
 	ssrc    uint32
 	lastSeq uint16
 	nextTS  uint32 // RTP timestamp the next packet should carry
-	pos     int64  // 48 kHz samples of stream time since the track started
+	pos     int64  // stream time since the track started, on the 48 kHz RTP clock
 	vadBase int64  // pos at which the detector's chunk clock starts
 	pcm     []float32
-	pcm16   []float32
 	pending []rules.AudioChunk // verdicts awaiting the rules, stream ms since the track started
 	mic     *micRing           // the clip ring
 	stalled bool               // no packet for audioStallAfter: counted as no microphone
@@ -231,7 +233,7 @@ func (a *audioTrack) run() {
 	defer a.p.wg.Done()
 	defer a.ended()
 	var err error
-	if a.dec, err = opus.NewDecoder(); err != nil {
+	if a.dec, err = opus.NewDecoderAt(vad.SampleRate); err != nil {
 		a.p.log.Error("cannot listen to candidate track", "identity", a.info.Identity, "err", err)
 		a.drain()
 		return
@@ -243,7 +245,6 @@ func (a *audioTrack) run() {
 		return
 	}
 	defer a.det.Close()
-	a.ds = audio.NewDownsampler3()
 	stall := time.NewTimer(audioStallAfter)
 	defer stall.Stop()
 	for {
@@ -353,30 +354,28 @@ func (a *audioTrack) depacketize(pk *rtp.Packet) {
 		return
 	}
 	a.pcm = pcm
-	a.nextTS = pk.Timestamp + uint32(len(pcm))
-	m.decoded.Add(float64(len(pcm)) / audioClock)
+	a.nextTS = pk.Timestamp + uint32(len(pcm)*audioClockPerSample)
+	m.decoded.Add(float64(len(pcm)) / vad.SampleRate)
 	a.judge(pcm)
 }
 
-// restart forgets the decoder's, resampler's and detector's history after
-// a gap of skip samples that is not concealed.
+// restart forgets the decoder's and detector's history after a gap of
+// skip RTP clock ticks that is not concealed.
 func (a *audioTrack) restart(skip int64) {
 	_ = a.dec.Reset()
-	a.ds.Reset()
 	a.det.Reset()
-	a.mic.ring.WriteSilence(skip / 3) // the clip stays in time
+	a.mic.ring.WriteSilence(skip / audioClockPerSample) // the clip stays in time
 	a.pos += skip
 	a.vadBase = a.pos
 }
 
-// judge runs 48 kHz samples through the resampler and the detector and
+// judge runs decoded samples (at vad.SampleRate) through the detector and
 // keeps the chunks' verdicts for the rules.
 func (a *audioTrack) judge(pcm []float32) {
 	m := a.p.am
-	a.pos += int64(len(pcm))
-	a.pcm16 = a.ds.Process(a.pcm16[:0], pcm)
-	a.mic.ring.WriteFloat(a.pcm16)
-	chunks, err := a.det.Process(a.pcm16)
+	a.pos += int64(len(pcm) * audioClockPerSample)
+	a.mic.ring.WriteFloat(pcm)
+	chunks, err := a.det.Process(pcm)
 	if err != nil {
 		a.p.log.Warn("speech detector failed", "identity", a.info.Identity, "err", err)
 		return

@@ -9,6 +9,7 @@ import (
 	"invigil/audio"
 	"invigil/detectors"
 	"invigil/detectors/rules"
+	"invigil/vad"
 	"invigil/vpx"
 )
 
@@ -28,7 +29,7 @@ import (
 
 const (
 	clipSeconds = 10
-	clipRate    = 16000
+	clipRate    = vad.SampleRate // the ring holds what the speech detector hears
 	clipSamples = clipSeconds * clipRate
 	ringSamples = (clipSeconds + 2) * clipRate
 	// clipWait bounds how long the sink waits for the audio to reach a

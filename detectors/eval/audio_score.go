@@ -151,7 +151,7 @@ func AudioMarkdown(set *BuiltAudioSet, s AudioScore, results []AudioResult) stri
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("## Listening (talking)\n\n")
-	w("Each clip of the audio set goes through the live pipeline's listening path (package `listen`): 48 kHz mono → Opus encoder (32 kbit/s, 20 ms frames, VOIP, as Chromium sends a microphone) → Opus decoder → 16 kHz (`audio.Downsampler3`) → Silero VAD with the energy gate and a slow gain control on the model's input (`vad.Detector`; without the gain control, recall was 0.62: the -30 dBFS and far voices were missed) → the `rest_room` policy's rules (`rules.Engine.ObserveAudio`: talking is at least 2 s of speech chunks within 5 s). ")
+	w("Each clip of the audio set goes through the live pipeline's listening path (package `listen`): 48 kHz mono → Opus encoder (32 kbit/s, 20 ms frames, VOIP, as Chromium sends a microphone) → Opus decoder straight to 16 kHz (as the pipeline decodes) → Silero VAD with the energy gate and a slow gain control on the model's input (`vad.Detector`; without the gain control, recall was 0.62: the -30 dBFS and far voices were missed) → the `rest_room` policy's rules (`rules.Engine.ObserveAudio`: talking is at least 2 s of speech chunks within 5 s). ")
 	w("A clip is scored by whether a `talking` violation opened; `go test ./detectors/eval` (TestAudioEvaluation) fails below %.2f precision or recall, or on any alarm on a clip without speech.\n\n", AudioThreshold)
 	w("%s\n", AudioTable(s, results))
 	if sf := AudioShortfalls(s); len(sf) > 0 {
