@@ -31,9 +31,12 @@ const maxHands = 2
 // each pipeline worker owns one, and per-candidate state lives in Stream.
 type Analyzer struct {
 	face *runner.FaceDetector
-	mesh *runner.FaceLandmarker
-	palm *runner.PalmDetector
-	hand *runner.HandLandmarker
+	// short is the short-range face detector: the face cascade's cheap
+	// check that nobody else is near (see checkOthers).
+	short *runner.FaceDetector
+	mesh  *runner.FaceLandmarker
+	palm  *runner.PalmDetector
+	hand  *runner.HandLandmarker
 
 	gray, small, laplace gocv.Mat        // scratch for the light measures
 	grid                 *motion.Gridder // for the cascades' change grid
@@ -66,6 +69,10 @@ func NewAnalyzer(opts AnalyzerOptions) (*Analyzer, error) {
 		a.Close()
 		return nil, fmt.Errorf("load face detector: %w", err)
 	}
+	if a.short, err = runner.NewFaceDetector(models.ONNXPath(opts.ModelsDir, models.FaceShortRange), runner.FaceShortRange); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("load short-range face detector: %w", err)
+	}
 	if a.mesh, err = runner.NewFaceLandmarker(models.ONNXPath(opts.ModelsDir, models.FaceLandmark)); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("load face landmarker: %w", err)
@@ -91,6 +98,9 @@ func NewAnalyzer(opts AnalyzerOptions) (*Analyzer, error) {
 func (a *Analyzer) Close() error {
 	if a.face != nil {
 		a.face.Close()
+	}
+	if a.short != nil {
+		a.short.Close()
 	}
 	if a.mesh != nil {
 		a.mesh.Close()
@@ -510,6 +520,7 @@ type NetworkRuns struct {
 func (a *Analyzer) Networks() []NetworkRuns {
 	return []NetworkRuns{
 		{"face", a.face.Inference()},
+		{"face_short", a.short.Inference()},
 		{"face_mesh", a.mesh.Inference()},
 		{"palm", a.palm.Inference()},
 		{"hand", a.hand.Inference()},

@@ -93,6 +93,15 @@ func palmNeeded(s *Stream, grid *motion.Grid, zones []rules.Rect, lost bool, wid
 // detector's keypoints gave (a similarity does not turn a head) and the
 // distance scaled by the landmarks' change in size: calibration and
 // measurement keep one source, the detector's keypoints.
+//
+// The regular look for a second person (face_detect_every) is cheaper
+// still on two turns of three: the short-range detector (128×128, a third
+// of the full-range one's cost, faces within about 2 m) looks instead, and
+// the follow goes on if it sees only the followed face; any other face, or
+// not seeing the followed one, and the full-range detector looks. Someone
+// farther than 2 m who came in moved the picture outside the head, which
+// calls the full-range detector at once; the third turn is its own, for
+// one who came in unseen by the change detector.
 const (
 	// minFollowedFaceWidth is the least face box, as a share of the frame
 	// width, the cascade follows: a candidate at 50 cm fills 26–30 % of a
@@ -112,6 +121,12 @@ const (
 	// minMeshPresence is the landmark model's own confidence that a face
 	// is in the crop, below which the face counts as lost (MediaPipe's).
 	minMeshPresence = 0.5
+	// fullRangeEvery: every fullRangeEvery-th regular look is the
+	// full-range detector's, the others the short-range one's.
+	fullRangeEvery = 3
+	// minSameFaceIoU is how much the short-range detector's box must
+	// overlap the followed face to be that face.
+	minSameFaceIoU = 0.4
 )
 
 // stableLandmarks are face mesh points that move with the skull, not the
@@ -135,7 +150,8 @@ type faceAnchor struct {
 	crop      runner.RotatedRect
 	faceCrop  runner.RotatedRect
 	followBox rules.Rect // the face's box at the last follow
-	skips     int        // face analyses since the detector looked
+	skips     int        // face analyses since a detector looked
+	checks    int        // regular looks the short-range detector made since the full-range one looked
 }
 
 // setAnchor records the detector's look for the cascade: one face, large,
@@ -169,12 +185,14 @@ func (a *Analyzer) setAnchor(s *Stream, faces []runner.Face, mesh *runner.FaceMe
 
 // followFace follows the anchored face with the landmark model alone and
 // reports it (followed true), or reports false when the detector must
-// look: no face to follow, its turn (face_detect_every), calibration (which
+// look: no face to follow, its turn (face_detect_every, on two turns of
+// three checked by the short-range detector instead), calibration (which
 // wants the detector's own keypoints), a change outside the head, or a
 // face that the landmarks say was lost, moved, turned or changed size.
 func (a *Analyzer) followFace(frame gocv.Mat, tMS int64, s *Stream) (rules.Face, bool, error) {
 	an := &s.anchor
-	if !an.valid || s.Policy.FaceDetectEvery <= 1 || an.skips+1 >= s.Policy.FaceDetectEvery ||
+	regular := an.skips+1 >= s.Policy.FaceDetectEvery
+	if !an.valid || s.Policy.FaceDetectEvery <= 1 || (regular && an.checks+1 >= fullRangeEvery) ||
 		an.width != frame.Cols() || an.height != frame.Rows() || (s.CalibrateUntilMS > 0 && !s.calibrated) {
 		return rules.Face{}, false, nil
 	}
@@ -233,12 +251,40 @@ func (a *Analyzer) followFace(frame gocv.Mat, tMS int64, s *Stream) (rules.Face,
 		f.DistanceCM = s.Camera.DistanceCM(pose, frame.Cols())
 	}
 	f.PitchDeg = pitch
+	if regular {
+		alone, err := a.checkOthers(frame, box)
+		if err != nil || !alone {
+			return rules.Face{}, false, err
+		}
+		an.checks++
+		an.skips = -1
+	}
 	an.crop = t.applyRect(an.faceCrop)
 	an.followBox = box
 	an.skips++
 	s.mainBox = runner.Rect{X: box.X, Y: box.Y, W: box.W, H: box.H}
 	s.mainSeenMS, s.hasMain = tMS, true
 	return f, true, nil
+}
+
+// checkOthers runs the short-range detector for the face cascade's regular
+// look: alone is true when it finds the followed face (its box overlapping
+// followed) and no other face, even a weak one.
+func (a *Analyzer) checkOthers(frame gocv.Mat, followed rules.Rect) (alone bool, err error) {
+	a.short.MinScore = TrackFaceScore
+	faces, err := a.short.Detect(frame)
+	if err != nil {
+		return false, fmt.Errorf("short-range face check: %w", err)
+	}
+	box := runner.Rect{X: followed.X, Y: followed.Y, W: followed.W, H: followed.H}
+	var same int
+	for _, f := range faces {
+		if f.Box.IoU(box) < minSameFaceIoU {
+			return false, nil
+		}
+		same++
+	}
+	return same == 1, nil
 }
 
 // meshTurn measures the head's yaw and scale on the landmarks to tell,

@@ -98,15 +98,30 @@ func pasteFace(t *testing.T, img gocv.Mat, c faceCrop, side, x, y int) gocv.Mat 
 	return out
 }
 
-// While one face is followed the detector runs on exactly every k-th face
-// analysis; when the face is gone, at once.
+// shortRuns is how often the analyzer's short-range face detector has run.
+func shortRuns(a *Analyzer) int { return a.short.Inference().Runs }
+
+// While one face is followed a detector looks on exactly every k-th face
+// analysis: the short-range one on two turns of three, the full-range one
+// on the third; when the face is gone, the full-range one at once.
 func TestFaceCascadeCadence(t *testing.T) {
 	a := newTestAnalyzer(t)
 	still := cropPhoto(t, faceCrops[0])
 	s := cascadeStream(t, 3)
-	ran, obs := observeFaces(t, a, s, 0, still, still, still, still, still, still, still)
-	if !slices.Equal(ran, []bool{true, false, false, true, false, false, true}) {
-		t.Errorf("detector ran on %v, want every 3rd face analysis", ran)
+	var short []bool
+	var ran []bool
+	var obs []rules.Observation
+	for i := range 10 {
+		before := shortRuns(a)
+		r, o := observeFaces(t, a, s, int64(i)*200, still)
+		ran, obs = append(ran, r...), append(obs, o...)
+		short = append(short, shortRuns(a) > before)
+	}
+	if want := []bool{true, false, false, false, false, false, false, false, false, true}; !slices.Equal(ran, want) {
+		t.Errorf("full-range detector ran on %v, want %v", ran, want)
+	}
+	if want := []bool{false, false, false, true, false, false, true, false, false, false}; !slices.Equal(short, want) {
+		t.Errorf("short-range detector ran on %v, want %v", short, want)
 	}
 	for i, o := range obs {
 		if len(o.Faces) != 1 {
@@ -116,7 +131,7 @@ func TestFaceCascadeCadence(t *testing.T) {
 	empty := gocv.NewMat()
 	defer empty.Close()
 	gocv.Resize(readPhoto(t, "building.jpg"), &empty, image.Pt(still.Cols(), still.Rows()), 0, 0, gocv.InterpolationArea)
-	ran, obs = observeFaces(t, a, s, 1400, still, empty)
+	ran, obs = observeFaces(t, a, s, 2000, still, empty)
 	if !slices.Equal(ran, []bool{false, true}) || len(obs[1].Faces) != 0 {
 		t.Errorf("detector ran on %v with %d faces left: want it at once when the candidate is gone", ran, len(obs[1].Faces))
 	}

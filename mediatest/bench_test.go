@@ -369,7 +369,7 @@ type benchSnapshot struct {
 
 // benchNetworks are the detector networks whose runs the pipeline counts
 // (invigil_pipeline_network_runs_total's network label).
-var benchNetworks = []string{"face", "face_mesh", "palm", "hand"}
+var benchNetworks = []string{"face", "face_short", "face_mesh", "palm", "hand"}
 
 // analysisTriggers are the scheduler's reasons for an analysis
 // (invigil_pipeline_analyses_total's trigger label).

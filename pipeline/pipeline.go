@@ -46,7 +46,7 @@
 //	invigil_pipeline_stage_seconds_total{stage}      depacketize, decode, thumbnail, convert, inference, rules, evidence
 //	invigil_pipeline_workers, _workers_busy, _worker_busy_seconds_total
 //	invigil_pipeline_worker_utilisation              share of worker time busy over the last 10 s
-//	invigil_pipeline_network_runs_total{network}     face, face_mesh, palm, hand: how often the detectors' cascades let each run
+//	invigil_pipeline_network_runs_total{network}     face, face_short, face_mesh, palm, hand: how often the detectors' cascades let each run
 //	invigil_pipeline_candidates_active, _tracks_active
 //	invigil_pipeline_violations_total{type,event}, _sink_errors_total, _sink_queue
 package pipeline
