@@ -102,8 +102,8 @@ func pasteFace(t *testing.T, img gocv.Mat, c faceCrop, side, x, y int) gocv.Mat 
 func shortRuns(a *Analyzer) int { return a.short.Inference().Runs }
 
 // While one face is followed a detector looks on exactly every k-th face
-// analysis: the short-range one on two turns of three, the full-range one
-// on the third; when the face is gone, the full-range one at once.
+// analysis, the short-range and the full-range one in turn; when the face
+// is gone, the full-range one at once.
 func TestFaceCascadeCadence(t *testing.T) {
 	a := newTestAnalyzer(t)
 	still := cropPhoto(t, faceCrops[0])
@@ -117,10 +117,10 @@ func TestFaceCascadeCadence(t *testing.T) {
 		ran, obs = append(ran, r...), append(obs, o...)
 		short = append(short, shortRuns(a) > before)
 	}
-	if want := []bool{true, false, false, false, false, false, false, false, false, true}; !slices.Equal(ran, want) {
+	if want := []bool{true, false, false, false, false, false, true, false, false, false}; !slices.Equal(ran, want) {
 		t.Errorf("full-range detector ran on %v, want %v", ran, want)
 	}
-	if want := []bool{false, false, false, true, false, false, true, false, false, false}; !slices.Equal(short, want) {
+	if want := []bool{false, false, false, true, false, false, false, false, false, true}; !slices.Equal(short, want) {
 		t.Errorf("short-range detector ran on %v, want %v", short, want)
 	}
 	for i, o := range obs {
