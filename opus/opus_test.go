@@ -562,6 +562,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{31<<3 | 3, 0xc0 | 3, 255, 3, 5, 7})
 	fresh, primed, raw := newDecoder(f), newDecoder(f), newDecoder(f)
+	low := newDecoderAt(f, 16000) // the pipeline's
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, perr := ParsePacket(data)
 		out, err := fresh.Decode(data)
@@ -570,6 +571,13 @@ func FuzzDecode(f *testing.F) {
 		}
 		if err == nil && len(out) != info.Samples() {
 			t.Fatalf("decoded %d samples, packet says %d", len(out), info.Samples())
+		}
+		out, err = low.Decode(data)
+		if (err == nil) != (perr == nil) {
+			t.Fatalf("ParsePacket: %v; Decode at 16 kHz: %v", perr, err)
+		}
+		if err == nil && len(out) != info.Samples()/3 {
+			t.Fatalf("decoded %d samples at 16 kHz, packet says %d at 48 kHz", len(out), info.Samples())
 		}
 		if len(data) > 0 && len(data) <= MaxPacketBytes {
 			_, got, lerr := raw.decodeRaw(nil, data, MaxPacketSamples, false)
