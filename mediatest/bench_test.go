@@ -601,17 +601,27 @@ func printStep(r benchStep) {
 	for _, net := range benchNetworks {
 		runs = append(runs, fmt.Sprintf("%s %.2f", net, r.networkRuns[net]))
 	}
-	fmt.Printf("%4d candidates: server %.2f cores, load generator %.2f, whole machine %.2f; latency p50 %.3f s p99 %.3f s; analyzed %.2f fps/candidate (%.1f superseded; by trigger %s; %.2f carried; network runs per analysis: %s; speech chunks per model run %.1f); RSS %.1f MiB/candidate; workers %.0f%% busy; max forwarding gap %v, SFU drops %.0f; onsets %d (median +%d, max +%d ms over the minimum), missed %d → %s\n",
-		r.n, r.serverCPU, r.genCPU, r.machineCPU, r.p50, r.p99, r.analysedFPS, r.superseded, strings.Join(triggers, ", "), r.carried, strings.Join(runs, ", "), r.speechBatch, r.rssPerCand/(1<<20),
+	fmt.Printf("%4d candidates: server %.2f cores, load generator %.2f, whole machine %.2f; latency p50 %.3f s p99 %.3f s; analyzed %.2f fps/candidate (%.1f superseded; by trigger %s; %.2f carried; network runs per analysis: %s; speech chunks per model run %.1f); RSS %s MiB/candidate; workers %.0f%% busy; max forwarding gap %v, SFU drops %.0f; onsets %d (median +%d, max +%d ms over the minimum), missed %d → %s\n",
+		r.n, r.serverCPU, r.genCPU, r.machineCPU, r.p50, r.p99, r.analysedFPS, r.superseded, strings.Join(triggers, ", "), r.carried, strings.Join(runs, ", "), r.speechBatch, r.rssText(),
 		100*r.workerUtil, r.maxGap.Round(time.Millisecond), r.sfuDropped, len(r.onsets), r.medianOnset(), r.maxOnset(), r.missed, r.verdict())
+}
+
+// rssText is the RSS per candidate in MiB, or "–" when the process shrank:
+// a second ramp's first step can find memory of the first ramp's stack
+// freed only after its baseline was read.
+func (r benchStep) rssText() string {
+	if r.rssPerCand < 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", r.rssPerCand/(1<<20))
 }
 
 func printSummary(rows []benchStep, sustained, cores int) {
 	fmt.Printf("\n| candidates | server cores | machine busy | latency p99 | analyzed fps/cand | change / calm / deadline / refresh | RSS MiB/cand | max fwd gap | onset max over min | verdict |\n")
 	fmt.Printf("|---:|---:|---:|---:|---:|---|---:|---:|---:|---|\n")
 	for _, r := range rows {
-		fmt.Printf("| %d | %.2f | %.2f | %.3f s | %.2f | %.2f / %.2f / %.2f / %.2f | %.1f | %v | +%d ms | %s |\n", r.n, r.serverCPU, r.machineCPU, r.p99, r.analysedFPS,
-			r.byTrigger["change"], r.byTrigger["calm"], r.byTrigger["deadline"], r.byTrigger["refresh"], r.rssPerCand/(1<<20),
+		fmt.Printf("| %d | %.2f | %.2f | %.3f s | %.2f | %.2f / %.2f / %.2f / %.2f | %s | %v | +%d ms | %s |\n", r.n, r.serverCPU, r.machineCPU, r.p99, r.analysedFPS,
+			r.byTrigger["change"], r.byTrigger["calm"], r.byTrigger["deadline"], r.byTrigger["refresh"], r.rssText(),
 			r.maxGap.Round(time.Millisecond), r.maxOnset(), r.verdict())
 	}
 	// A ramp that ended with every step within the limits (its time budget
