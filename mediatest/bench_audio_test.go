@@ -94,7 +94,7 @@ func benchMics(b testing.TB, dir string) (quiet, speaking string) {
 // microphone the talking violations' evidence).
 func printAudioCost(n int, none, quiet, speaking costResult, quietCPU, speakingCPU float64) {
 	ms := func(v float64) string { return fmt.Sprintf("%6.2f", v*1000) }
-	fmt.Printf("\nAudio path per candidate-second (Opus 20 ms, 32 kb/s mono), alone on one thread: decode + resample + VAD %s ms CPU with a quiet microphone, %s ms speaking half the time\n",
+	fmt.Printf("\nAudio path per candidate-second (Opus 20 ms, 32 kb/s mono), alone on one thread: decode (straight to 16 kHz) + VAD %s ms CPU with a quiet microphone, %s ms speaking half the time\n",
 		ms(quietCPU), ms(speakingCPU))
 	fmt.Printf("In the full stack as above, measured with %d candidates:\n", n)
 	fmt.Printf("  %-30s %s ms audio goroutines busy (wall) per candidate-second; server CPU %+.1f ms over no microphone; %.1f chunks per candidate-second: %.0f%% speech, %.0f%% gated\n",
