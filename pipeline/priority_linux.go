@@ -13,15 +13,16 @@ import (
 const analysisNice = 10
 
 // lowerWorkerPriority pins the calling goroutine to its OS thread and
-// lowers that thread's priority. The thread is never unlocked, so Go ends
-// it with the goroutine and the lower priority reaches no other goroutine.
-func lowerWorkerPriority() error {
+// lowers that thread's priority, and returns the thread's id. The thread
+// is never unlocked, so Go ends it with the goroutine and the lower
+// priority reaches no other goroutine.
+func lowerWorkerPriority() (tid int, err error) {
 	runtime.LockOSThread()
-	tid := syscall.Gettid()
+	tid = syscall.Gettid()
 	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid)
 	if err != nil {
-		return err
+		return tid, err
 	}
 	// The raw syscall answers 20 - nice.
-	return syscall.Setpriority(syscall.PRIO_PROCESS, tid, 20-prio+analysisNice)
+	return tid, syscall.Setpriority(syscall.PRIO_PROCESS, tid, 20-prio+analysisNice)
 }

@@ -3,4 +3,4 @@
 package pipeline
 
 // lowerWorkerPriority is a no-op where threads have no nice value of their own.
-func lowerWorkerPriority() error { return nil }
+func lowerWorkerPriority() (tid int, err error) { return 0, nil }

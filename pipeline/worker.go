@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -20,6 +21,9 @@ type worker struct {
 	// runs are the analyzer's network runs as last counted into the
 	// metrics.
 	runs []detectors.NetworkRuns
+	// thread is the OS thread the worker runs on once it lowered its
+	// priority (0 before, or where threads have no priority of their own).
+	thread atomic.Int64
 }
 
 // countRuns adds the networks' runs since the last count to the metrics.
@@ -40,9 +44,11 @@ func (w *worker) close() {
 
 func (w *worker) run(ctx context.Context) {
 	defer w.p.wg.Done()
-	if err := lowerWorkerPriority(); err != nil {
+	tid, err := lowerWorkerPriority()
+	if err != nil {
 		w.p.log.Warn("cannot lower the analysis worker's priority; media and analysis compete as equals", "err", err)
 	}
+	w.thread.Store(int64(tid))
 	m := w.p.m
 	for {
 		j, ok := w.p.sched.next(ctx)
