@@ -140,12 +140,18 @@ type Stream struct {
 	analyzed     int
 	faces        []rules.Face // as last detected
 	facesChecked bool
-	handsChecked bool
-	hands        []rules.Hand
-	tracked      []runner.RotatedRect
-	handRuns     int
-	palm         palmLook
-	anchor       faceAnchor
+	// faceSkips counts the analyses since the face networks last looked,
+	// and faceGrid is the picture (of a faceGridW×faceGridH frame) then:
+	// facesDue brings their next look forward when a face's box changed.
+	faceSkips            int
+	faceGrid             motion.Grid
+	faceGridW, faceGridH int
+	handsChecked         bool
+	hands                []rules.Hand
+	tracked              []runner.RotatedRect
+	handRuns             int
+	palm                 palmLook
+	anchor               faceAnchor
 }
 
 // NewStream starts a stream under a policy.
@@ -173,7 +179,11 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 	o := rules.Observation{TMS: tMS, Width: frame.Cols(), Height: frame.Rows()}
 	o.Brightness, o.Contrast, o.Sharpness = a.light(frame)
 
-	if every := max(s.Policy.FaceEvery, 1); s.analyzed%every == 0 || !s.facesChecked {
+	due, err := a.facesDue(frame, s)
+	if err != nil {
+		return o, err
+	}
+	if due {
 		face, followed, err := a.followFace(frame, tMS, s)
 		if err != nil {
 			return o, err
@@ -191,6 +201,13 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 			}
 		}
 		s.facesChecked = true
+		s.faceSkips = 0
+		if err := a.makeChangeGrid(&s.faceGrid); err != nil {
+			return o, err
+		}
+		s.faceGridW, s.faceGridH = frame.Cols(), frame.Rows()
+	} else {
+		s.faceSkips++
 	}
 	o.Faces = append([]rules.Face(nil), s.faces...)
 

@@ -50,6 +50,47 @@ func headZone(face rules.Rect) rules.Rect {
 	}
 }
 
+// faceGoneShare: on an analysis that would carry the faces (face_every),
+// the face networks look anyway when at least this share of a carried
+// face's box changed since they last looked. The face has then most
+// likely left or turned away, and carrying it would put face_off_screen
+// and head_turn off by a whole analysis, which under load is a second or
+// more. Measured on the grid between looks 0.2 to 1 s apart: a candidate
+// who talks and moves his head a lot (franck.mp4) changes a 90th
+// percentile of 0.43–0.65 of his face box's cells and at most 0.81; a
+// candidate who leaves (the evaluation's leave videos) 0.91–0.97, a face
+// replaced by a turned head 0.83–0.93.
+const faceGoneShare = 0.7
+
+// facesDue tells whether the face networks look at this analysis: on the
+// first, on every face_every-th, and sooner when most of a carried face's
+// box changed since they last looked (faceGoneShare). A look brought
+// forward starts the count to the next one again, so it costs nothing but
+// the grid.
+func (a *Analyzer) facesDue(frame gocv.Mat, s *Stream) (bool, error) {
+	if !s.facesChecked || s.faceSkips+1 >= max(s.Policy.FaceEvery, 1) ||
+		s.faceGridW != frame.Cols() || s.faceGridH != frame.Rows() {
+		return true, nil
+	}
+	if len(s.faces) == 0 {
+		return false, nil
+	}
+	var grid motion.Grid
+	if err := a.makeChangeGrid(&grid); err != nil {
+		return false, err
+	}
+	for _, f := range s.faces {
+		box := f.Box
+		changed, cells := motion.ChangedWithin(&s.faceGrid, &grid, frame.Cols(), frame.Rows(), func(x, y float64) bool {
+			return x >= box.X && x <= box.X+box.W && y >= box.Y && y <= box.Y+box.H
+		})
+		if cells > 0 && float64(changed) >= faceGoneShare*float64(cells) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // palmLook is the palm detector's last look for a stream: the picture then
 // and the zones whose later changes do not call for another look (the
 // head, and the hands known then, which the landmark model follows).

@@ -2,6 +2,7 @@ package detectors
 
 import (
 	"image"
+	"image/color"
 	"math"
 	"slices"
 	"testing"
@@ -205,5 +206,71 @@ func TestFaceCascadePoseMatchesDetector(t *testing.T) {
 					c, i, f.YawDeg, f.PitchDeg, f.DistanceCM, d.YawDeg, d.PitchDeg, d.DistanceCM)
 			}
 		}
+	}
+}
+
+// faceNetRuns is how often any of the face networks has run.
+func faceNetRuns(a *Analyzer) int {
+	return a.face.Inference().Runs + a.short.Inference().Runs + a.mesh.Inference().Runs
+}
+
+// shifted is a copy of img moved right and down by d pixels: the candidate
+// shifting a little in the chair.
+func shifted(t *testing.T, img gocv.Mat, d float64) gocv.Mat {
+	t.Helper()
+	m := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
+	defer m.Close()
+	m.SetDoubleAt(0, 0, 1)
+	m.SetDoubleAt(1, 1, 1)
+	m.SetDoubleAt(0, 2, d)
+	m.SetDoubleAt(1, 2, d)
+	out := gocv.NewMat()
+	t.Cleanup(func() { out.Close() })
+	gocv.WarpAffineWithParams(img, &out, m, image.Pt(img.Cols(), img.Rows()), gocv.InterpolationLinear, gocv.BorderReplicate, color.RGBA{})
+	return out
+}
+
+// On an analysis that would carry the faces (face_every 2), the face
+// networks look anyway when most of the face's box changed since they
+// looked: a candidate who left is seen gone at once instead of one
+// analysis later, and the next look comes face_every analyses after that
+// one. A candidate who shifts a little is carried as before.
+func TestFacesLookSoonerWhenTheFaceLeft(t *testing.T) {
+	a := newTestAnalyzer(t)
+	p, err := rules.DefaultPolicy(rules.PolicyRestRoom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.FaceEvery, p.HandsEvery = 2, 0
+	seated := cropPhoto(t, faceCrops[0])
+	empty := gocv.NewMat()
+	defer empty.Close()
+	gocv.Resize(readPhoto(t, "building.jpg"), &empty, image.Pt(seated.Cols(), seated.Rows()), 0, 0, gocv.InterpolationArea)
+	for _, c := range []struct {
+		name   string
+		frames []gocv.Mat
+		ran    []bool
+		faces  []int
+	}{
+		{"left", []gocv.Mat{seated, empty, empty, empty}, []bool{true, true, false, true}, []int{1, 0, 0, 0}},
+		{"shifted a little", []gocv.Mat{seated, shifted(t, seated, 4), shifted(t, seated, 8)}, []bool{true, false, true}, []int{1, 1, 1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := NewStream(p, Camera{})
+			var ran []bool
+			var faces []int
+			for i, f := range c.frames {
+				before := faceNetRuns(a)
+				o, err := a.Observe(f, int64(i)*500, s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ran = append(ran, faceNetRuns(a) > before)
+				faces = append(faces, len(o.Faces))
+			}
+			if !slices.Equal(ran, c.ran) || !slices.Equal(faces, c.faces) {
+				t.Errorf("face networks ran on %v with faces %v, want %v with %v", ran, faces, c.ran, c.faces)
+			}
+		})
 	}
 }

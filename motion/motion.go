@@ -73,6 +73,26 @@ func Changed(a, b *Grid) int {
 // PictureChanged reports whether b shows something a's picture did not.
 func PictureChanged(a, b *Grid) bool { return Changed(a, b) >= MinChangedCells }
 
+// ChangedWithin counts the cells whose centers inside accepts (in pixels
+// of a width×height picture), and how many of them changed from a to b: a
+// cascade asks how much of a face's box changed.
+func ChangedWithin(a, b *Grid, width, height int, inside func(x, y float64) bool) (changed, cells int) {
+	cw, ch := float64(width)/GridW, float64(height)/GridH
+	for y := range GridH {
+		for x := range GridW {
+			if !inside((float64(x)+0.5)*cw, (float64(y)+0.5)*ch) {
+				continue
+			}
+			cells++
+			i := y*GridW + x
+			if d := int(b[i]) - int(a[i]); d > CellDelta || d < -CellDelta {
+				changed++
+			}
+		}
+	}
+	return changed, cells
+}
+
 // ChangedOutside counts the changed cells whose centers lie outside what
 // inside accepts, in pixels of a width×height picture (a cascade leaves
 // out the zones where movement tells it nothing new, such as the head of a

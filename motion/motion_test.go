@@ -70,3 +70,24 @@ func TestGridRefusesColorPictures(t *testing.T) {
 		t.Error("an empty picture was taken")
 	}
 }
+
+// ChangedWithin counts the cells whose centers the zone holds, and which
+// of them moved by more than CellDelta.
+func TestChangedWithinCountsTheZonesCells(t *testing.T) {
+	var a, b Grid
+	for i := range b {
+		b[i] = CellDelta + 1 // every cell changed
+	}
+	b[0] = CellDelta // the top-left cell: changed by exactly CellDelta, which does not count
+	// A zone over the top-left 4×3 cells of a 640×480 picture (cells of
+	// 20×20 pixels; the zone's edge at 80 and 60 leaves the next centers,
+	// 90 and 70, out).
+	inside := func(x, y float64) bool { return x < 80 && y < 60 }
+	changed, cells := ChangedWithin(&a, &b, 640, 480, inside)
+	if cells != 12 || changed != 11 {
+		t.Errorf("ChangedWithin = %d changed of %d cells, want 11 of 12", changed, cells)
+	}
+	if changed, cells := ChangedWithin(&a, &a, 640, 480, inside); cells != 12 || changed != 0 {
+		t.Errorf("ChangedWithin on the same grid = %d of %d, want 0 of 12", changed, cells)
+	}
+}
