@@ -20,8 +20,13 @@ import (
 // a strip of black and white blocks (and their complement below, so that
 // a misread is caught), a face for the first loopFace of them and an
 // empty room for the rest, so that face_off_screen opens once a loop.
+// The face stays 3 s so that each violation closes within the loop: the
+// rest room clears face_off_screen after 1.5 s of face, and the face
+// networks see the face come up to a look interval (face_every analyses,
+// 0.5 s or more) after it appeared, and see it go at once (facesDue), so
+// 2 s of face showed only 1.3 s of it on some loops.
 const (
-	loopFace   = 30 // 2 s
+	loopFace   = 45 // 3 s
 	loopFrames = 120
 	codeBits   = 7
 )
