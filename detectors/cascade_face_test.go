@@ -10,6 +10,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"invigil/detectors/rules"
+	"invigil/motion"
 )
 
 // faceCrop is one face of a group photo (its box as the detector draws it
@@ -270,6 +271,81 @@ func TestFacesLookSoonerWhenTheFaceLeft(t *testing.T) {
 			}
 			if !slices.Equal(ran, c.ran) || !slices.Equal(faces, c.faces) {
 				t.Errorf("face networks ran on %v with faces %v, want %v with %v", ran, faces, c.ran, c.faces)
+			}
+		})
+	}
+}
+
+// invertedIn is a copy of img with the zones' pixels inverted, each zone
+// shrunk by a pixel so that no grid cell centered just outside changes.
+func invertedIn(t *testing.T, img gocv.Mat, zones ...rules.Rect) gocv.Mat {
+	t.Helper()
+	out := img.Clone()
+	t.Cleanup(func() { out.Close() })
+	for _, z := range zones {
+		r := image.Rect(int(z.X)+1, int(z.Y)+1, int(z.X+z.W)-1, int(z.Y+z.H)-1).Intersect(image.Rect(0, 0, img.Cols(), img.Rows()))
+		if r.Empty() {
+			t.Fatalf("zone %+v lies outside the %d×%d picture", z, img.Cols(), img.Rows())
+		}
+		region := out.Region(r)
+		gocv.BitwiseNot(region, &region)
+		region.Close()
+	}
+	return out
+}
+
+// The candidate's own movement does not send the face cascade back to the
+// detector: the picture inverted beside the head, out to where the hair
+// and ears swing (more than any turn changes), or below the chin where
+// the shoulders, chest and hands are. The same change counts elsewhere:
+// the cells it changes outside the head itself reach the change grid's
+// threshold.
+func TestFaceCascadeIgnoresItsOwnMotion(t *testing.T) {
+	a := newTestAnalyzer(t)
+	near := cropPhoto(t, faceCrops[0])
+	// The candidate farther back, at the top of the frame, so that his
+	// chest is in view.
+	far := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(90, 100, 110, 0), near.Rows(), near.Cols(), near.Type())
+	defer far.Close()
+	small := gocv.NewMat()
+	defer small.Close()
+	gocv.Resize(near, &small, image.Pt(near.Cols()/2, near.Rows()/2), 0, 0, gocv.InterpolationArea)
+	top := far.Region(image.Rect(near.Cols()/4, 0, near.Cols()/4+small.Cols(), small.Rows()))
+	small.CopyTo(&top)
+	top.Close()
+	for _, c := range []struct {
+		name    string
+		picture gocv.Mat
+		zones   func(face rules.Rect) []rules.Rect
+	}{
+		{"beside the head", near, func(f rules.Rect) []rules.Rect {
+			y, h := f.Y-0.5*f.H, 1.7*f.H
+			return []rules.Rect{{X: f.X - 0.42*f.W, Y: y, W: 0.3 * f.W, H: h}, {X: f.X + 1.12*f.W, Y: y, W: 0.3 * f.W, H: h}}
+		}},
+		{"below the chin", far, func(f rules.Rect) []rules.Rect {
+			y := f.Y + 1.35*f.H
+			return []rules.Rect{{X: f.X - 1.2*f.W, Y: y, W: 3.4 * f.W, H: float64(far.Rows()) - y}}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := cascadeStream(t, 3)
+			_, obs := observeFaces(t, a, s, 0, c.picture)
+			if len(obs[0].Faces) != 1 {
+				t.Fatalf("%d faces, want the candidate's", len(obs[0].Faces))
+			}
+			moved := invertedIn(t, c.picture, c.zones(obs[0].Faces[0].Box)...)
+			ran, obs := observeFaces(t, a, s, 200, moved)
+			if ran[0] || len(obs[0].Faces) != 1 {
+				t.Fatalf("detector ran: %v, %d faces: want the candidate followed through his own movement", ran[0], len(obs[0].Faces))
+			}
+			// The anchor's picture is still the first look's.
+			var grid motion.Grid
+			if err := a.makeChangeGrid(&grid); err != nil {
+				t.Fatal(err)
+			}
+			head := []rules.Rect{headZone(obs[0].Faces[0].Box), headZone(s.anchor.box)}
+			if n := changedOutside(&s.anchor.grid, &grid, head, moved.Cols(), moved.Rows()); n < motion.MinChangedCells {
+				t.Errorf("the change outside the head zone is only %d cells, want at least %d", n, motion.MinChangedCells)
 			}
 		})
 	}
