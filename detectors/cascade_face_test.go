@@ -257,18 +257,8 @@ func TestFacesLookSoonerWhenTheFaceLeft(t *testing.T) {
 		{"shifted a little", []gocv.Mat{seated, shifted(t, seated, 4), shifted(t, seated, 8)}, []bool{true, false, true}, []int{1, 1, 1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := NewStream(p, Camera{})
-			var ran []bool
-			var faces []int
-			for i, f := range c.frames {
-				before := faceNetRuns(a)
-				o, err := a.Observe(f, int64(i)*500, s)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ran = append(ran, faceNetRuns(a) > before)
-				faces = append(faces, len(o.Faces))
-			}
+			ran, faces := observeCounting(t, a, NewStream(p, Camera{}), c.frames, 500, faceNetRuns,
+				func(o rules.Observation) int { return len(o.Faces) })
 			if !slices.Equal(ran, c.ran) || !slices.Equal(faces, c.faces) {
 				t.Errorf("face networks ran on %v with faces %v, want %v with %v", ran, faces, c.ran, c.faces)
 			}

@@ -7,6 +7,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"invigil/detectors/rules"
 	"invigil/motion"
 )
 
@@ -44,16 +45,25 @@ func withHand(t *testing.T, img gocv.Mat) gocv.Mat {
 // of them the palm detector ran and the hands each observation holds.
 func observeAll(t *testing.T, a *Analyzer, s *Stream, frames []gocv.Mat) (ran []bool, hands []int) {
 	t.Helper()
+	return observeCounting(t, a, s, frames, 200, palmRuns, func(o rules.Observation) int { return len(o.Hands) })
+}
+
+// observeCounting runs the frames in turn, stepMS apart, and returns on
+// which of them runs (a count of network runs) went up and what count
+// made of each observation.
+func observeCounting(t *testing.T, a *Analyzer, s *Stream, frames []gocv.Mat, stepMS int64,
+	runs func(*Analyzer) int, count func(rules.Observation) int) (ran []bool, counts []int) {
+	t.Helper()
 	for i, f := range frames {
-		before := palmRuns(a)
-		o, err := a.Observe(f, int64(i)*200, s)
+		before := runs(a)
+		o, err := a.Observe(f, int64(i)*stepMS, s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ran = append(ran, palmRuns(a) > before)
-		hands = append(hands, len(o.Hands))
+		ran = append(ran, runs(a) > before)
+		counts = append(counts, count(o))
 	}
-	return ran, hands
+	return ran, counts
 }
 
 // A still picture without hands is looked at again only on every
