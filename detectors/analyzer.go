@@ -41,6 +41,10 @@ type Analyzer struct {
 	gray, small, laplace gocv.Mat        // scratch for the light measures
 	grid                 *motion.Gridder // for the cascades' change grid
 	scaled               gocv.Mat        // scratch for oversized frames
+	// changes is the change grid of the frame Observe is analyzing, made
+	// once from the light measures' thumbnail for every cascade to compare
+	// with the picture it last looked at.
+	changes motion.Grid
 }
 
 // AnalyzerOptions picks the model variants.
@@ -178,12 +182,11 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 	}
 	o := rules.Observation{TMS: tMS, Width: frame.Cols(), Height: frame.Rows()}
 	o.Brightness, o.Contrast, o.Sharpness = a.light(frame)
-
-	due, err := a.facesDue(frame, s)
-	if err != nil {
+	if err := a.makeChangeGrid(&a.changes); err != nil {
 		return o, err
 	}
-	if due {
+
+	if a.facesDue(frame, s) {
 		face, followed, err := a.followFace(frame, tMS, s)
 		if err != nil {
 			return o, err
@@ -202,10 +205,7 @@ func (a *Analyzer) Observe(img gocv.Mat, tMS int64, s *Stream) (rules.Observatio
 		}
 		s.facesChecked = true
 		s.faceSkips = 0
-		if err := a.makeChangeGrid(&s.faceGrid); err != nil {
-			return o, err
-		}
-		s.faceGridW, s.faceGridH = frame.Cols(), frame.Rows()
+		s.faceGrid, s.faceGridW, s.faceGridH = a.changes, frame.Cols(), frame.Rows()
 	} else {
 		s.faceSkips++
 	}
@@ -353,9 +353,7 @@ func (a *Analyzer) faceObservations(faces []runner.Face, frame gocv.Mat, tMS int
 		result[i] = f.Face
 	}
 	s.calibrate(tMS, out, center, frame.Cols())
-	if err := a.setAnchor(s, faces, &mainMesh, frame); err != nil {
-		return nil, err
-	}
+	a.setAnchor(s, faces, &mainMesh, frame)
 	if s.CalibrateUntilMS > 0 && !s.calibrated {
 		for i := range result {
 			result[i].DistanceCM = 0
@@ -438,16 +436,12 @@ func (a *Analyzer) detectHands(frame gocv.Mat, s *Stream, head []rules.Rect) ([]
 		}
 	}
 	if len(found) < maxHands {
-		var grid motion.Grid
-		if err := a.makeChangeGrid(&grid); err != nil {
-			return nil, err
-		}
 		zones := head
 		for _, h := range found {
 			zones = append(zones, handZone(h.Box))
 		}
 		lost := len(found) < len(s.tracked)
-		if !palmNeeded(s, &grid, zones, lost, frame.Cols(), frame.Rows()) {
+		if !palmNeeded(s, &a.changes, zones, lost, frame.Cols(), frame.Rows()) {
 			s.palm.skips++
 			return s.keepHands(found), nil
 		}
@@ -472,7 +466,7 @@ func (a *Analyzer) detectHands(frame gocv.Mat, s *Stream, head []rules.Rect) ([]
 		}
 		// What this look saw, the hands it found included: until the
 		// picture changes elsewhere, another look would find the same.
-		s.palm = palmLook{valid: true, width: frame.Cols(), height: frame.Rows(), grid: grid, zones: head}
+		s.palm = palmLook{valid: true, width: frame.Cols(), height: frame.Rows(), grid: a.changes, zones: head}
 		for _, h := range found {
 			s.palm.zones = append(s.palm.zones, handZone(h.Box))
 		}

@@ -88,28 +88,21 @@ const faceGoneShare = 0.7
 // box changed since they last looked (faceGoneShare). A look brought
 // forward starts the count to the next one again, so it costs nothing but
 // the grid.
-func (a *Analyzer) facesDue(frame gocv.Mat, s *Stream) (bool, error) {
+func (a *Analyzer) facesDue(frame gocv.Mat, s *Stream) bool {
 	if !s.facesChecked || s.faceSkips+1 >= max(s.Policy.FaceEvery, 1) ||
 		s.faceGridW != frame.Cols() || s.faceGridH != frame.Rows() {
-		return true, nil
-	}
-	if len(s.faces) == 0 {
-		return false, nil
-	}
-	var grid motion.Grid
-	if err := a.makeChangeGrid(&grid); err != nil {
-		return false, err
+		return true
 	}
 	for _, f := range s.faces {
 		box := f.Box
-		changed, cells := motion.ChangedWithin(&s.faceGrid, &grid, frame.Cols(), frame.Rows(), func(x, y float64) bool {
+		changed, cells := motion.ChangedWithin(&s.faceGrid, &a.changes, frame.Cols(), frame.Rows(), func(x, y float64) bool {
 			return x >= box.X && x <= box.X+box.W && y >= box.Y && y <= box.Y+box.H
 		})
 		if cells > 0 && float64(changed) >= faceGoneShare*float64(cells) {
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
+	return false
 }
 
 // palmLook is the palm detector's last look for a stream: the picture then
@@ -224,31 +217,27 @@ type faceAnchor struct {
 
 // setAnchor records the detector's look for the cascade: one face, large,
 // whole in the frame, with landmarks the model is sure of.
-func (a *Analyzer) setAnchor(s *Stream, faces []runner.Face, mesh *runner.FaceMesh, frame gocv.Mat) error {
+func (a *Analyzer) setAnchor(s *Stream, faces []runner.Face, mesh *runner.FaceMesh, frame gocv.Mat) {
 	s.anchor = faceAnchor{}
 	if len(faces) != 1 || mesh.Presence < minMeshPresence {
-		return nil
+		return
 	}
 	f := faces[0]
 	w, h := float64(frame.Cols()), float64(frame.Rows())
 	if f.Score < NewFaceScore || f.Box.W < minFollowedFaceWidth*w || f.Box.X < 0 || f.Box.Y < 0 || f.Box.X+f.Box.W > w || f.Box.Y+f.Box.H > h {
-		return nil
+		return
 	}
 	turn, ok := meshTurn(mesh, frame, s)
 	if !ok {
-		return nil
+		return
 	}
 	box := rules.Rect{X: f.Box.X, Y: f.Box.Y, W: f.Box.W, H: f.Box.H}
 	anchor := faceAnchor{valid: true, width: frame.Cols(), height: frame.Rows(), face: f, score: f.Score,
-		meshTurn: turn, box: box, crop: runner.FaceCrop(f), faceCrop: runner.FaceCrop(f), followBox: box}
+		meshTurn: turn, grid: a.changes, box: box, crop: runner.FaceCrop(f), faceCrop: runner.FaceCrop(f), followBox: box}
 	for i, k := range stableLandmarks {
 		anchor.points[i] = runner.Point{X: mesh.Landmarks[k].X, Y: mesh.Landmarks[k].Y}
 	}
-	if err := a.makeChangeGrid(&anchor.grid); err != nil {
-		return err
-	}
 	s.anchor = anchor
-	return nil
 }
 
 // followFace follows the anchored face with the landmark model alone and
@@ -264,12 +253,8 @@ func (a *Analyzer) followFace(frame gocv.Mat, tMS int64, s *Stream) (rules.Face,
 		an.width != frame.Cols() || an.height != frame.Rows() || (s.CalibrateUntilMS > 0 && !s.calibrated) {
 		return rules.Face{}, false, nil
 	}
-	var grid motion.Grid
-	if err := a.makeChangeGrid(&grid); err != nil {
-		return rules.Face{}, false, err
-	}
 	atAnchor, atFollow := ownMotion(an.box, frame.Rows()), ownMotion(an.followBox, frame.Rows())
-	if changedOutside(&an.grid, &grid, append(atAnchor[:], atFollow[:]...), frame.Cols(), frame.Rows()) >= motion.MinChangedCells {
+	if changedOutside(&an.grid, &a.changes, append(atAnchor[:], atFollow[:]...), frame.Cols(), frame.Rows()) >= motion.MinChangedCells {
 		return rules.Face{}, false, nil
 	}
 	if !cropInside(an.crop, frame.Cols(), frame.Rows()) {

@@ -328,13 +328,10 @@ func TestFaceCascadeIgnoresItsOwnMotion(t *testing.T) {
 			if ran[0] || len(obs[0].Faces) != 1 {
 				t.Fatalf("detector ran: %v, %d faces: want the candidate followed through his own movement", ran[0], len(obs[0].Faces))
 			}
-			// The anchor's picture is still the first look's.
-			var grid motion.Grid
-			if err := a.makeChangeGrid(&grid); err != nil {
-				t.Fatal(err)
-			}
+			// The anchor's picture is still the first look's; a.changes is
+			// the moved one's.
 			head := []rules.Rect{headZone(obs[0].Faces[0].Box), headZone(s.anchor.box)}
-			if n := changedOutside(&s.anchor.grid, &grid, head, moved.Cols(), moved.Rows()); n < motion.MinChangedCells {
+			if n := changedOutside(&s.anchor.grid, &a.changes, head, moved.Cols(), moved.Rows()); n < motion.MinChangedCells {
 				t.Errorf("the change outside the head zone is only %d cells, want at least %d", n, motion.MinChangedCells)
 			}
 		})
